@@ -1,0 +1,3 @@
+from deepkb.cli import main
+
+main()

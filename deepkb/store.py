@@ -1,0 +1,252 @@
+"""Store: the SQLite catalog (documents, chunks with their vectors, FTS5), the source of truth."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from deepkb.chunker import Chunk
+from deepkb.errors import DeepKBError
+
+DB_FILE = "kb.sqlite"
+
+MIGRATIONS: list[str] = [
+    # 1: the initial schema. Chunk ids are AUTOINCREMENT so an id is never reused: a stale vector index can
+    # then never point at a different chunk than the one it was built from.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+    CREATE TABLE roots (path TEXT PRIMARY KEY, added_at REAL);
+    CREATE TABLE documents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        path TEXT NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        kind TEXT,
+        title TEXT,
+        encoding TEXT,
+        pages INTEGER,
+        empty_pages TEXT,
+        ingested_at REAL
+    );
+    CREATE INDEX documents_sha256 ON documents(sha256);
+    CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        ord INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        heading TEXT,
+        page INTEGER,
+        line_start INTEGER,
+        line_end INTEGER,
+        n_tokens INTEGER,
+        hash TEXT NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE INDEX chunks_doc_id ON chunks(doc_id);
+    CREATE INDEX chunks_hash ON chunks(hash);
+    """,
+]
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    """What the catalog knows about one file."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored chunk joined with its document's path."""
+
+    id: int
+    path: str
+    text: str
+    heading: str | None
+    page: int | None
+    line_start: int | None
+    line_end: int | None
+
+
+class Store:
+    """SQLite in WAL mode: readers never wait for the writer, and every write is one transaction."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / DB_FILE
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise DeepKBError(f"{self.path} was written by a newer deepkb (schema {version}); upgrade deepkb.")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.db.atomic():
+                for statement in filter(str.strip, script.split(";")):
+                    self.db.execute(statement)
+                if number == 1:
+                    self.db["chunks"].enable_fts(["text", "heading"], create_triggers=True, tokenize="porter")
+                self.db.execute(f"PRAGMA user_version={number}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        """One atomic write transaction; it advances the epoch the vector index is checked against."""
+        with self.db.atomic():
+            self.set_meta("epoch", str(self.epoch() + 1))
+            yield
+
+    # meta ---------------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
+
+    def epoch(self) -> int:
+        return int(self.get_meta("epoch") or 0)
+
+    # roots and documents --------------------------------------------------------------------------------
+    def add_roots(self, roots: Iterable[str]) -> None:
+        now = time.time()
+        self.db["roots"].insert_all(({"path": r, "added_at": now} for r in roots), ignore=True)
+
+    def roots(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT path FROM roots ORDER BY path")]
+
+    def documents_under(self, roots: Sequence[str]) -> dict[str, DocumentRow]:
+        """Documents whose path is one of the roots or lies below one."""
+        found: dict[str, DocumentRow] = {}
+        for root in roots:
+            prefix = root.rstrip("/") + "/"
+            rows = self.db.execute(
+                "SELECT id, path, size, mtime_ns, sha256 FROM documents WHERE path = ? OR substr(path, 1, ?) = ?",
+                [root, len(prefix), prefix],
+            )
+            found.update({r[1]: DocumentRow(*r) for r in rows})
+        return found
+
+    def document(self, path: str) -> DocumentRow | None:
+        row = self.db.execute("SELECT id, path, size, mtime_ns, sha256 FROM documents WHERE path = ?", [path])
+        found = row.fetchone()
+        return DocumentRow(*found) if found else None
+
+    def documents_with_sha(self, sha256: str) -> list[DocumentRow]:
+        rows = self.db.execute("SELECT id, path, size, mtime_ns, sha256 FROM documents WHERE sha256 = ?", [sha256])
+        return [DocumentRow(*r) for r in rows]
+
+    def touch_document(self, doc_id: int, size: int, mtime_ns: int) -> None:
+        self.db.execute("UPDATE documents SET size = ?, mtime_ns = ? WHERE id = ?", [size, mtime_ns, doc_id])
+
+    def rename_document(self, doc_id: int, new_path: str, size: int, mtime_ns: int) -> None:
+        self.db.execute(
+            "UPDATE documents SET path = ?, size = ?, mtime_ns = ? WHERE id = ?", [new_path, size, mtime_ns, doc_id]
+        )
+
+    def remove_document(self, doc_id: int) -> list[int]:
+        """Delete a document and its chunks; returns the chunk ids the vector index must drop."""
+        ids = self.chunk_ids(doc_id)
+        self.db.execute("DELETE FROM chunks WHERE doc_id = ?", [doc_id])
+        self.db.execute("DELETE FROM documents WHERE id = ?", [doc_id])
+        return ids
+
+    def chunk_ids(self, doc_id: int) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc_id = ? ORDER BY ord", [doc_id])]
+
+    def put_document(self, fields: dict, chunks: Sequence[Chunk], vectors: np.ndarray) -> tuple[list[int], list[int]]:
+        """Insert or replace a document with its chunks; returns (removed chunk ids, added chunk ids)."""
+        existing = self.document(fields["path"])
+        removed: list[int] = []
+        if existing:
+            removed = self.chunk_ids(existing.id)
+            self.db.execute("DELETE FROM chunks WHERE doc_id = ?", [existing.id])
+            self.db["documents"].update(existing.id, fields)
+            doc_id = existing.id
+        else:
+            doc_id = self.db["documents"].insert(fields).last_pk
+        added: list[int] = []
+        for ord_, (chunk, vector) in enumerate(zip(chunks, vectors)):
+            cursor = self.db.execute(
+                "INSERT INTO chunks (doc_id, ord, text, heading, page, line_start, line_end, n_tokens, hash, vector)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [doc_id, ord_, chunk.text, chunk.heading, chunk.page, chunk.line_start, chunk.line_end,
+                 chunk.n_tokens, chunk.hash, np.asarray(vector, dtype=np.float32).tobytes()],
+            )  # fmt: skip
+            added.append(cursor.lastrowid)
+        return removed, added
+
+    # vectors and chunks ---------------------------------------------------------------------------------
+    def vectors_for_hashes(self, hashes: Iterable[str]) -> dict[str, bytes]:
+        """Stored embeddings of chunks with these content hashes, so equal text is never embedded twice."""
+        wanted = list(set(hashes))
+        found: dict[str, bytes] = {}
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for h, v in self.db.execute(f"SELECT hash, vector FROM chunks WHERE hash IN ({marks})", part):
+                found.setdefault(h, v)
+        return found
+
+    def all_chunk_ids(self) -> set[int]:
+        return {r[0] for r in self.db.execute("SELECT id FROM chunks")}
+
+    def iter_vectors(self, ids: Iterable[int] | None = None, batch: int = 4096) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Stored vectors in batches of (ids, matrix): what the vector index is rebuilt from."""
+        if ids is None:
+            cursor = self.db.execute("SELECT id, vector FROM chunks ORDER BY id")
+            rows_iter: Iterable = iter(lambda: cursor.fetchmany(batch), [])
+        else:
+            wanted = sorted(ids)
+            rows_iter = (
+                self.db.execute(
+                    f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(part))})", part
+                ).fetchall()
+                for part in (wanted[i : i + 500] for i in range(0, len(wanted), 500))
+            )
+        for rows in rows_iter:
+            if rows:
+                yield [r[0] for r in rows], np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+
+    def chunks_by_ids(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            "SELECT c.id, d.path, c.text, c.heading, c.page, c.line_start, c.line_end FROM chunks c "
+            f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+            list(ids),
+        )
+        return {r[0]: ChunkRow(*r) for r in rows}
+
+    def keyword_search(self, match: str, limit: int) -> list[tuple[int, float]]:
+        """FTS5 BM25 over chunk text and headings; higher score is better."""
+        rows = self.db.execute(
+            "SELECT rowid, bm25(chunks_fts, 1.0, 2.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? "
+            "ORDER BY rank LIMIT ?",
+            [match, limit],
+        )
+        return [(r[0], -r[1]) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        docs = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        return {"documents": docs, "chunks": chunks}

@@ -1,0 +1,136 @@
+"""Vector index: hnswlib (cosine) keyed by chunk id, a cache of SQLite that is repaired or rebuilt from it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from deepkb import faults
+from deepkb.store import Store
+
+INDEX_FILE = "vectors.hnsw"
+SIDECAR_FILE = "vectors.json"
+
+
+class VectorIndex:
+    """HNSW over chunk vectors. Deleted chunks are marked deleted and their slots reused by new ones."""
+
+    def __init__(self, home: Path, dim: int, m: int = 16, ef_construction: int = 200, ef_search: int = 96) -> None:
+        import hnswlib
+
+        self.home, self.dim = home, dim
+        self.m, self.ef_construction, self.ef_search = m, ef_construction, ef_search
+        self._hnswlib = hnswlib
+        self.index = self._empty(1024)
+        self.live: set[int] = set()
+        self.epoch = -1  # the store epoch this index reflects
+        self.state = "new"  # how it was opened: loaded | repaired | rebuilt | new
+
+    def _empty(self, capacity: int):
+        index = self._hnswlib.Index(space="cosine", dim=self.dim)
+        index.init_index(
+            max_elements=capacity, ef_construction=self.ef_construction, M=self.m, allow_replace_deleted=True
+        )
+        index.set_ef(self.ef_search)
+        return index
+
+    @classmethod
+    def open(cls, home: Path, store: Store, dim: int, **params: int) -> VectorIndex:
+        """Load the saved index; repair it from SQLite when it lags, rebuild it when it is missing or broken."""
+        self = cls(home, dim, **params)
+        epoch = store.epoch()
+        if self._load():
+            if self.epoch != epoch:
+                self.repair(store)
+                self.state = "repaired"
+            else:
+                self.state = "loaded"
+            self.epoch = epoch
+        else:
+            self.rebuild(store)
+            self.state = "rebuilt" if self.live else "new"
+        return self
+
+    def _load(self) -> bool:
+        index_path, sidecar = self.home / INDEX_FILE, self.home / SIDECAR_FILE
+        if not index_path.exists() or not sidecar.exists():
+            return False
+        try:
+            meta = json.loads(sidecar.read_text())
+            if meta["dim"] != self.dim:
+                return False
+            index = self._hnswlib.Index(space="cosine", dim=self.dim)
+            index.load_index(str(index_path), max_elements=meta["capacity"], allow_replace_deleted=True)
+            index.set_ef(self.ef_search)
+            live = set(meta["live"])
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError):
+            return False
+        if not live <= set(index.get_ids_list()):
+            return False
+        self.index, self.live, self.epoch = index, live, int(meta["epoch"])
+        return True
+
+    def rebuild(self, store: Store) -> None:
+        """Build the whole index again from the vectors stored in SQLite."""
+        total = store.counts()["chunks"]
+        self.index = self._empty(max(1024, int(total * 1.25)))
+        self.live = set()
+        for ids, vectors in store.iter_vectors():
+            self.add(ids, vectors)
+        self.epoch = store.epoch()
+
+    def repair(self, store: Store) -> None:
+        """Bring a lagging index in step with SQLite: add what it lacks, drop what SQLite no longer has."""
+        truth = store.all_chunk_ids()
+        self.delete(self.live - truth)
+        missing = truth - self.live
+        for ids, vectors in store.iter_vectors(missing):
+            self.add(ids, vectors)
+
+    def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        if not len(ids):
+            return
+        needed = len(self.live) + len(ids)
+        capacity = self.index.get_max_elements()
+        if needed > capacity:
+            self.index.resize_index(max(needed, capacity * 2))
+        self.index.add_items(np.asarray(vectors, dtype=np.float32), np.asarray(ids), replace_deleted=True)
+        self.live.update(int(i) for i in ids)
+
+    def delete(self, ids: Sequence[int] | set[int]) -> None:
+        for chunk_id in ids:
+            if chunk_id in self.live:
+                try:
+                    self.index.mark_deleted(int(chunk_id))
+                except RuntimeError:  # already deleted in a newer file than the sidecar that listed it
+                    pass
+                self.live.discard(chunk_id)
+
+    def query(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Nearest chunks as (chunk id, cosine similarity), best first."""
+        k = min(k, len(self.live))
+        if k <= 0:
+            return []
+        self.index.set_ef(max(self.ef_search, k))
+        labels, distances = self.index.knn_query(np.asarray(vector, dtype=np.float32).reshape(1, -1), k=k)
+        return [(int(i), float(1.0 - d)) for i, d in zip(labels[0], distances[0])]
+
+    def save(self, epoch: int) -> None:
+        """Write the index atomically: a kill leaves the old files or the new ones, never half of one."""
+        index_path, sidecar = self.home / INDEX_FILE, self.home / SIDECAR_FILE
+        tmp_index, tmp_sidecar = index_path.with_suffix(".hnsw.tmp"), sidecar.with_suffix(".json.tmp")
+        self.index.save_index(str(tmp_index))
+        meta = {"epoch": epoch, "dim": self.dim, "capacity": self.index.get_max_elements(), "live": sorted(self.live)}
+        tmp_sidecar.write_text(json.dumps(meta))
+        for tmp in (tmp_index, tmp_sidecar):
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        faults.checkpoint("index-written")
+        os.replace(tmp_index, index_path)
+        faults.checkpoint("index-replaced")
+        os.replace(tmp_sidecar, sidecar)
+        self.epoch = epoch
