@@ -55,6 +55,9 @@ class Settings:
     embed_batch_size: int = 32
     """Texts per embedding batch."""
 
+    chunks_per_commit: int = 256
+    """Chunks gathered from several files before one embedding pass and one SQLite transaction."""
+
     hnsw_m: int = 16
     """HNSW graph degree."""
 

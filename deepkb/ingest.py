@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 IGNORE_FILE = ".deepkbignore"
 DEFAULT_IGNORES = ["*~", "*.swp", "*.swo", "*.part", "*.tmp", "*.crdownload", "__pycache__/", "node_modules/"]
-CHUNKS_PER_COMMIT = 256  # chunks gathered from several files before one embed call and one transaction
 
 
 @dataclass
@@ -158,7 +157,7 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
             progress.file_done(path, 0)
             continue
         pending.append(item)
-        if sum(len(p.chunks) for p in pending) >= CHUNKS_PER_COMMIT:
+        if sum(len(p.chunks) for p in pending) >= kb.settings.chunks_per_commit:
             _commit(kb, pending, report, progress)
             pending = []
     _commit(kb, pending, report, progress)

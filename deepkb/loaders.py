@@ -98,7 +98,12 @@ def decode_text(data: bytes) -> tuple[str, str]:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = list(from_bytes(data))
+    best = matches[0] if matches else None
+    # Single-byte code pages are often equally plausible; Windows-1252 is by far the most common of them.
+    western = next((m for m in matches if m.encoding == "cp1252"), None)
+    if best is not None and western is not None and western.chaos <= best.chaos + 0.15:
+        best = western
     if best is None or _control_ratio(str(best)) > 0.05:
         raise LoadError("binary file (no text encoding fits)")
     return normalize_newlines(str(best)), best.encoding

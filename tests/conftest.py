@@ -1,0 +1,72 @@
+"""Shared fixtures: every test gets its own DEEPKB_HOME; the real embedding model is loaded once per session."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from deepkb.embedder import create_embedder
+from deepkb.kb import KnowledgeBase
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = REPO / "data"
+
+
+@pytest.fixture(autouse=True)
+def kb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test touches the user's knowledge base or model settings."""
+    home = tmp_path / "kb"
+    monkeypatch.setenv("DEEPKB_HOME", str(home))
+    for var in ("DEEPKB_MODEL", "DEEPKB_EMBEDDING_MODEL", "DEEPKB_FAULT", "DEEPKB_CHUNKS_PER_COMMIT"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real all-MiniLM-L6-v2, resolved offline."""
+    return create_embedder("all-MiniLM-L6-v2")
+
+
+class Spy:
+    """Records every text handed to the real embedder, so tests can count what was re-embedded."""
+
+    def __init__(self, embedder) -> None:
+        self.embedder, self.texts = embedder, []
+        self._embed = embedder.embed
+
+    def __call__(self, texts):
+        self.texts.extend(texts)
+        return self._embed(texts)
+
+
+@pytest.fixture
+def embedded(embedder, monkeypatch: pytest.MonkeyPatch) -> Spy:
+    spy = Spy(embedder)
+    monkeypatch.setattr(embedder, "embed", spy)
+    return spy
+
+
+@pytest.fixture
+def kb(kb_home: Path, embedder) -> KnowledgeBase:
+    base = KnowledgeBase.open(kb_home, embedder=embedder)
+    yield base
+    base.close()
+
+
+@pytest.fixture
+def sample_copy(tmp_path: Path) -> Path:
+    """A private copy of data/ that a test may edit."""
+    target = tmp_path / "docs"
+    shutil.copytree(SAMPLE_DATA, target)
+    return target
+
+
+def write(path: Path, text: str) -> Path:
+    """Write dedented text, creating folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path

@@ -1,0 +1,72 @@
+"""Chunking: sized in the embedding model's own tokens, spans that really contain the text, stable cuts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepkb.chunker import chunk_units
+from deepkb.loaders import load
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data"
+
+
+def _chunks(embedder, name: str, raw: bytes, target: int = 200):
+    doc = load(Path(name), raw)
+    return chunk_units(doc.units, embedder.count_tokens, embedder.max_tokens, target_tokens=target, overlap_tokens=32)
+
+
+def test_no_chunk_exceeds_what_the_model_reads(embedder):
+    long_line = " ".join(f"word{i} antidisestablishmentarianism" for i in range(400))
+    raw = ("# Title\n\n" + long_line + "\n\n" + "short paragraph\n\n" * 50).encode()
+    chunks = _chunks(embedder, "big.md", raw, target=400)
+    assert len(chunks) > 3
+    counts = embedder.count_tokens([c.embed_text for c in chunks])
+    assert max(counts) <= embedder.max_tokens == 254
+    assert all(c.n_tokens == n for c, n in zip(chunks, counts))
+
+
+def test_text_spans_contain_the_chunk_text(embedder):
+    for name in ("security-policy.md", "release-notes.txt", "rotate_keys.py", "incident-response-runbook.md"):
+        raw = (SAMPLE / name).read_bytes()
+        source = raw.decode().split("\n")
+        for chunk in _chunks(embedder, name, raw, target=120):
+            span = source[chunk.line_start - 1 : chunk.line_end]
+            for line in filter(None, chunk.text.split("\n")):
+                assert line in span, (name, chunk.line_start, chunk.line_end, line)
+
+
+def test_pdf_chunks_stay_on_one_page_and_the_page_holds_their_text(embedder):
+    from pypdf import PdfReader
+
+    raw = (SAMPLE / "backup-retention-policy.pdf").read_bytes()
+    pages = [p.extract_text().split("\n") for p in PdfReader(str(SAMPLE / "backup-retention-policy.pdf")).pages]
+    chunks = _chunks(embedder, "backup-retention-policy.pdf", raw, target=120)
+    assert {c.page for c in chunks} == set(range(1, len(pages) + 1))
+    for chunk in chunks:
+        lines = [x.strip() for x in pages[chunk.page - 1][chunk.line_start - 1 : chunk.line_end]]
+        assert all(line in lines for line in filter(None, chunk.text.split("\n")))
+
+
+def test_headings_start_chunks_and_label_them(embedder):
+    raw = (SAMPLE / "security-policy.md").read_bytes()
+    chunks = _chunks(embedder, "security-policy.md", raw)
+    rotation = [c for c in chunks if c.heading and "How to rotate an API key" in c.heading]
+    assert rotation and rotation[0].text.startswith("## 4. How to rotate an API key")
+    assert all(c.embed_text.startswith(c.heading) for c in chunks if c.heading)
+
+
+def test_consecutive_chunks_overlap_a_little(embedder):
+    raw = "\n".join(f"Line {i} says something about topic {i % 7} in plain words." for i in range(200)).encode()
+    chunks = _chunks(embedder, "log.txt", raw, target=120)
+    assert len(chunks) > 5
+    overlaps = [a.line_end - b.line_start + 1 for a, b in zip(chunks, chunks[1:])]
+    assert all(0 <= o <= 3 for o in overlaps) and any(o > 0 for o in overlaps)
+
+
+def test_an_edit_keeps_the_other_chunks_of_a_long_file(embedder):
+    paragraphs = [f"Paragraph {i}. " + " ".join(f"fact{i}_{j} is recorded here" for j in range(12)) for i in range(60)]
+    before = _chunks(embedder, "notes.txt", "\n\n".join(paragraphs).encode())
+    paragraphs[5] = paragraphs[5].replace("fact5_3 is recorded here", "fact5_3 was corrected after review, twice")
+    after = _chunks(embedder, "notes.txt", "\n\n".join(paragraphs).encode())
+    changed = {c.hash for c in after} - {c.hash for c in before}
+    assert len(before) > 15 and 1 <= len(changed) <= 3

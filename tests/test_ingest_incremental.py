@@ -1,0 +1,169 @@
+"""Incremental sync: unchanged files cost nothing, edits re-embed only new text, renames and deletes are honoured."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from conftest import write
+from deepkb.kb import KnowledgeBase
+
+
+def _state(kb: KnowledgeBase) -> list[tuple]:
+    rows = kb.store.db.execute(
+        "SELECT d.path, c.ord, c.text, c.page, c.line_start, c.line_end FROM chunks c JOIN documents d ON d.id = c.doc_id "
+        "ORDER BY d.path, c.ord"
+    )
+    return [tuple(r) for r in rows]
+
+
+def test_first_ingest_then_unchanged_rerun_embeds_nothing(kb, sample_copy, embedded):
+    first = kb.ingest([sample_copy])
+    assert first.added == 10 and first.chunks_embedded > 50 and not first.skipped
+    assert len(embedded.texts) == first.chunks_embedded
+    embedded.texts.clear()
+    again = kb.ingest([sample_copy])
+    assert (again.added, again.updated, again.unchanged, again.chunks_embedded) == (0, 0, 10, 0)
+    assert embedded.texts == []
+
+
+def test_touched_but_identical_file_is_not_rechunked(kb, sample_copy, embedded):
+    kb.ingest([sample_copy])
+    embedded.texts.clear()
+    target = sample_copy / "security-policy.md"
+    os.utime(target, ns=(1, 1))
+    report = kb.ingest([sample_copy])
+    assert report.unchanged == 10 and report.updated == 0 and embedded.texts == []
+    assert kb.store.document(str(target)).mtime_ns == 1
+
+
+def test_editing_one_paragraph_reembeds_only_that_chunk(kb, sample_copy, embedded):
+    kb.ingest([sample_copy])
+    embedded.texts.clear()
+    target = sample_copy / "security-policy.md"
+    text = target.read_text()
+    old = "Personal credentials must be replaced every ninety days."
+    assert old in text
+    target.write_text(text.replace(old, "Personal credentials must be replaced every sixty days."))
+    report = kb.ingest([sample_copy])
+    assert report.updated == 1 and report.chunks_embedded == 1
+    assert len(embedded.texts) == 1 and "every sixty days" in embedded.texts[0]
+    hits = kb.search("credentials replaced every sixty days", k=1, mode="keyword")
+    assert hits[0].path == str(target)
+
+
+def test_deleted_file_is_removed_from_catalog_and_search(kb, sample_copy):
+    kb.ingest([sample_copy])
+    (sample_copy / "release-notes.txt").unlink()
+    report = kb.ingest([sample_copy])
+    assert report.removed == 1
+    assert kb.store.document(str(sample_copy / "release-notes.txt")) is None
+    assert all("release-notes" not in h.path for h in kb.search("Kestrel-9", k=5))
+    assert kb.store.db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'kestrel'").fetchone()[0] == 0
+
+
+def test_rename_and_move_cost_no_embedding(kb, sample_copy, embedded):
+    kb.ingest([sample_copy])
+    before = kb.status()["chunks"]
+    embedded.texts.clear()
+    (sample_copy / "archive").mkdir()
+    shutil.move(sample_copy / "release-notes.txt", sample_copy / "archive" / "fleet-release-notes.txt")
+    report = kb.ingest([sample_copy])
+    assert (report.renamed, report.added, report.removed, report.chunks_embedded) == (1, 0, 0, 0)
+    assert embedded.texts == []
+    hit = kb.search("Kestrel-9", k=1, mode="keyword")[0]
+    assert hit.path == str(sample_copy / "archive" / "fleet-release-notes.txt")
+    assert kb.status()["chunks"] == before
+
+
+def test_move_to_another_ingested_folder_is_a_rename(kb, tmp_path, embedded):
+    notes, papers = tmp_path / "notes", tmp_path / "papers"
+    write(notes / "plan.md", "# Plan\n\nThe zeppelin launch happens on Tuesday at dawn.\n")
+    write(papers / "other.md", "# Other\n\nUnrelated text about gardening.\n")
+    kb.ingest([notes])
+    kb.ingest([papers])
+    embedded.texts.clear()
+    shutil.move(notes / "plan.md", papers / "plan.md")
+    report = kb.ingest([papers])
+    assert report.renamed == 1 and embedded.texts == []
+    assert kb.search("zeppelin", k=1, mode="keyword")[0].path == str(papers / "plan.md")
+
+
+def test_copy_of_a_file_reuses_its_vectors(kb, sample_copy, embedded):
+    kb.ingest([sample_copy])
+    embedded.texts.clear()
+    shutil.copy(sample_copy / "security-policy.md", sample_copy / "security-policy-copy.md")
+    report = kb.ingest([sample_copy])
+    assert report.added == 1 and report.chunks_embedded == 0 and report.chunks_reused > 5
+
+
+def test_bad_files_are_reported_and_the_run_goes_on(kb, tmp_path):
+    docs = tmp_path / "docs"
+    write(docs / "good.md", "# Good\n\nA perfectly fine document about lighthouses.\n")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf")
+    (docs / "blob.bin").write_bytes(bytes(range(256)) * 8)
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "latin1.txt").write_bytes("Les crêpes de la façade sont très appréciées.\n".encode("latin-1") * 3)
+    report = kb.ingest([docs])
+    reasons = {Path(s.path).name: s.reason for s in report.skipped}
+    assert set(reasons) == {"broken.pdf", "blob.bin", "empty.txt"}
+    assert "corrupt PDF" in reasons["broken.pdf"] and "empty" in reasons["empty.txt"]
+    assert report.added == 2
+    assert kb.search("crêpes façade", k=1, mode="keyword")[0].path.endswith("latin1.txt")
+
+
+def test_a_file_that_turns_bad_keeps_its_indexed_version(kb, tmp_path):
+    docs = tmp_path / "docs"
+    write(docs / "a.md", "# A\n\nThe albatross migrates in spring.\n")
+    kb.ingest([docs])
+    (docs / "a.md").write_bytes(b"\x00\x01\x02" * 100)
+    report = kb.ingest([docs])
+    assert report.skipped and report.removed == 0
+    assert kb.search("albatross", k=1, mode="keyword")[0].path == str(docs / "a.md")
+
+
+def test_hidden_entries_and_deepkbignore_are_skipped(kb, tmp_path):
+    docs = tmp_path / "docs"
+    write(docs / "keep.md", "# Keep\n\nvisible walrus\n")
+    write(docs / ".secret.md", "# Hidden\n\nhidden walrus\n")
+    write(docs / ".git" / "notes.md", "# Git\n\ngit walrus\n")
+    write(docs / "drafts" / "draft.md", "# Draft\n\ndraft walrus\n")
+    write(docs / "build.log", "log walrus\n")
+    write(docs / "keep.md~", "backup walrus\n")
+    write(docs / ".deepkbignore", "drafts/\n*.log\n")
+    report = kb.ingest([docs])
+    assert report.added == 1
+    assert [Path(h.path).name for h in kb.search("walrus", k=10, mode="keyword")] == ["keep.md"]
+
+
+def test_kb_folder_inside_an_ingested_folder_is_skipped(tmp_path, embedder):
+    docs = tmp_path / "docs"
+    write(docs / "a.md", "# A\n\ncontent about otters\n")
+    kb = KnowledgeBase.open(docs / "kbhome", embedder=embedder)
+    report = kb.ingest([docs])
+    assert report.added == 1 and not report.skipped
+    kb.close()
+
+
+def test_remove_forgets_a_document(kb, sample_copy):
+    kb.ingest([sample_copy])
+    removed = kb.remove([sample_copy / "release-notes.txt"])
+    assert removed == [str(sample_copy / "release-notes.txt")]
+    assert kb.search("Kestrel-9", k=3, mode="keyword") == [] or all(
+        "release-notes" not in h.path for h in kb.search("Kestrel-9", k=3, mode="keyword")
+    )
+    assert kb.status()["documents"] == 9
+
+
+def test_reingest_equals_fresh_ingest_after_edits(kb, sample_copy, tmp_path, embedder):
+    kb.ingest([sample_copy])
+    write(sample_copy / "new.md", "# New\n\nA new document about narwhals.\n")
+    (sample_copy / "all-hands-2024-09.txt").unlink()
+    target = sample_copy / "onboarding-guide.md"
+    target.write_text(target.read_text().replace("buddy", "mentor"))
+    kb.ingest([sample_copy])
+    fresh = KnowledgeBase.open(tmp_path / "fresh", embedder=embedder)
+    fresh.ingest([sample_copy])
+    assert _state(kb) == _state(fresh)
+    fresh.close()

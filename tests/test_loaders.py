@@ -1,0 +1,115 @@
+"""Loaders: each format gives text with the right lines, pages and headings; bad files give one clear reason."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from deepkb.errors import LoadError
+from deepkb.loaders import load
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data"
+
+
+def _pdf(pages: list[str], password: str | None = None) -> bytes:
+    """A real PDF with one text line per entry, built with pypdf's own writer."""
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = PdfWriter()
+    for text in pages:
+        page = writer.add_blank_page(612, 792)
+        font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+                                 NameObject("/BaseFont"): NameObject("/Helvetica")})  # fmt: skip
+        page[NameObject("/Resources")] = DictionaryObject(
+            {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})}
+        )
+        ops = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({line}) '" for line in text.split("\n")) + " ET"
+        stream = DecodedStreamObject()
+        stream.set_data(ops.encode("latin-1"))
+        page[NameObject("/Contents")] = writer._add_object(stream)
+    if password:
+        writer.encrypt(password)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_markdown_headings_paths_and_lines():
+    doc = load(Path("guide.md"), b"# Guide\n\nIntro line one\nline two\n\n## Keys\n\nRotate keys.\n")
+    assert doc.title == "Guide"
+    intro = next(u for u in doc.units if u.text.startswith("Intro"))
+    assert (intro.line_start, intro.line_end, intro.heading) == (3, 4, "Guide")
+    rotate = next(u for u in doc.units if u.text == "Rotate keys.")
+    assert (rotate.line_start, rotate.heading) == (8, "Guide > Keys")
+
+
+def test_markdown_fenced_code_is_not_split_into_headings():
+    doc = load(Path("a.md"), b"# Top\n\n```sh\n# a comment, not a heading\n\necho hi\n```\n")
+    code = [u for u in doc.units if "```" in u.text]
+    assert len(code) == 1 and "echo hi" in code[0].text and code[0].heading == "Top"
+    assert (code[0].line_start, code[0].line_end) == (3, 7)
+
+
+def test_html_strips_scripts_styles_and_keeps_headings_with_source_lines():
+    raw = (SAMPLE / "employee-faq.html").read_bytes()
+    doc = load(Path("employee-faq.html"), raw)
+    text = "\n".join(u.text for u in doc.units)
+    assert "toggleAnswer" not in text and "border-collapse" not in text and "nwAnalytics" not in text
+    assert doc.title
+    source = raw.decode().split("\n")
+    for unit in doc.units:
+        span = " ".join(source[unit.line_start - 1 : unit.line_end])
+        first_word = unit.text.split()[0].split("|")[0]
+        assert first_word.replace("&", "&amp;") in span or first_word in span, unit
+    assert any(u.heading and " > " in u.heading for u in doc.units)
+
+
+def test_pdf_text_per_page_with_page_numbers():
+    doc = load(Path("p.pdf"), _pdf(["First page about backups", "Second page\nabout retention"]))
+    assert doc.pages == 2 and doc.empty_pages == []
+    assert {u.page for u in doc.units} == {1, 2}
+    second = [u for u in doc.units if u.page == 2]
+    assert second[0].boundary and "retention" in " ".join(u.text for u in second)
+
+
+def test_pdf_pages_without_text_are_flagged():
+    doc = load(Path("p.pdf"), _pdf(["has text", "", "more text"]))
+    assert doc.empty_pages == [2]
+
+
+def test_pdf_with_no_text_at_all_is_refused():
+    with pytest.raises(LoadError, match="no extractable text"):
+        load(Path("scan.pdf"), _pdf(["", ""]))
+
+
+def test_encrypted_pdf_is_refused_with_reason():
+    with pytest.raises(LoadError, match="encrypted PDF"):
+        load(Path("secret.pdf"), _pdf(["top secret"], password="hunter2"))
+
+
+def test_corrupt_pdf_is_refused_with_reason():
+    with pytest.raises(LoadError, match="corrupt PDF"):
+        load(Path("bad.pdf"), b"%PDF-1.7\n1 0 obj << /Type /Catalog >> garbage")
+
+
+def test_non_utf8_text_is_decoded():
+    raw = "Café crème brûlée: the naïve façade of a déjà vu résumé.\n".encode("latin-1") * 5
+    doc = load(Path("menu.txt"), raw)
+    assert "Café crème brûlée" in doc.units[0].text and doc.encoding not in (None, "utf-8")
+
+
+def test_binary_and_empty_files_are_refused():
+    with pytest.raises(LoadError, match="binary"):
+        load(Path("blob.dat"), bytes(range(256)) * 4)
+    with pytest.raises(LoadError, match="unsupported file type"):
+        load(Path("photo.png"), b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(LoadError, match="empty"):
+        load(Path("empty.txt"), b"")
+
+
+def test_crlf_line_numbers_match_an_editor():
+    doc = load(Path("w.txt"), b"one\r\n\r\ntwo\r\nthree\r\n")
+    assert [(u.text, u.line_start, u.line_end) for u in doc.units] == [("one", 1, 1), ("two\nthree", 3, 4)]

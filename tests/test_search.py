@@ -1,0 +1,81 @@
+"""Search: hybrid finds what either side alone misses; results carry their exact source location."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import write
+from deepkb.errors import UsageError
+from deepkb.search import fts_query
+
+
+@pytest.fixture
+def sample_kb(kb, sample_copy):
+    kb.ingest([sample_copy])
+    return kb
+
+
+def _names(hits) -> list[str]:
+    return [Path(h.path).name for h in hits]
+
+
+def test_exact_rare_term_missed_by_dense_is_found_by_hybrid(sample_kb):
+    query = "LS-31"
+    assert "office-lab-safety.html" not in _names(sample_kb.search(query, k=3, mode="dense"))
+    assert _names(sample_kb.search(query, k=1, mode="keyword")) == ["office-lab-safety.html"]
+    hybrid = sample_kb.search(query, k=3, mode="hybrid")
+    assert "office-lab-safety.html" in _names(hybrid)
+    assert "LS-31" in next(h.text for h in hybrid if h.path.endswith("office-lab-safety.html"))
+
+
+def test_paraphrase_missed_by_keyword_is_found_by_hybrid(kb, tmp_path):
+    docs = tmp_path / "docs"
+    write(docs / "access.md", "# Access rules\n\nStaff must replace their login credentials every ninety days.\n")
+    write(docs / "kitchen.md", "# Kitchen\n\nThe soup simmers for two hours with onions and thyme.\n")
+    write(docs / "garden.md", "# Garden\n\nTomatoes need full sun and deep watering twice a week.\n")
+    kb.ingest([docs])
+    query = "how often should I change my password"
+    assert "access.md" not in _names(kb.search(query, k=3, mode="keyword"))
+    assert _names(kb.search(query, k=1, mode="dense")) == ["access.md"]
+    assert _names(kb.search(query, k=1, mode="hybrid")) == ["access.md"]
+
+
+def test_hits_point_to_the_page_and_lines_that_hold_them(sample_kb):
+    pdf_hit = next(h for h in sample_kb.search("backup.retention_days", k=5) if h.page is not None)
+    assert pdf_hit.path.endswith("backup-retention-policy.pdf") and pdf_hit.page == 3
+    md_hit = sample_kb.search("NWR-4417 key vault unreachable", k=1, mode="keyword")[0]
+    source = Path(md_hit.path).read_text().split("\n")[md_hit.line_start - 1 : md_hit.line_end]
+    assert "NWR-4417" in "\n".join(source) and md_hit.heading
+
+
+def test_search_sees_changes_made_by_another_writer(sample_kb, sample_copy, embedder):
+    from deepkb.kb import KnowledgeBase
+
+    reader = KnowledgeBase.open(sample_kb.home, embedder=embedder)
+    assert reader.search("quokka sanctuary", k=1, mode="dense")  # opens the index
+    write(sample_copy / "new.md", "# Wildlife\n\nThe quokka sanctuary opens next spring on Rottnest.\n")
+    sample_kb.ingest([sample_copy])
+    for mode in ("dense", "keyword", "hybrid"):
+        assert _names(reader.search("quokka sanctuary", k=1, mode=mode)) == ["new.md"], mode
+    reader.close()
+
+
+def test_keyword_query_is_safe_and_drops_stopwords(sample_kb):
+    hostile = 'what is the "key" AND rotation OR NOT (x* NEAR/2 y) -- ; DROP'
+    assert fts_query(hostile) == '"key" OR "rotation" OR "x" OR "near" OR "2" OR "y" OR "drop"'
+    assert sample_kb.search(hostile, k=3, mode="keyword")  # FTS5 syntax in a query is just words
+    assert fts_query("the of and") is not None
+    assert fts_query("?!") is None
+
+
+def test_bad_search_arguments_are_usage_errors(sample_kb):
+    with pytest.raises(UsageError):
+        sample_kb.search("x", mode="fuzzy")
+    with pytest.raises(UsageError):
+        sample_kb.search("   ")
+
+
+def test_empty_kb_returns_nothing(kb):
+    assert kb.search("anything at all") == []
