@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import write
+from conftest import SAMPLE_DATA, write
+from deepkb.kb import KnowledgeBase
 from deepkb.errors import UsageError
 from deepkb.search import fts_query
 
 
-@pytest.fixture
-def sample_kb(kb, sample_copy):
-    kb.ingest([sample_copy])
-    return kb
+@pytest.fixture(scope="module")
+def sample_kb(tmp_path_factory, embedder):
+    """data/ ingested once for the read-only tests of this module."""
+    base = tmp_path_factory.mktemp("search")
+    shutil.copytree(SAMPLE_DATA, base / "docs")
+    with KnowledgeBase.open(base / "kb", embedder=embedder) as kb:
+        kb.ingest([base / "docs"])
+        yield kb
 
 
 def _names(hits) -> list[str]:
@@ -50,13 +56,14 @@ def test_hits_point_to_the_page_and_lines_that_hold_them(sample_kb):
     assert "NWR-4417" in "\n".join(source) and md_hit.heading
 
 
-def test_search_sees_changes_made_by_another_writer(sample_kb, sample_copy, embedder):
-    from deepkb.kb import KnowledgeBase
-
-    reader = KnowledgeBase.open(sample_kb.home, embedder=embedder)
+def test_search_sees_changes_made_by_another_writer(kb, tmp_path, embedder):
+    docs = tmp_path / "docs"
+    write(docs / "old.md", "# Birds\n\nThe heron nests near the river.\n")
+    kb.ingest([docs])
+    reader = KnowledgeBase.open(kb.home, embedder=embedder)
     assert reader.search("quokka sanctuary", k=1, mode="dense")  # opens the index
-    write(sample_copy / "new.md", "# Wildlife\n\nThe quokka sanctuary opens next spring on Rottnest.\n")
-    sample_kb.ingest([sample_copy])
+    write(docs / "new.md", "# Wildlife\n\nThe quokka sanctuary opens next spring on Rottnest.\n")
+    kb.ingest([docs])
     for mode in ("dense", "keyword", "hybrid"):
         assert _names(reader.search("quokka sanctuary", k=1, mode=mode)) == ["new.md"], mode
     reader.close()

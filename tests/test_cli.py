@@ -1,0 +1,120 @@
+"""The CLI contract: JSON keys other tools rely on, exit codes, one-line errors, help with examples."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from conftest import write
+from deepkb.cli import main
+
+
+def _deepkb(*args: str, kb: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """The real console entry point in a subprocess, as a script would call it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "deepkb", "--kb", str(kb), *args], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "COLUMNS": "120"},
+    )  # fmt: skip
+    if check:
+        assert result.returncode in (0, 1), result.stderr
+    return result
+
+
+def _all_commands(group: click.Group, prefix: str = ""):
+    for name, command in group.commands.items():
+        yield f"{prefix}{name}", command
+        if isinstance(command, click.Group):
+            yield from _all_commands(command, f"{prefix}{name} ")
+
+
+def test_every_command_has_help_with_an_example():
+    runner = CliRunner()
+    commands = dict(_all_commands(main))
+    assert {"ingest", "search", "status", "remove", "reindex"} <= set(commands)
+    for name, _ in commands.items():
+        result = runner.invoke(main, [*name.split(), "--help"])
+        assert result.exit_code == 0, name
+        assert "Example" in result.output and "deepkb " in result.output, f"`deepkb {name} --help` has no example"
+
+
+def test_json_contracts_of_ingest_search_status(tmp_path, sample_copy):
+    kb = tmp_path / "kb"
+    (sample_copy / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    ingest = _deepkb("ingest", str(sample_copy), "--json", kb=kb)
+    assert ingest.returncode == 1  # one file skipped
+    report = json.loads(ingest.stdout)
+    for key in ("added", "updated", "unchanged", "removed", "renamed", "chunks_embedded"):
+        assert isinstance(report[key], int), key
+    assert isinstance(report["seconds"], float)
+    assert report["added"] == 10
+    assert report["skipped"] == [{"path": str(sample_copy / "broken.pdf"), "reason": report["skipped"][0]["reason"]}]
+    assert "corrupt PDF" in report["skipped"][0]["reason"]
+
+    search = json.loads(_deepkb("search", "Where do we gather when the fire alarm sounds?", "-k", "3", "--json", kb=kb).stdout)
+    assert search["query"] == "Where do we gather when the fire alarm sounds?" and len(search["hits"]) == 3
+    for hit in search["hits"]:
+        assert Path(hit["path"]).is_absolute()
+        assert set(hit) >= {"path", "page", "line_start", "line_end", "heading", "score", "text"}
+        assert isinstance(hit["score"], float) and isinstance(hit["text"], str)
+    assert any("Assembly Point C" in h["text"] for h in search["hits"])
+    pdf = json.loads(_deepkb("search", "backup.retention_days", "-k", "5", "--json", kb=kb).stdout)
+    assert any(h["page"] == 3 and h["line_start"] is not None for h in pdf["hits"])
+
+    status = json.loads(_deepkb("status", "--json", kb=kb).stdout)
+    assert status["documents"] == 10 and status["chunks"] > 50 and status["embedding_model"] == "all-MiniLM-L6-v2"
+
+    again = json.loads(_deepkb("ingest", str(sample_copy), "--json", kb=kb).stdout)
+    assert again["unchanged"] == 10 and again["chunks_embedded"] == 0
+
+
+def test_usage_errors_exit_2_with_one_line(tmp_path):
+    result = _deepkb("ingest", str(tmp_path / "does-not-exist"), kb=tmp_path / "kb", check=False)
+    assert result.returncode == 2
+    assert "does-not-exist: no such file or folder" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_kb_option_works_after_the_command(tmp_path, embedder):
+    docs = tmp_path / "docs"
+    write(docs / "a.md", "# A\n\nThe aardvark digs at night.\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["ingest", str(docs), "--kb", str(tmp_path / "kb2"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "kb2" / "kb.sqlite").exists()
+    found = runner.invoke(main, ["search", "aardvark", "--mode", "keyword", "--kb", str(tmp_path / "kb2"), "--json"])
+    assert json.loads(found.output)["hits"][0]["path"] == str(docs / "a.md")
+
+
+def test_remove_and_reindex_from_the_cli(tmp_path):
+    docs = tmp_path / "docs"
+    write(docs / "a.md", "# A\n\nThe aardvark digs at night.\n")
+    write(docs / "b.md", "# B\n\nThe badger sleeps by day.\n")
+    runner = CliRunner()
+    kb = ["--kb", str(tmp_path / "kb")]
+    assert runner.invoke(main, [*kb, "ingest", str(docs)]).exit_code == 0
+    removed = runner.invoke(main, [*kb, "remove", str(docs / "a.md"), "--json"])
+    assert json.loads(removed.output) == {"removed": [str(docs / "a.md")]}
+    assert json.loads(runner.invoke(main, [*kb, "status", "--json"]).output)["documents"] == 1
+    reindexed = runner.invoke(main, [*kb, "reindex", "--json"])
+    assert json.loads(reindexed.output)["chunks"] == 1
+    nothing = runner.invoke(main, [*kb, "remove", str(docs / "zzz.md")])
+    assert nothing.exit_code == 2 and "nothing in the knowledge base" in nothing.output
+
+
+@pytest.mark.parametrize("env_home", [True, False])
+def test_kb_home_from_environment_or_flag(tmp_path, monkeypatch, env_home):
+    runner = CliRunner()
+    target = tmp_path / "chosen"
+    if env_home:
+        monkeypatch.setenv("DEEPKB_HOME", str(target))
+        result = runner.invoke(main, ["status", "--json"])
+    else:
+        result = runner.invoke(main, ["--kb", str(target), "status", "--json"])
+    assert result.exit_code == 0 and (target / "kb.sqlite").exists()
