@@ -158,7 +158,9 @@ def _split_long_lines(lines: list[_Line], limit: int, count_tokens: TokenCounter
                 piece, piece_tokens = [], 0
             if n > limit:  # one "word" longer than a chunk (base64, minified code): cut by characters
                 step = max(1, len(word) * limit // (2 * n))
-                out.extend(_Line(word[i : i + step], line.start, line.end, limit // 2) for i in range(0, len(word), step))
+                out.extend(
+                    _Line(word[i : i + step], line.start, line.end, limit // 2) for i in range(0, len(word), step)
+                )
                 continue
             piece.append(word)
             piece_tokens += n

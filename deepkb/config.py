@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+import tomllib
 
 from deepkb.errors import UsageError
 

@@ -214,7 +214,9 @@ def _commit(kb: KnowledgeBase, pending: list[_Pending], report: IngestReport, pr
         return
     store, embedder = kb.store, kb.embedder
     all_chunks = [c for p in pending for c in p.chunks]
-    vectors = {h: np.frombuffer(v, dtype=np.float32) for h, v in store.vectors_for_hashes(c.hash for c in all_chunks).items()}
+    vectors = {
+        h: np.frombuffer(v, dtype=np.float32) for h, v in store.vectors_for_hashes(c.hash for c in all_chunks).items()
+    }
     new = list({c.hash: c for c in all_chunks if c.hash not in vectors}.values())
     batch = kb.settings.embed_batch_size * 4
     for i in range(0, len(new), batch):
@@ -267,7 +269,9 @@ def resolve_roots(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return roots
 
 
-def scan(roots: Sequence[Path], skip: Sequence[Path] = (), skipped: list[Skipped] | None = None) -> Iterator[tuple[str, os.stat_result]]:
+def scan(
+    roots: Sequence[Path], skip: Sequence[Path] = (), skipped: list[Skipped] | None = None
+) -> Iterator[tuple[str, os.stat_result]]:
     """Files under the roots with their stat: hidden entries, the KB's own folder and ignore patterns left out."""
     skip_set = {p.resolve() for p in skip}
     for root in roots:

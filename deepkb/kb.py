@@ -43,7 +43,10 @@ class KnowledgeBase:
 
     @classmethod
     def open(
-        cls, kb: str | os.PathLike | None = None, embedder: Embedder | None = None, check_model: bool = True,
+        cls,
+        kb: str | os.PathLike | None = None,
+        embedder: Embedder | None = None,
+        check_model: bool = True,
         **overrides: object,
     ) -> KnowledgeBase:
         """Open (creating if needed) the KB at --kb / DEEPKB_HOME / the platform data dir."""
@@ -78,7 +81,12 @@ class KnowledgeBase:
             dim = self.dim or self.embedder.dim
             s = self.settings
             self._index = VectorIndex.open(
-                self.home, self.store, dim, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef_search=s.hnsw_ef_search
+                self.home,
+                self.store,
+                dim,
+                m=s.hnsw_m,
+                ef_construction=s.hnsw_ef_construction,
+                ef_search=s.hnsw_ef_search,
             )
             self.index_dirty = self._index.state in ("repaired", "rebuilt")
             if self.index_dirty and self._try_save():
@@ -131,7 +139,11 @@ class KnowledgeBase:
             os.close(fd)
             raise LockedError(_describe_holder(holder, self.home)) from None
         os.ftruncate(fd, 0)
-        info = {"pid": os.getpid(), "command": what or " ".join(Path(a).name for a in sys.argv[:3]), "since": time.time()}
+        info = {
+            "pid": os.getpid(),
+            "command": what or " ".join(Path(a).name for a in sys.argv[:3]),
+            "since": time.time(),
+        }
         os.write(fd, json.dumps(info).encode())
         self._lock_fd = fd
         try:
@@ -210,9 +222,9 @@ class KnowledgeBase:
     def status(self) -> dict:
         """Counts and facts about the KB (`deepkb status --json`)."""
         counts = self.store.counts()
-        empty_pages = self.store.db.execute(
-            "SELECT count(*) FROM documents WHERE empty_pages IS NOT NULL"
-        ).fetchone()[0]
+        empty_pages = self.store.db.execute("SELECT count(*) FROM documents WHERE empty_pages IS NOT NULL").fetchone()[
+            0
+        ]
         last = self.store.db.execute("SELECT max(ingested_at) FROM documents").fetchone()[0]
         return {
             **counts,
@@ -234,7 +246,11 @@ class KnowledgeBase:
         from deepkb.config import DEFAULT_EMBEDDING_MODEL
 
         path = self.home / CONFIG_FILE
-        lines = [ln for ln in (path.read_text().splitlines() if path.exists() else []) if not ln.startswith("embedding_model")]
+        lines = [
+            ln
+            for ln in (path.read_text().splitlines() if path.exists() else [])
+            if not ln.startswith("embedding_model")
+        ]
         if name != DEFAULT_EMBEDDING_MODEL or path.exists():
             lines.append(f"embedding_model = {json.dumps(name)}")
             path.write_text("\n".join(lines) + "\n")

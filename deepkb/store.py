@@ -209,7 +209,9 @@ class Store:
     def all_chunk_ids(self) -> set[int]:
         return {r[0] for r in self.db.execute("SELECT id FROM chunks")}
 
-    def iter_vectors(self, ids: Iterable[int] | None = None, batch: int = 4096) -> Iterator[tuple[list[int], np.ndarray]]:
+    def iter_vectors(
+        self, ids: Iterable[int] | None = None, batch: int = 4096
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
         """Stored vectors in batches of (ids, matrix): what the vector index is rebuilt from."""
         if ids is None:
             cursor = self.db.execute("SELECT id, vector FROM chunks ORDER BY id")

@@ -12,8 +12,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from conftest import write
 from deepkb.cli import main
+
+from conftest import write
 
 
 def _deepkb(*args: str, kb: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -57,7 +58,9 @@ def test_json_contracts_of_ingest_search_status(tmp_path, sample_copy):
     assert report["skipped"] == [{"path": str(sample_copy / "broken.pdf"), "reason": report["skipped"][0]["reason"]}]
     assert "corrupt PDF" in report["skipped"][0]["reason"]
 
-    search = json.loads(_deepkb("search", "Where do we gather when the fire alarm sounds?", "-k", "3", "--json", kb=kb).stdout)
+    search = json.loads(
+        _deepkb("search", "Where do we gather when the fire alarm sounds?", "-k", "3", "--json", kb=kb).stdout
+    )
     assert search["query"] == "Where do we gather when the fire alarm sounds?" and len(search["hits"]) == 3
     for hit in search["hits"]:
         assert Path(hit["path"]).is_absolute()

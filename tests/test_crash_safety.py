@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write
 from deepkb.kb import KnowledgeBase
+
+from conftest import write
 
 KILL_POINTS = [
     "scanned:1", "removing:1", "removing:2", "embedded:1", "embedded:2", "in-transaction:1", "in-transaction:3",

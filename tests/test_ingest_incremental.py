@@ -6,8 +6,9 @@ import os
 import shutil
 from pathlib import Path
 
-from conftest import write
 from deepkb.kb import KnowledgeBase
+
+from conftest import write
 
 
 def _state(kb: KnowledgeBase) -> list[tuple]:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE_DATA, write
-from deepkb.kb import KnowledgeBase
 from deepkb.errors import UsageError
+from deepkb.kb import KnowledgeBase
 from deepkb.search import fts_query
+
+from conftest import SAMPLE_DATA, write
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import write
 from deepkb.errors import EmbeddingModelError
 from deepkb.kb import KnowledgeBase
 from deepkb.vector_index import INDEX_FILE, SIDECAR_FILE
+
+from conftest import write
 
 
 @pytest.fixture

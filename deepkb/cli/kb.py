@@ -105,14 +105,21 @@ def search(ctx: click.Context, query: str, k: int, mode: str, as_json: bool) -> 
     hits = kb.search(query, k=k, mode=mode)
     if as_json:
         fields = ("path", "page", "line_start", "line_end", "heading", "score", "text", "chunk_id", "dense_score")
-        click.echo(json.dumps({"query": query, "mode": mode, "hits": [{f: getattr(h, f) for f in fields} for h in hits]}))
+        click.echo(
+            json.dumps({"query": query, "mode": mode, "hits": [{f: getattr(h, f) for f in fields} for h in hits]})
+        )
         return
     if not hits:
-        err_console.print("no results" + ("" if kb.store.counts()["chunks"] else ": the knowledge base is empty; run `deepkb ingest PATH` first"))
+        err_console.print(
+            "no results"
+            + ("" if kb.store.counts()["chunks"] else ": the knowledge base is empty; run `deepkb ingest PATH` first")
+        )
         return
     for rank, hit in enumerate(hits, start=1):
         where = location(hit.page, hit.line_start, hit.line_end)
-        console.print(f"[bold cyan]{rank}.[/] [bold]{display_path(hit.path)}[/] {where}  [dim]{hit.score:.4f}[/]", soft_wrap=True)
+        console.print(
+            f"[bold cyan]{rank}.[/] [bold]{display_path(hit.path)}[/] {where}  [dim]{hit.score:.4f}[/]", soft_wrap=True
+        )
         if hit.heading:
             console.print(f"   [magenta]{hit.heading}[/]", soft_wrap=True)
         snippet = " ".join(hit.text.split())
