@@ -68,8 +68,6 @@ class SentenceTransformerEmbedder(Embedder):
 
     def __init__(self, name_or_path: str, batch_size: int = 32, device: str | None = None) -> None:
         super().__init__()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         path, known = resolve_model(name_or_path)

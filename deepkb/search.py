@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepkb.errors import UsageError
@@ -42,6 +44,23 @@ class Hit:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def display_path(path: str) -> str:
+    """A path as the user knows it: relative to the working directory when below it, else with ~ for home."""
+    p = Path(path)
+    if p.is_relative_to(Path.cwd()):
+        return os.path.relpath(p)
+    home = Path.home()
+    return "~/" + p.relative_to(home).as_posix() if home != Path("/") and p.is_relative_to(home) else str(p)
+
+
+def location(page: int | None, line_start: int | None, line_end: int | None) -> str:
+    """`p.4 L3-10`, `L12-30` or `L7`: the way deepkb writes a place in a document."""
+    parts = [f"p.{page}"] if page is not None else []
+    if line_start is not None:
+        parts.append(f"L{line_start}" if line_end in (None, line_start) else f"L{line_start}-{line_end}")
+    return " ".join(parts)
 
 
 def fts_query(text: str) -> str | None:

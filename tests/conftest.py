@@ -20,6 +20,7 @@ def kb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test touches the user's knowledge base or model settings."""
     home = tmp_path / "kb"
     monkeypatch.setenv("DEEPKB_HOME", str(home))
+    monkeypatch.setenv("DEEPKB_MODELS", str(tmp_path / "models"))  # a model pulled into ./models must not leak in
     for var in ("DEEPKB_MODEL", "DEEPKB_EMBEDDING_MODEL", "DEEPKB_FAULT", "DEEPKB_CHUNKS_PER_COMMIT"):
         monkeypatch.delenv(var, raising=False)
     return home

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
+
+from deepkb.search import display_path, location  # noqa: F401  (re-exported for the commands)
 
 if TYPE_CHECKING:
     from deepkb.kb import KnowledgeBase
@@ -42,26 +42,3 @@ def open_kb(ctx: click.Context, **overrides: object) -> KnowledgeBase:
     kb = KnowledgeBase.open(obj.get("kb"), **obj.get("settings", {}), **overrides)
     ctx.call_on_close(kb.close)
     return kb
-
-
-def display_path(path: str) -> str:
-    """A path relative to the current folder when it lies below it, else with ~ for the home folder."""
-    try:
-        return os.path.relpath(path) if Path(path).is_relative_to(Path.cwd()) else _tilde(path)
-    except ValueError:
-        return path
-
-
-def _tilde(path: str) -> str:
-    home = str(Path.home())
-    return "~" + path[len(home) :] if path.startswith(home + os.sep) else path
-
-
-def location(page: int | None, line_start: int | None, line_end: int | None) -> str:
-    """`p.4 L3-10`, `L12-30` or `L7`: the way deepkb writes a place in a document."""
-    parts = []
-    if page is not None:
-        parts.append(f"p.{page}")
-    if line_start is not None:
-        parts.append(f"L{line_start}" if line_end in (None, line_start) else f"L{line_start}-{line_end}")
-    return " ".join(parts)

@@ -21,7 +21,7 @@ class _IngestProgress:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]} chunks/s"),
+            TextColumn("files · {task.fields[chunks]} chunks embedded · {task.fields[rate]}/s"),
             TimeElapsedColumn(),
             console=err_console,
             transient=True,
@@ -34,12 +34,12 @@ class _IngestProgress:
         self.bar.update(self.task, description="ingesting", total=files_to_read)
 
     def file_done(self, path: str, chunks: int) -> None:
-        self.chunks += chunks
-        rate = self.chunks / max(1e-6, time.perf_counter() - self.started)
-        self.bar.update(self.task, advance=1, chunks=self.chunks, rate=f"{rate:.0f}")
+        self.bar.update(self.task, advance=1)
 
     def embedded(self, texts: int) -> None:
-        self.bar.refresh()
+        self.chunks += texts
+        rate = self.chunks / max(1e-6, time.perf_counter() - self.started)
+        self.bar.update(self.task, chunks=self.chunks, rate=f"{rate:.0f}")
 
 
 @click.command()

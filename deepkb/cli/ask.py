@@ -1,0 +1,161 @@
+"""`deepkb ask`: a thin shell over deepkb.answer.ask that streams the answer and lists its sources."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from deepkb.answer import DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
+from deepkb.cli._common import console, display_path, err_console, kb_option, location, open_kb
+from deepkb.llm import DEFAULT_CONTEXT_SIZE
+from deepkb.prompt import cite_label
+
+
+class _Printer:
+    """Streams answer pieces to the terminal: reasoning dimmed (or a spinner while it is hidden)."""
+
+    def __init__(self, show_thinking: bool) -> None:
+        self.show_thinking = show_thinking
+        self.status = None
+        self.in_thinking = False
+        self.printed = False
+
+    def __call__(self, kind: str, text: str) -> None:
+        if kind == "notice":
+            self._stop()
+            err_console.print(f"[yellow]{text}[/]", soft_wrap=True, markup=True)
+            return
+        if kind == "think":
+            if self.show_thinking:
+                console.print(text, style="dim", end="", markup=False, soft_wrap=True)
+                self.in_thinking = True
+            elif self.status is None and err_console.is_terminal:
+                self.status = err_console.status("[dim]thinking…[/]")
+                self.status.start()
+            return
+        self._stop()
+        if self.in_thinking:
+            console.print()
+            self.in_thinking = False
+            text = text.lstrip("\n")
+        if not self.printed:
+            text = text.lstrip()
+        if text:
+            console.print(text, end="", markup=False, soft_wrap=True)
+            self.printed = True
+
+    def _stop(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+    def close(self) -> None:
+        self._stop()
+        if self.printed or self.in_thinking:
+            console.print()
+
+
+def _print_sources(result: AskResult, verbose: bool) -> None:
+    if result.citations:
+        console.print("[bold]Best passages[/]" if result.fallback else "\n[bold]Sources[/]")
+        for c in result.citations:
+            h = c.hit
+            where = location(h.page, h.line_start, h.line_end)
+            heading = f"  [magenta]{h.heading}[/]" if h.heading else ""
+            console.print(f"[bold cyan][{c.n}][/] [bold]{display_path(h.path)}[/] {where}{heading}", soft_wrap=True)
+            snippet = " ".join(h.text.split())
+            console.print("    " + (snippet[:240] + "…" if len(snippet) > 240 else snippet), markup=False, style="dim")
+    if result.also_retrieved and not result.abstained:
+        names = " · ".join(cite_label(h) for h in result.also_retrieved)
+        console.print(f"[dim]Also retrieved (not cited): {names}[/]", soft_wrap=True)
+    if result.dropped_markers:
+        err_console.print(f"[dim]{result.dropped_markers} citation marker(s) pointed to no source and were removed.[/]")
+    if verbose:
+        t = result.timings
+        parts = [f"retrieve {t.retrieve_ms} ms"]
+        if t.prompt_tokens is not None:
+            parts.append(f"prompt {t.prompt_tokens} tokens")
+        if t.ttft_ms is not None:
+            parts.append(f"first token {t.ttft_ms} ms")
+        if t.tokens_per_s is not None:
+            parts.append(f"{t.tokens_per_s} tokens/s ({t.completion_tokens} tokens)")
+        err_console.print(f"[dim]{result.model or 'no model'} · {' · '.join(parts)}[/]", soft_wrap=True)
+
+
+@click.command()
+@click.argument("question")
+@click.option("-k", "k", type=int, default=AskOptions.k, show_default=True, help="Passages to retrieve.")
+@click.option("--model", envvar="DEEPKB_MODEL", help="GGUF file or catalog name (default: the pulled default model).")
+@click.option("--llm-url", envvar="DEEPKB_LLM_URL", help="Answer with an OpenAI-compatible server at this URL instead.")
+@click.option(
+    "--gpu-layers", type=int, default=None, help="Layers to put on the GPU (-1 all, 0 none; default: all if possible)."
+)
+@click.option(
+    "--ctx", "context_size", type=int, default=DEFAULT_CONTEXT_SIZE, show_default=True, help="Context size in tokens."
+)
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=AskOptions.answer_tokens,
+    show_default=True,
+    help="Room for the reply, reasoning included.",
+)
+@click.option(
+    "--temperature", type=float, default=AskOptions.temperature, show_default=True, help="Sampling temperature."
+)
+@click.option(
+    "--min-relevance",
+    type=float,
+    default=DEFAULT_MIN_RELEVANCE,
+    show_default=True,
+    help="Abstain when no passage is this similar to the question.",
+)
+@click.option("--no-think", "skip_reasoning", is_flag=True, help="Skip the reasoning phase: R1 models answer at once.")
+@click.option("--show-thinking", is_flag=True, help="Print the model's reasoning, dimmed (and add it to --json).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming.")
+@click.option("-v", "--verbose", is_flag=True, help="Print timings: retrieval, prompt tokens, first token, tokens/s.")
+@kb_option
+@click.pass_context
+def ask(
+    ctx: click.Context, question: str, k: int, model: str | None, llm_url: str | None, gpu_layers: int | None,
+    context_size: int, max_tokens: int, temperature: float, min_relevance: float, skip_reasoning: bool,
+    show_thinking: bool, as_json: bool, verbose: bool,
+) -> None:  # fmt: skip
+    """Answer QUESTION from the knowledge base with a local model, citing file, page and lines.
+
+    Streams the answer, then lists the sources it cites. Says "not in the documents" (without running
+    the model) when nothing relevant is found; without a model it shows the best passages instead.
+
+    \b
+    Example:
+        deepkb ask "What does the retention policy say about backups?"
+        deepkb ask "Who approves key rotation?" --no-think -v
+        deepkb ask "..." --json --model ~/models/DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf
+    """
+    from deepkb.answer import ask as run_ask
+    from deepkb.llm import open_llm
+
+    kb = open_kb(ctx)
+    options = AskOptions(
+        k=k, min_relevance=min_relevance, answer_tokens=max_tokens, temperature=temperature,
+        skip_reasoning=skip_reasoning, show_thinking=show_thinking,
+    )  # fmt: skip
+    printer = None if as_json else _Printer(show_thinking)
+    try:
+        result = run_ask(
+            question,
+            retrieve=lambda q, n: kb.search(q, k=n, mode="hybrid"),
+            load_llm=lambda: open_llm(model, url=llm_url, context_size=context_size, gpu_layers=gpu_layers),
+            options=options,
+            on_piece=printer,
+        )
+    finally:
+        if printer:
+            printer.close()
+    if as_json:
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        return
+    _print_sources(result, verbose)
+    if result.abstained and not result.also_retrieved and not kb.store.counts()["chunks"]:
+        err_console.print("[yellow]The knowledge base is empty; run `deepkb ingest PATH` first.[/]")

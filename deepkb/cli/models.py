@@ -1,0 +1,98 @@
+"""`deepkb models list | pull | rm`: thin shells over deepkb.models."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from deepkb.cli._common import console, display_path, err_console
+from deepkb.models import CATALOG, DEFAULT_MODEL
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+@click.group()
+def models() -> None:
+    """Manage the local GGUF models that answer questions.
+
+    Models live in $DEEPKB_MODELS, else ./models in a source checkout, else <KB home>/models.
+
+    \b
+    Example:
+        deepkb models list
+        deepkb models pull
+        deepkb models rm deepseek-r1-7b
+    """
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def list_command(as_json: bool) -> None:
+    """Show the catalog and what is downloaded, with sizes; * marks the default.
+
+    \b
+    Example:
+        deepkb models list
+    """
+    from deepkb.models import list_models, models_dir
+
+    directory = models_dir()
+    rows = list_models(directory)
+    if as_json:
+        click.echo(json.dumps({"models_dir": str(directory), "models": [r.to_json() for r in rows]}))
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("", "name", "file", "size", "status"):
+        table.add_column(column)
+    for r in rows:
+        if r.path:
+            status = "[green]downloaded[/]"
+        elif r.partial_bytes:
+            status = f"[yellow]partial {_size(r.partial_bytes)}[/] (pull resumes)"
+        else:
+            status = "[dim]not downloaded[/]"
+        size = _size(r.size_bytes) if r.path else f"~{_size(r.size_bytes)}"
+        table.add_row("*" if r.is_default else "", r.name, r.filename, size, status)
+    console.print(table)
+    console.print(f"[dim]models folder: {display_path(str(directory))}[/]", soft_wrap=True)
+
+
+@models.command()
+@click.argument("name", default=DEFAULT_MODEL, type=click.Choice(list(CATALOG)), required=False)
+def pull(name: str) -> None:
+    """Download a model from the Hugging Face Hub (default: deepseek-r1-1.5b); an interrupted pull resumes.
+
+    Honours HF_ENDPOINT (a mirror) and HF_TOKEN.
+
+    \b
+    Example:
+        deepkb models pull
+        deepkb models pull deepseek-r1-7b
+    """
+    from deepkb.models import pull as pull_model
+
+    path = pull_model(name, progress=err_console.is_terminal)
+    console.print(f"[green]ready[/] {display_path(str(path))}", soft_wrap=True)
+
+
+@models.command()
+@click.argument("name")
+def rm(name: str) -> None:
+    """Delete a downloaded model (catalog name or file name), and any partial download of it.
+
+    \b
+    Example:
+        deepkb models rm deepseek-r1-7b
+    """
+    from deepkb.models import remove
+
+    for path in remove(name):
+        console.print(f"removed {display_path(str(path))}", soft_wrap=True)

@@ -1,0 +1,102 @@
+"""Prompt: pack the best chunks, numbered, into the model's token budget, under a fixed citing instruction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deepkb.errors import LLMError
+from deepkb.llm import LLM, Message
+from deepkb.search import Hit, display_path, location
+
+NOT_IN_DOCUMENTS = "not in the documents"
+
+# Fixed and first in every prompt, so llama.cpp reuses its KV cache from one question to the next.
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered sources you are given. "
+    "After every statement, cite the sources that support it with their numbers in square brackets, "
+    "like [1] or [2][3]. Do not cite a number that is not in the list. "
+    f'If the sources do not contain the answer, reply exactly: "{NOT_IN_DOCUMENTS}".'
+)
+SAFETY_TOKENS = 16  # tokenizing sources one by one can differ from the whole prompt by a few merges
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The chat messages and the sources they number [1]..[n], in that order."""
+
+    messages: list[Message]
+    sources: list[Hit]
+    prompt_tokens: int
+
+
+def cite_label(hit: Hit) -> str:
+    """Where a chunk sits, as the prompt and the Sources list name it: "policies/retention.pdf p.4 L3-10"."""
+    return f"{display_path(hit.path)} {location(hit.page, hit.line_start, hit.line_end)}".strip()
+
+
+def _source_block(n: int, hit: Hit, text: str | None = None) -> str:
+    heading = f" ({hit.heading})" if hit.heading else ""
+    return f"[{n}] {cite_label(hit)}{heading}\n{(text if text is not None else hit.text).strip()}\n\n"
+
+
+def _user_message(blocks: list[str], question: str) -> str:
+    return "Sources:\n\n" + "".join(blocks) + f"Question: {question.strip()}"
+
+
+def _messages(blocks: list[str], question: str, prefill: str | None) -> list[Message]:
+    messages = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": _user_message(blocks, question)},
+    ]
+    if prefill:
+        messages.append({"role": "assistant", "content": prefill})
+    return messages
+
+
+def _truncate(text: str, budget: int, llm: LLM) -> str:
+    """The longest prefix of `text` (cut at a word) that fits in `budget` tokens."""
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if llm.count_tokens(text[:mid]) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    cut = text[:lo]
+    return (cut.rsplit(None, 1)[0] if " " in cut and lo < len(text) else cut) + (" …" if lo < len(text) else "")
+
+
+def build_prompt(question: str, hits: list[Hit], llm: LLM, answer_tokens: int, prefill: str | None = None) -> Prompt:
+    """Number the best hits [1].. and add them while the prompt plus `answer_tokens` fit the context."""
+    budget = llm.context_size - answer_tokens - SAFETY_TOKENS
+    used = llm.count_messages(_messages([], question, prefill))
+    if used > budget:
+        raise LLMError(
+            f"The context of {llm.context_size} tokens cannot hold the question ({used} tokens) and an answer "
+            f"({answer_tokens} tokens); raise --ctx."
+        )
+    blocks: list[str] = []
+    sources: list[Hit] = []
+    for hit in hits:
+        block = _source_block(len(sources) + 1, hit)
+        cost = llm.count_tokens(block)
+        if used + cost > budget:
+            if sources:
+                continue  # a shorter, lower-ranked chunk may still fit
+            header = _source_block(1, hit, "")
+            room = budget - used - llm.count_tokens(header) - 4
+            if room <= 16:
+                break
+            block = _source_block(1, hit, _truncate(hit.text, room, llm))
+            cost = llm.count_tokens(block)
+        blocks.append(block)
+        sources.append(hit)
+        used += cost
+    messages = _messages(blocks, question, prefill)
+    total = llm.count_messages(messages)
+    while total > budget + SAFETY_TOKENS and len(blocks) > 1:  # the estimate was off: drop the weakest source
+        blocks.pop()
+        sources.pop()
+        messages = _messages(blocks, question, prefill)
+        total = llm.count_messages(messages)
+    return Prompt(messages, sources, total)

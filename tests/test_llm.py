@@ -1,0 +1,169 @@
+"""LLM backends: real llama.cpp on a tiny GGUF built by the tests, and the OpenAI-compatible client over SSE."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from deepkb.errors import LLMError, ModelLoadError, UsageError
+from deepkb.llm import LlamaCppLLM, OpenAICompatLLM, get_backend, physical_cores
+from deepkb.prompt import build_prompt
+from deepkb.search import Hit
+
+from tiny_gguf import ANSWER, THINKING, tiny_model_path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    return tiny_model_path(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def llm(tiny_model):
+    return LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0)
+
+
+QUESTION = [
+    {"role": "system", "content": "Answer from the sources."},
+    {"role": "user", "content": "How long are backups kept?"},
+]
+
+
+def test_streams_tokens_through_the_gguf_chat_template(llm):
+    pieces = list(llm.stream_chat(QUESTION, max_tokens=64, temperature=0.6))
+    assert len(pieces) > 5  # streamed token by token, not in one block
+    assert "".join(pieces) == f"{THINKING}</think>\n\n{ANSWER}"
+    assert llm.opens_thinking  # the R1 template from the GGUF metadata ends the prompt with "<think>\n"
+    assert llm.last_prompt_tokens == llm.count_messages(QUESTION)
+    assert llm.name == "tiny-r1" and llm.context_size == 512
+
+
+def test_respects_max_tokens(llm):
+    reply = "".join(llm.stream_chat(QUESTION, max_tokens=4))
+    assert llm.count_tokens(reply) == 4
+
+
+def test_assistant_prefill_skips_the_reasoning(llm):
+    messages = [*QUESTION, {"role": "assistant", "content": "<think>\n\n</think>\n\n"}]
+    assert llm.render(messages).endswith("<｜Assistant｜><think>\n\n</think>\n\n")  # no doubled <think>
+    assert "".join(llm.stream_chat(messages, max_tokens=64)) == ANSWER
+    assert not llm.opens_thinking
+
+
+def test_prompt_is_packed_into_the_token_budget(llm):
+    words = " ".join(f"backup{i} retention policy" for i in range(60))  # ~240 tokens per chunk
+    hits = [Hit(i, f"/docs/p{i}.md", None, 1, 9, None, 1.0, words) for i in range(1, 30)]
+    prompt = build_prompt("How long are backups kept?", hits, llm, answer_tokens=128)
+    assert prompt.prompt_tokens == llm.count_messages(prompt.messages)  # counted with the model's own tokenizer
+    assert prompt.prompt_tokens + 128 <= llm.context_size
+    assert 1 <= len(prompt.sources) < len(hits)
+    user = prompt.messages[1]["content"]
+    assert all(f"[{n}] /docs/p{n}.md L1-9" in user for n in range(1, len(prompt.sources) + 1))
+    reply = "".join(llm.stream_chat(prompt.messages, max_tokens=128))
+    assert reply.endswith(ANSWER)  # the model ran with room left for the whole answer
+
+
+def test_first_chunk_is_truncated_when_it_alone_is_too_big(llm):
+    huge = Hit(1, "/docs/huge.md", 3, 1, 900, "Policy", 1.0, "retention " * 2000)
+    prompt = build_prompt("How long?", [huge], llm, answer_tokens=128)
+    assert prompt.sources == [huge]
+    assert prompt.prompt_tokens + 128 <= llm.context_size
+    assert "[1] /docs/huge.md p.3 L1-900 (Policy)" in prompt.messages[1]["content"]
+
+
+def test_prompt_longer_than_the_context_is_refused(llm):
+    too_long = [{"role": "user", "content": "word " * 2000}]
+    with pytest.raises(LLMError, match="raise --ctx"):
+        list(llm.stream_chat(too_long, max_tokens=8))
+
+
+def test_corrupt_gguf_is_a_load_error(tiny_model, tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(tiny_model.read_bytes()[:4096])
+    with pytest.raises(ModelLoadError, match="could not load"):
+        LlamaCppLLM(broken)
+
+
+def test_registry_error_lists_valid_backends():
+    assert get_backend("llama.cpp") is LlamaCppLLM
+    with pytest.raises(UsageError, match=r"llama\.cpp, openai"):
+        get_backend("gpt")
+
+
+def test_threads_are_physical_cores():
+    cores = physical_cores()
+    assert 1 <= cores <= len(os.sched_getaffinity(0))
+
+
+class _ChatServer:
+    """A stand-in OpenAI-compatible server (outside the product) that streams a scripted SSE reply."""
+
+    def __init__(self, events: list[dict]) -> None:
+        self.bodies: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                outer.path = self.path
+                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for event in events:
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _delta(**delta: str) -> dict:
+    return {"choices": [{"index": 0, "delta": delta}]}
+
+
+def test_openai_compatible_server_streams_and_marks_reasoning():
+    events = [
+        _delta(role="assistant"),
+        _delta(reasoning_content="Look at "),
+        _delta(reasoning_content="source 1."),
+        _delta(content="Thirty "),
+        _delta(content="days [1]."),
+        {"choices": [], "usage": {"prompt_tokens": 42, "completion_tokens": 5}},
+    ]
+    server = _ChatServer(events)
+    try:
+        llm = OpenAICompatLLM(server.url + "/v1/", model="deepseek-r1")
+        pieces = list(llm.stream_chat(QUESTION, max_tokens=32, temperature=0.1, stop=["END"]))
+    finally:
+        server.close()
+    assert "".join(pieces) == "<think>Look at source 1.</think>Thirty days [1]."
+    assert len(pieces) == 4
+    assert server.path == "/v1/chat/completions"
+    body = server.bodies[0]
+    assert body["stream"] is True and body["messages"] == QUESTION and body["model"] == "deepseek-r1"
+    assert body["max_tokens"] == 32 and body["stop"] == ["END"]
+    assert llm.last_prompt_tokens == 42  # the server's own count, when it reports usage
+
+
+def test_unreachable_server_is_one_line_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    llm = OpenAICompatLLM(f"http://127.0.0.1:{port}")
+    with pytest.raises(LLMError, match="Cannot reach the LLM server") as info:
+        list(llm.stream_chat(QUESTION, max_tokens=8))
+    assert "\n" not in str(info.value)
