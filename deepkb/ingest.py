@@ -29,6 +29,9 @@ from deepkb.loaders import load
 if TYPE_CHECKING:
     from deepkb.kb import KnowledgeBase
 
+# Bump when loaders or the chunker change what they produce: older documents are then re-chunked on the next
+# sync (their unchanged chunk texts keep their stored vectors).
+PIPELINE_VERSION = 2
 IGNORE_FILE = ".deepkbignore"
 DEFAULT_IGNORES = ["*~", "*.swp", "*.swo", "*.part", "*.tmp", "*.crdownload", "__pycache__/", "node_modules/"]
 
@@ -107,7 +110,8 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
     touched: list[tuple[int, os.stat_result]] = []
     for path, st in files.items():
         doc = known.get(path)
-        if doc and doc.size == st.st_size and doc.mtime_ns == st.st_mtime_ns:
+        current = doc is not None and doc.pipeline == PIPELINE_VERSION
+        if current and doc.size == st.st_size and doc.mtime_ns == st.st_mtime_ns:
             report.unchanged += 1
             continue
         try:
@@ -115,7 +119,7 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
         except OSError as exc:
             report.skipped.append(Skipped(path, f"unreadable ({exc.strerror or exc})"))
             continue
-        if doc and doc.sha256 == sha:
+        if current and doc.sha256 == sha:
             touched.append((doc.id, st))
             report.unchanged += 1
         else:
@@ -202,6 +206,7 @@ def _prepare(kb: KnowledgeBase, path: str, st: os.stat_result, action: str, repo
         "pages": doc.pages,
         "empty_pages": json.dumps(doc.empty_pages) if doc.empty_pages else None,
         "ingested_at": time.time(),
+        "pipeline": PIPELINE_VERSION,
     }
     if len(data) != st.st_size:  # written to while we read it: record what we read, resync on the next change
         fields["mtime_ns"] = 0

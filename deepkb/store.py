@@ -53,6 +53,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX chunks_doc_id ON chunks(doc_id);
     CREATE INDEX chunks_hash ON chunks(hash);
     """,
+    # 2: which loader/chunker version produced a document's chunks, so an upgrade re-chunks old documents.
+    """
+    ALTER TABLE documents ADD COLUMN pipeline INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 
 
@@ -65,6 +69,7 @@ class DocumentRow:
     size: int
     mtime_ns: int
     sha256: str
+    pipeline: int  # the PIPELINE_VERSION of deepkb.ingest that chunked it
 
 
 @dataclass(frozen=True)
@@ -139,19 +144,21 @@ class Store:
         for root in roots:
             prefix = root.rstrip("/") + "/"
             rows = self.db.execute(
-                "SELECT id, path, size, mtime_ns, sha256 FROM documents WHERE path = ? OR substr(path, 1, ?) = ?",
+                "SELECT id, path, size, mtime_ns, sha256, pipeline FROM documents WHERE path = ? OR substr(path, 1, ?) = ?",
                 [root, len(prefix), prefix],
             )
             found.update({r[1]: DocumentRow(*r) for r in rows})
         return found
 
     def document(self, path: str) -> DocumentRow | None:
-        row = self.db.execute("SELECT id, path, size, mtime_ns, sha256 FROM documents WHERE path = ?", [path])
+        row = self.db.execute("SELECT id, path, size, mtime_ns, sha256, pipeline FROM documents WHERE path = ?", [path])
         found = row.fetchone()
         return DocumentRow(*found) if found else None
 
     def documents_with_sha(self, sha256: str) -> list[DocumentRow]:
-        rows = self.db.execute("SELECT id, path, size, mtime_ns, sha256 FROM documents WHERE sha256 = ?", [sha256])
+        rows = self.db.execute(
+            "SELECT id, path, size, mtime_ns, sha256, pipeline FROM documents WHERE sha256 = ?", [sha256]
+        )
         return [DocumentRow(*r) for r in rows]
 
     def touch_document(self, doc_id: int, size: int, mtime_ns: int) -> None:

@@ -168,3 +168,12 @@ def test_reingest_equals_fresh_ingest_after_edits(kb, sample_copy, tmp_path, emb
     fresh.ingest([sample_copy])
     assert _state(kb) == _state(fresh)
     fresh.close()
+
+
+def test_documents_chunked_by_an_older_pipeline_are_rechunked_reusing_vectors(kb, sample_copy, embedded):
+    kb.ingest([sample_copy])
+    kb.store.db.execute("UPDATE documents SET pipeline = 1")
+    embedded.texts.clear()
+    report = kb.ingest([sample_copy])
+    assert report.updated == 10 and report.chunks_embedded == 0 and embedded.texts == []
+    assert kb.ingest([sample_copy]).unchanged == 10

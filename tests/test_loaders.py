@@ -113,3 +113,11 @@ def test_binary_and_empty_files_are_refused():
 def test_crlf_line_numbers_match_an_editor():
     doc = load(Path("w.txt"), b"one\r\n\r\ntwo\r\nthree\r\n")
     assert [(u.text, u.line_start, u.line_end) for u in doc.units] == [("one", 1, 1), ("two\nthree", 3, 4)]
+
+
+def test_pdf_numbered_section_titles_become_heading_paths():
+    doc = load(Path("policy.pdf"), (SAMPLE / "backup-retention-policy.pdf").read_bytes())
+    kept = next(u for u in doc.units if u.text.startswith("Backups are kept for 35 days"))
+    assert kept.page == 3
+    assert kept.heading == "Backup and Data Retention Policy > 6. Backups > 6.3 How long backups are kept"
+    assert not any(u.heading and "35 days" in u.heading for u in doc.units)

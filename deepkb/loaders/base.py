@@ -1,0 +1,57 @@
+"""What every loader returns: units of text that remember their page, lines and heading path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Unit:
+    """A paragraph-sized piece of a document and where it stands in the source."""
+
+    text: str
+    line_start: int  # 1-based, inclusive: lines of the file, or of the PDF page's extracted text
+    line_end: int
+    page: int | None = None
+    heading: str | None = None  # heading path, "Title > Section"
+    boundary: bool = False  # a section or page starts here: no chunk spans across it
+
+
+@dataclass
+class LoadedDocument:
+    """What a loader returns: the units plus facts about the file worth recording."""
+
+    kind: str  # markdown | text | html | pdf
+    units: list[Unit]
+    title: str | None = None
+    encoding: str | None = None
+    pages: int | None = None
+    empty_pages: list[int] = field(default_factory=list)  # PDF pages with no extractable text
+
+
+def normalize_newlines(text: str) -> str:
+    """CRLF and CR become LF, so line numbers match what an editor shows."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def paragraphs(lines: list[str], first_line: int = 1, page: int | None = None) -> list[Unit]:
+    """Blank-line separated blocks of lines, each one unit with its line span."""
+    units: list[Unit] = []
+    start = None
+    for i, line in enumerate([*lines, ""]):
+        if line.strip():
+            if start is None:
+                start = i
+        elif start is not None:
+            units.append(Unit("\n".join(lines[start:i]), first_line + start, first_line + i - 1, page))
+            start = None
+    return units
+
+
+def propagate_headings(units: list[Unit]) -> None:
+    current = None
+    for unit in units:
+        if unit.boundary:
+            current = unit.heading
+        else:
+            unit.heading = current

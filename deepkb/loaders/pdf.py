@@ -1,0 +1,111 @@
+"""PDF through pypdf: text per page with line numbers; headings from the outline or numbered section titles."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+
+from deepkb.errors import LoadError
+from deepkb.loaders.base import LoadedDocument, Unit, normalize_newlines
+
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+
+def load_pdf(data: bytes) -> LoadedDocument:
+    """PDF through pypdf: text per page; pages without text are flagged; encrypted or corrupt files refused."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            try:
+                ok = reader.decrypt("")
+            except Exception as exc:  # pypdf raises several types for unsupported crypto
+                raise LoadError(f"encrypted PDF ({exc})") from exc
+            if not ok:
+                raise LoadError("encrypted PDF (a password is required)")
+        pages = list(reader.pages)
+    except LoadError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as exc:
+        raise LoadError(f"corrupt PDF ({type(exc).__name__}: {exc})") from exc
+    title = _metadata_title(reader)
+    outline = _outline(reader)
+    units: list[Unit] = []
+    empty: list[int] = []
+    path: list[tuple[int, str]] = [(0, title)] if title else []
+    for number, page in enumerate(pages, start=1):
+        pending = outline.get(number, [])
+        try:
+            text = normalize_newlines(page.extract_text() or "")
+        except Exception:  # one unreadable page must not lose the rest of the document
+            text = ""
+        lines = [(i, line.strip()) for i, line in enumerate(text.split("\n"), 1) if line.strip()]
+        matched = {key for key in (_key(line) for _, line in lines) if any(key == _key(t) for _, t in pending)}
+        for level, entry in pending:  # bookmarks whose title is not on the page apply from the page's top
+            if _key(entry) not in matched:
+                path = [p for p in path if p[0] < level] + [(level, entry)]
+        if not lines:
+            empty.append(number)
+            continue
+        for i, line in lines:
+            level = _heading_level(line, pending, bool(outline))
+            boundary = level is not None or i == lines[0][0]
+            if level is not None:
+                path = [p for p in path if p[0] < level] + [(level, line)]
+            units.append(Unit(line, i, i, number, " > ".join(p[1] for p in path) or None, boundary))
+    return LoadedDocument("pdf", units, title=title, pages=len(pages), empty_pages=empty)
+
+
+_NUMBERED = re.compile(r"^(\d{1,2}(?:\.\d{1,2}){0,4})\.?\s+[A-Z][^\n]{1,80}$")
+
+
+def _key(text: str) -> str:
+    """Compare headings without their numbering, case or spacing."""
+    return re.sub(r"^[\d.\s]+", "", " ".join(text.lower().split()))
+
+
+def _heading_level(line: str, bookmarks: list[tuple[int, str]], has_outline: bool) -> int | None:
+    """A section title: a bookmark's title on its page, else (no outline at all) a numbered title like `6.3 Scope`."""
+    key = _key(line)
+    for level, entry in bookmarks:
+        if key and key == _key(entry):
+            return level
+    if has_outline:
+        return None
+    match = _NUMBERED.match(line)
+    if match and not line.rstrip().endswith((".", ",", ";", ":")) and len(line.split()) <= 12:
+        return match.group(1).count(".") + 1
+    return None
+
+
+def _metadata_title(reader) -> str | None:
+    try:
+        title = (reader.metadata or {}).get("/Title")
+    except Exception:  # broken metadata is no reason to lose the text
+        return None
+    return " ".join(str(title).split()) or None if title else None
+
+
+def _outline(reader) -> dict[int, list[tuple[int, str]]]:
+    """Bookmarks by page: (level, title), so PDF chunks get a heading path."""
+    result: dict[int, list[tuple[int, str]]] = {}
+
+    def walk(items, level: int) -> None:
+        for item in items:
+            if isinstance(item, list):
+                walk(item, level + 1)
+                continue
+            try:
+                number = reader.get_destination_page_number(item) + 1
+            except Exception:
+                continue
+            result.setdefault(number, []).append((level, " ".join(str(item.title).split())))
+
+    try:
+        walk(reader.outline, 1)
+    except Exception:  # a broken outline only costs the heading paths
+        return {}
+    return result
