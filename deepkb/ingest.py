@@ -286,15 +286,15 @@ def scan(
         rules: dict[str, list[tuple[str, bool]]] = {}
         for dirpath, dirnames, filenames in os.walk(root, onerror=_walk_error(skipped)):
             here = Path(dirpath)
-            rules[dirpath] = _read_ignore(here)
+            rules[dirpath] = read_ignore_rules(here)
             active = [(here_dir, r) for here_dir, rs in rules.items() if dirpath.startswith(here_dir) for r in rs]
             dirnames[:] = sorted(
                 d for d in dirnames
                 if not d.startswith(".") and (here / d).resolve() not in skip_set
-                and not _ignored(here / d, True, active)
+                and not is_ignored(here / d, True, active)
             )  # fmt: skip
             for name in sorted(filenames):
-                if name.startswith(".") or _ignored(here / name, False, active):
+                if name.startswith(".") or is_ignored(here / name, False, active):
                     continue
                 path = here / name
                 try:
@@ -313,7 +313,7 @@ def _walk_error(skipped: list[Skipped] | None):
     return report
 
 
-def _read_ignore(folder: Path) -> list[tuple[str, bool]]:
+def read_ignore_rules(folder: Path) -> list[tuple[str, bool]]:
     lines: list[str] = []
     try:
         lines = (folder / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
@@ -327,7 +327,7 @@ def _read_ignore(folder: Path) -> list[tuple[str, bool]]:
     return rules
 
 
-def _ignored(path: Path, is_dir: bool, active: list[tuple[str, tuple[str, bool]]]) -> bool:
+def is_ignored(path: Path, is_dir: bool, active: list[tuple[str, tuple[str, bool]]]) -> bool:
     """gitignore-like: `name`, `*.log`, `dir/`, `sub/path`, `!keep`; the last matching rule wins."""
     result = any(_match(path, is_dir, str(path.parent), p) for p in DEFAULT_IGNORES)
     for base, (pattern, ignore) in active:

@@ -121,3 +121,12 @@ def test_kb_home_from_environment_or_flag(tmp_path, monkeypatch, env_home):
     else:
         result = runner.invoke(main, ["--kb", str(target), "status", "--json"])
     assert result.exit_code == 0 and (target / "kb.sqlite").exists()
+
+
+def test_the_cli_starts_without_heavy_imports():
+    code = (
+        "import sys, deepkb.cli; heavy = ('numpy', 'torch', 'sentence_transformers', 'llama_cpp', 'watchdog', "
+        "'textual', 'hnswlib'); print([m for m in heavy if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

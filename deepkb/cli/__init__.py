@@ -45,23 +45,15 @@ def main() -> None:
 
 
 def _register() -> None:
+    """Each command module is imported here; heavy libraries load inside the commands, not at import."""
     from deepkb.cli import kb as kb_commands
+    from deepkb.cli.ask import ask
+    from deepkb.cli.models import models
+    from deepkb.cli.watch import watch
 
     for command in (kb_commands.ingest, kb_commands.search, kb_commands.status, kb_commands.remove,
-                    kb_commands.reindex):  # fmt: skip
+                    kb_commands.reindex, watch, ask, models):  # fmt: skip
         main.add_command(command)
-    try:  # commands of features that may not be installed in this checkout yet
-        from deepkb.cli.ask import ask
-
-        main.add_command(ask)
-    except ImportError:
-        pass
-    try:
-        from deepkb.cli.models import models
-
-        main.add_command(models)
-    except ImportError:
-        pass
 
 
 _register()
