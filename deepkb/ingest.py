@@ -24,7 +24,7 @@ import numpy as np
 from deepkb import faults
 from deepkb.chunker import Chunk, chunk_units
 from deepkb.errors import LoadError, UsageError
-from deepkb.loaders import load
+from deepkb.loaders import load, precheck
 
 if TYPE_CHECKING:
     from deepkb.kb import KnowledgeBase
@@ -105,6 +105,7 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
     faults.checkpoint("scanned")
     store = kb.store
     known = store.documents_under([str(r) for r in roots])
+    failures = store.failures_under([str(r) for r in roots])
 
     candidates: dict[str, tuple[os.stat_result, str]] = {}  # changed or new files, with their content hash
     touched: list[tuple[int, os.stat_result]] = []
@@ -114,8 +115,16 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
         if current and doc.size == st.st_size and doc.mtime_ns == st.st_mtime_ns:
             report.unchanged += 1
             continue
+        failed = failures.get(path)
+        if failed and failed[:2] == (st.st_size, st.st_mtime_ns):  # the same bad file as last time: not read again
+            report.skipped.append(Skipped(path, failed[2]))
+            continue
         try:
+            precheck(Path(path), st.st_size)
             sha = file_sha256(path)
+        except LoadError as exc:
+            report.skipped.append(Skipped(path, str(exc)))
+            continue
         except OSError as exc:
             report.skipped.append(Skipped(path, f"unreadable ({exc.strerror or exc})"))
             continue
@@ -138,6 +147,8 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
             renames.append((source.id, source.path, path, st))
             del candidates[path]
 
+    for path in failures.keys() - files.keys():
+        store.set_failure(path, 0, 0, None)
     if touched or renames or vanished:
         with kb.writing() as index:
             removed_ids: list[int] = []
@@ -186,11 +197,10 @@ def _prepare(kb: KnowledgeBase, path: str, st: os.stat_result, action: str, repo
         return None
     try:
         doc = load(Path(path), data)
-    except LoadError as exc:
-        report.skipped.append(Skipped(path, str(exc)))
-        return None
-    except Exception as exc:  # a parser bug on one odd file must not stop the run
-        report.skipped.append(Skipped(path, f"could not parse ({type(exc).__name__}: {exc})"))
+    except Exception as exc:  # LoadError, or a parser bug on one odd file: neither may stop the run
+        reason = str(exc) if isinstance(exc, LoadError) else f"could not parse ({type(exc).__name__}: {exc})"
+        report.skipped.append(Skipped(path, reason))
+        kb.store.set_failure(path, st.st_size, st.st_mtime_ns, reason)
         return None
     embedder = kb.embedder
     s = kb.settings
@@ -238,6 +248,7 @@ def _commit(kb: KnowledgeBase, pending: list[_Pending], report: IngestReport, pr
         for item in pending:
             matrix = np.array([vectors[c.hash] for c in item.chunks], dtype=np.float32).reshape(-1, embedder.dim)
             gone, ids = store.put_document(item.fields, item.chunks, matrix)
+            store.set_failure(item.path, 0, 0, None)
             removed += gone
             added += list(zip(ids, matrix))
             faults.checkpoint("in-transaction")

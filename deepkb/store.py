@@ -57,6 +57,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE documents ADD COLUMN pipeline INTEGER NOT NULL DEFAULT 1;
     """,
+    # 3: files that failed to load, so an unchanged bad file is reported again without being read again.
+    """
+    CREATE TABLE failures (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, reason TEXT);
+    """,
 ]
 
 
@@ -168,6 +172,28 @@ class Store:
         self.db.execute(
             "UPDATE documents SET path = ?, size = ?, mtime_ns = ? WHERE id = ?", [new_path, size, mtime_ns, doc_id]
         )
+
+    def failures_under(self, roots: Sequence[str]) -> dict[str, tuple[int, int, str]]:
+        """Remembered load failures below the roots: path -> (size, mtime_ns, reason)."""
+        found: dict[str, tuple[int, int, str]] = {}
+        for root in roots:
+            prefix = root.rstrip("/") + "/"
+            rows = self.db.execute(
+                "SELECT path, size, mtime_ns, reason FROM failures WHERE path = ? OR substr(path, 1, ?) = ?",
+                [root, len(prefix), prefix],
+            )
+            found.update({r[0]: (r[1], r[2], r[3]) for r in rows})
+        return found
+
+    def set_failure(self, path: str, size: int, mtime_ns: int, reason: str | None) -> None:
+        """Remember (or, with reason None, forget) that a file failed to load in this exact version."""
+        if reason is None:
+            self.db.execute("DELETE FROM failures WHERE path = ?", [path])
+        else:
+            self.db.execute(
+                "INSERT OR REPLACE INTO failures (path, size, mtime_ns, reason) VALUES (?, ?, ?, ?)",
+                [path, size, mtime_ns, reason],
+            )
 
     def remove_document(self, doc_id: int) -> list[int]:
         """Delete a document and its chunks; returns the chunk ids the vector index must drop."""

@@ -177,3 +177,23 @@ def test_documents_chunked_by_an_older_pipeline_are_rechunked_reusing_vectors(kb
     report = kb.ingest([sample_copy])
     assert report.updated == 10 and report.chunks_embedded == 0 and embedded.texts == []
     assert kb.ingest([sample_copy]).unchanged == 10
+
+
+def test_a_bad_file_is_not_read_again_until_it_changes(kb, tmp_path, monkeypatch):
+    import deepkb.ingest as ingest_module
+
+    docs = tmp_path / "docs"
+    write(docs / "good.md", "# Good\n\nfine text about kites\n")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 not a pdf at all")
+    (docs / "movie.mp4").write_bytes(b"\x00" * 4096)
+    assert {Path(s.path).name for s in kb.ingest([docs]).skipped} == {"broken.pdf", "movie.mp4"}
+    loads = []
+    monkeypatch.setattr(ingest_module, "load", lambda path, data: loads.append(path.name))
+    again = kb.ingest([docs])
+    assert {Path(s.path).name for s in again.skipped} == {"broken.pdf", "movie.mp4"}
+    assert "corrupt PDF" in next(s.reason for s in again.skipped if s.path.endswith("broken.pdf"))
+    assert loads == []  # reported from memory, not re-read
+    monkeypatch.undo()
+    write(docs / "broken.pdf", "now it is text pretending to be a pdf")
+    third = kb.ingest([docs])
+    assert [Path(s.path).name for s in third.skipped if s.path.endswith(".pdf")] == ["broken.pdf"]

@@ -14,7 +14,7 @@ from deepkb.loaders.html import load_html
 from deepkb.loaders.pdf import load_pdf
 from deepkb.loaders.text import decode_text, load_markdown, load_plain
 
-__all__ = ["LoadedDocument", "Unit", "load", "decode_text"]
+__all__ = ["LoadedDocument", "Unit", "load", "precheck", "decode_text"]
 
 MARKDOWN_EXT = {".md", ".markdown", ".mdx"}
 HTML_EXT = {".html", ".htm", ".xhtml"}
@@ -33,20 +33,25 @@ MAX_TEXT_BYTES = 20 * 1024 * 1024
 MAX_PDF_BYTES = 512 * 1024 * 1024
 
 
-def load(path: Path, data: bytes) -> LoadedDocument:
-    """Turn one file's bytes into units; raises LoadError with the reason when it cannot."""
+def precheck(path: Path, size: int) -> None:
+    """Refuse by name and size alone, before a byte is read (a 4 GB video is never loaded into memory)."""
     suffix = path.suffix.lower()
     if suffix in BINARY_EXT:
         raise LoadError(f"unsupported file type ({suffix})")
-    if not data:
+    if size == 0:
         raise LoadError("empty file")
+    limit = MAX_PDF_BYTES if suffix in PDF_EXT else MAX_TEXT_BYTES
+    if size > limit:
+        raise LoadError(f"{'PDF' if suffix in PDF_EXT else 'text file'} larger than {limit >> 20} MiB")
+
+
+def load(path: Path, data: bytes) -> LoadedDocument:
+    """Turn one file's bytes into units; raises LoadError with the reason when it cannot."""
+    precheck(path, len(data))
+    suffix = path.suffix.lower()
     if suffix in PDF_EXT:
-        if len(data) > MAX_PDF_BYTES:
-            raise LoadError(f"PDF larger than {MAX_PDF_BYTES >> 20} MiB")
         doc = load_pdf(data)
     else:
-        if len(data) > MAX_TEXT_BYTES:
-            raise LoadError(f"text file larger than {MAX_TEXT_BYTES >> 20} MiB")
         text, encoding = decode_text(data)
         if suffix in HTML_EXT:
             doc = load_html(text)
