@@ -32,6 +32,14 @@ def embedder():
     return create_embedder("all-MiniLM-L6-v2")
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny qwen2 GGUF with the real Qwen2 vocabulary that llama.cpp really runs (built once per session)."""
+    from tiny_gguf import tiny_model_path
+
+    return tiny_model_path(tmp_path_factory)
+
+
 class Spy:
     """Records every text handed to the real embedder, so tests can count what was re-embedded."""
 

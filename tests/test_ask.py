@@ -15,12 +15,7 @@ from deepkb.prompt import NOT_IN_DOCUMENTS
 from deepkb.search import Hit
 
 from conftest import write
-from tiny_gguf import ANSWER, THINKING, tiny_model_path
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    return tiny_model_path(tmp_path_factory)
+from tiny_gguf import ANSWER, THINKING
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,7 @@ from deepkb.llm import LlamaCppLLM, OpenAICompatLLM, get_backend, physical_cores
 from deepkb.prompt import build_prompt
 from deepkb.search import Hit
 
-from tiny_gguf import ANSWER, THINKING, tiny_model_path
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    return tiny_model_path(tmp_path_factory)
+from tiny_gguf import ANSWER, THINKING
 
 
 @pytest.fixture(scope="module")
