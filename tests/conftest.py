@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from deepkb.config import Settings
 from deepkb.embedder import create_embedder
 from deepkb.kb import KnowledgeBase
 
@@ -28,8 +29,9 @@ def kb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def embedder():
-    """The real all-MiniLM-L6-v2, resolved offline."""
-    return create_embedder("all-MiniLM-L6-v2")
+    """The real all-MiniLM-L6-v2, resolved offline; the same instance the CLI gets in-process (loaded once)."""
+    defaults = Settings()
+    return create_embedder(defaults.embedding_model, batch_size=defaults.embed_batch_size)
 
 
 @pytest.fixture(scope="session")

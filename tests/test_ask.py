@@ -139,7 +139,7 @@ def _check_contract(data: dict) -> None:
         assert isinstance(c["n"], int) and isinstance(c["path"], str) and isinstance(c["text"], str)
 
 
-def test_cli_json_contract(tiny_model, tmp_path):
+def test_cli_json_contract(tiny_model, tmp_path, embedder):
     docs = tmp_path / "docs"
     write(docs / "backup.md", "# Backups\n\nBackups are kept for thirty days in the offsite vault.\n")
     write(docs / "keys.md", "# Keys\n\nEncryption keys are rotated every year by the security team.\n")
