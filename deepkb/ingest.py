@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 # Bump when loaders or the chunker change what they produce: older documents are then re-chunked on the next
 # sync (their unchanged chunk texts keep their stored vectors).
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 IGNORE_FILE = ".deepkbignore"
 DEFAULT_IGNORES = ["*~", "*.swp", "*.swo", "*.part", "*.tmp", "*.crdownload", "__pycache__/", "node_modules/"]
 

@@ -121,3 +121,12 @@ def test_pdf_numbered_section_titles_become_heading_paths():
     assert kept.page == 3
     assert kept.heading == "Backup and Data Retention Policy > 6. Backups > 6.3 How long backups are kept"
     assert not any(u.heading and "35 days" in u.heading for u in doc.units)
+
+
+def test_pdf_running_footers_are_dropped_and_lines_keep_their_numbers():
+    doc = load(Path("policy.pdf"), (SAMPLE / "backup-retention-policy.pdf").read_bytes())
+    assert not any("Page 2 of 5" in u.text or "version 2.3 - Page" in u.text for u in doc.units)
+    from pypdf import PdfReader
+
+    page2 = PdfReader(str(SAMPLE / "backup-retention-policy.pdf")).pages[1].extract_text().split("\n")
+    assert all(page2[u.line_start - 1].strip() == u.text for u in doc.units if u.page == 2)

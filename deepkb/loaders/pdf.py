@@ -36,13 +36,11 @@ def load_pdf(data: bytes) -> LoadedDocument:
     units: list[Unit] = []
     empty: list[int] = []
     path: list[tuple[int, str]] = [(0, title)] if title else []
-    for number, page in enumerate(pages, start=1):
+    page_lines = [_page_lines(page) for page in pages]
+    running = _running_lines(page_lines)
+    for number, all_lines in enumerate(page_lines, start=1):
         pending = outline.get(number, [])
-        try:
-            text = normalize_newlines(page.extract_text() or "")
-        except Exception:  # one unreadable page must not lose the rest of the document
-            text = ""
-        lines = [(i, line.strip()) for i, line in enumerate(text.split("\n"), 1) if line.strip()]
+        lines = [(i, line) for i, line in all_lines if _shape(line) not in running]
         matched = {key for key in (_key(line) for _, line in lines) if any(key == _key(t) for _, t in pending)}
         for level, entry in pending:  # bookmarks whose title is not on the page apply from the page's top
             if _key(entry) not in matched:
@@ -57,6 +55,32 @@ def load_pdf(data: bytes) -> LoadedDocument:
                 path = [p for p in path if p[0] < level] + [(level, line)]
             units.append(Unit(line, i, i, number, " > ".join(p[1] for p in path) or None, boundary))
     return LoadedDocument("pdf", units, title=title, pages=len(pages), empty_pages=empty)
+
+
+def _page_lines(page) -> list[tuple[int, str]]:
+    """A page's non-blank lines with their line numbers in the page's extracted text."""
+    try:
+        text = normalize_newlines(page.extract_text() or "")
+    except Exception:  # one unreadable page must not lose the rest of the document
+        return []
+    return [(i, line.strip()) for i, line in enumerate(text.split("\n"), 1) if line.strip()]
+
+
+def _shape(line: str) -> str:
+    return re.sub(r"\d+", "#", " ".join(line.lower().split()))
+
+
+def _running_lines(page_lines: list[list[tuple[int, str]]]) -> set[str]:
+    """Running headers and footers ("Page 3 of 5", "134 GNU Octave (version 7.3.0)"): lines at the top or bottom
+    of a page whose shape, digits aside, recurs on at least a third of the pages. They would pollute chunks."""
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    for lines in page_lines:
+        edge = {_shape(line) for _, line in lines[:2] + lines[-2:]}
+        counts.update(edge)
+    threshold = max(3, len(page_lines) // 3)
+    return {shape for shape, n in counts.items() if n >= threshold}
 
 
 _NUMBERED = re.compile(r"^(\d{1,2}(?:\.\d{1,2}){0,4})\.?\s+[A-Z][^\n]{1,80}$")
