@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field, fields
@@ -102,7 +101,3 @@ class Settings:
             except (TypeError, ValueError) as exc:
                 raise UsageError(f"setting {name}={value!r} is not a valid {target.__name__}.") from exc
         return cls(home=home, **typed)
-
-    def replace(self, **changes: object) -> Settings:
-        """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
