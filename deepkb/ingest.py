@@ -233,6 +233,7 @@ def _commit(kb: KnowledgeBase, pending: list[_Pending], report: IngestReport, pr
         h: np.frombuffer(v, dtype=np.float32) for h, v in store.vectors_for_hashes(c.hash for c in all_chunks).items()
     }
     new = list({c.hash: c for c in all_chunks if c.hash not in vectors}.values())
+    new.sort(key=lambda c: c.n_tokens)  # batches of similar length waste no compute on padding
     batch = kb.settings.embed_batch_size * 4
     for i in range(0, len(new), batch):
         part = new[i : i + batch]
