@@ -158,7 +158,8 @@ def machine() -> str:
 def write_report(results: dict) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
-    lines = ["# deepkb benchmarks", "", f"Machine: {results['machine']}  ", f"Run: {results['date']}  ",
+    load = f"load average {results['load_before'][0]:.1f} at the start, {results.get('load_after', ['?'])[0]} at the end"
+    lines = ["# deepkb benchmarks", "", f"Machine: {results['machine']}  ", f"Run: {results['date']}, {load}  ",
              "Reproduce: `make bench` (or `.venv/bin/python bench/run.py`); raw figures: `bench/out/results.json`.", ""]  # fmt: skip
     q = results.get("quality")
     if q:
@@ -194,7 +195,7 @@ def main() -> None:
     parser.add_argument("--speed-docs", type=int, default=1000, help="abstracts used for the ingest-speed figure")
     parser.add_argument("--fresh", action="store_true", help="rebuild the cached SciFact knowledge base")
     args = parser.parse_args()
-    results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": os.getloadavg()}
     folder = Path(args.scifact)
     if not (folder / "corpus.jsonl").exists():
         print(f"SciFact not found at {folder}: skipping the SciFact figures (set --scifact or SCIFACT_DIR).")
@@ -223,6 +224,7 @@ def main() -> None:
         **latency(kb, list(queries.values())),
     }
     kb.close()
+    results["load_after"] = os.getloadavg()
     write_report(results)
     print(f"wrote {REPO / 'BENCHMARKS.md'}")
 
