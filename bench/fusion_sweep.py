@@ -25,7 +25,10 @@ def main() -> None:
     _, queries, qrels = load_scifact(REPO.parent / "shared" / "data" / "scifact")
     kb = KnowledgeBase.open(CACHE / "scifact-kb")
     lists = {qid: (dense(kb, text, 200), keyword(kb, text, 200)) for qid, text in queries.items()}
-    doc_of = {cid: Path(path).stem for cid, path in kb.store.db.execute("SELECT c.id, d.path FROM chunks c JOIN documents d ON d.id = c.doc_id")}
+    doc_of = {
+        cid: Path(path).stem
+        for cid, path in kb.store.db.execute("SELECT c.id, d.path FROM chunks c JOIN documents d ON d.id = c.doc_id")
+    }
     results = []
     for rrf_k in (10, 20, 40, 60, 100):
         for depth in (20, 50, 100, 200):

@@ -158,7 +158,9 @@ def machine() -> str:
 def write_report(results: dict) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
-    load = f"load average {results['load_before'][0]:.1f} at the start, {results.get('load_after', ['?'])[0]} at the end"
+    load = (
+        f"load average {results['load_before'][0]:.1f} at the start, {results.get('load_after', ['?'])[0]} at the end"
+    )
     lines = ["# deepkb benchmarks", "", f"Machine: {results['machine']}  ", f"Run: {results['date']}, {load}  ",
              "Reproduce: `make bench` (or `.venv/bin/python bench/run.py`); raw figures: `bench/out/results.json`.", ""]  # fmt: skip
     q = results.get("quality")
@@ -184,7 +186,29 @@ def write_report(results: dict) -> None:
         for name in ("raw_encode", "raw_knn", "raw_fts", "raw_total", "keyword", "dense", "hybrid"):
             lines.append(f"| {name.replace('_', ' ')} | {lat[name]['p50_ms']} | {lat[name]['p95_ms']} |")
         lines.append("")
+    sys.path.insert(0, str(REPO / "bench"))
+    import importlib
+
+    for name in OTHERS:
+        if results.get(name):
+            lines += [*importlib.import_module(name).markdown(results[name]), ""]
     (REPO / "BENCHMARKS.md").write_text("\n".join(lines))
+
+
+OTHERS = ("llm_speed", "memory", "peer_txtai", "watch_latency")  # bench/<name>.py with run() and markdown()
+
+
+def run_others(results: dict, quick: bool) -> None:
+    """The standalone benches: answer speed, peak memory, the txtai peer, watch latency."""
+    import importlib
+
+    sys.path.insert(0, str(REPO / "bench"))
+    for name in OTHERS:
+        module = importlib.import_module(name)
+        if not hasattr(module, "markdown"):
+            continue
+        print(f"{name}…")
+        results[name] = module.run(quick=quick) if "quick" in module.run.__code__.co_varnames else module.run()
 
 
 def main() -> None:
@@ -194,6 +218,7 @@ def main() -> None:
     )
     parser.add_argument("--speed-docs", type=int, default=1000, help="abstracts used for the ingest-speed figure")
     parser.add_argument("--fresh", action="store_true", help="rebuild the cached SciFact knowledge base")
+    parser.add_argument("--quick", action="store_true", help="the smaller sizes of the LLM, peer and memory benches")
     args = parser.parse_args()
     results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": os.getloadavg()}
     folder = Path(args.scifact)
@@ -224,6 +249,7 @@ def main() -> None:
         **latency(kb, list(queries.values())),
     }
     kb.close()
+    run_others(results, quick=args.quick)
     results["load_after"] = os.getloadavg()
     write_report(results)
     print(f"wrote {REPO / 'BENCHMARKS.md'}")
