@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import statistics
 import sys
@@ -80,13 +79,12 @@ def _write_f16(path: Path) -> None:
     """The model in F16 with the real Qwen2 vocabulary and DeepSeek-R1's chat template."""
     import gguf
 
-    from tiny_gguf import BOS, EOS, R1_CHAT_TEMPLATE, _vocab
+    from tiny_gguf import _vocab, r1_qwen2_writer
 
     s = SHAPE
     tokens, types, merges = _vocab()
     tokens += [f"[PAD{i}]" for i in range(s["n_vocab"] - len(tokens))]  # the model's matrix has padding rows
     types += [int(gguf.TokenType.UNUSED)] * (s["n_vocab"] - len(types))
-    ids = {t: i for i, t in enumerate(tokens)}
     # One pool of N(0, 0.02) values; every weight matrix is a view at a random offset, so 3.5 GB of F16 tensors
     # cost 0.5 GB of memory. Speed depends on shapes and quantization types, not on the values.
     rng = np.random.default_rng(0)
@@ -102,28 +100,20 @@ def _write_f16(path: Path) -> None:
 
     n_embd, head_dim = s["n_embd"], s["n_embd"] // s["n_head"]
     kv = s["n_head_kv"] * head_dim
-    w = gguf.GGUFWriter(str(path), "qwen2")
-    w.add_name("DeepSeek-R1-Distill-Qwen-1.5B shape, random weights (deepkb bench)")
-    w.add_context_length(s["n_ctx_train"])
-    w.add_embedding_length(n_embd)
-    w.add_feed_forward_length(s["n_ff"])
-    w.add_block_count(s["n_layer"])
-    w.add_head_count(s["n_head"])
-    w.add_head_count_kv(s["n_head_kv"])
-    w.add_rope_freq_base(s["rope_theta"])
-    w.add_layer_norm_rms_eps(s["rms_eps"])
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("deepseek-r1-qwen")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(ids[BOS])
-    w.add_eos_token_id(ids[EOS])
-    w.add_pad_token_id(ids[EOS])
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
-    w.add_chat_template(R1_CHAT_TEMPLATE)
+    w = r1_qwen2_writer(
+        path,
+        "DeepSeek-R1-Distill-Qwen-1.5B shape, random weights (deepkb bench)",
+        tokens,
+        types,
+        merges,
+        rope_freq_base=s["rope_theta"],
+        context_length=s["n_ctx_train"],
+        embedding_length=n_embd,
+        feed_forward_length=s["n_ff"],
+        block_count=s["n_layer"],
+        head_count=s["n_head"],
+        head_count_kv=s["n_head_kv"],
+    )
     ones = np.ones(n_embd, np.float32)
     w.add_tensor("token_embd.weight", weight(s["n_vocab"], n_embd))
     w.add_tensor("output_norm.weight", ones)
@@ -385,6 +375,8 @@ def markdown(f: dict) -> list[str]:
 
 
 def main() -> None:
+    from figures import publish
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one run instead of three")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved raw/deepkb runs (median reported)")
@@ -394,10 +386,7 @@ def main() -> None:
     if args.rebuild and MODEL.exists():
         MODEL.unlink()
     figures = run(quick=args.quick, repeats=args.repeats, max_tokens=args.tokens)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(figures, indent=2) + "\n")
-    print("\n".join(markdown(figures)))
-    print(f"wrote {OUT.relative_to(REPO)}")
+    publish(figures, OUT, markdown, REPO)
 
 
 if __name__ == "__main__":

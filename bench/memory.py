@@ -283,15 +283,14 @@ def markdown(f: dict) -> list[str]:
 
 
 def main() -> None:
+    from figures import publish
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"only the PDF's first {QUICK_PAGES} pages")
     parser.add_argument("--pdf", help="the PDF to ingest (default: Octave's manual if present, else a generated one)")
     args = parser.parse_args()
     figures = run(quick=args.quick, pdf=args.pdf)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(figures, indent=2) + "\n")
-    print("\n".join(markdown(figures)))
-    print(f"wrote {OUT.relative_to(REPO)}")
+    publish(figures, OUT, markdown, REPO)
 
 
 if __name__ == "__main__":

@@ -255,6 +255,8 @@ def markdown(f: dict) -> list[str]:
 
 
 def main() -> None:
+    from figures import publish
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"the first {QUICK_DOCS} abstracts only")
     parser.add_argument("--scifact", default=None, help="BEIR SciFact folder (default: SCIFACT_DIR or ../shared/data)")
@@ -269,10 +271,7 @@ def main() -> None:
     figures = run(quick=args.quick, scifact=args.scifact, with_deepkb=not args.no_deepkb)
     if not figures:
         return
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(figures, indent=2) + "\n")
-    print("\n".join(markdown(figures)))
-    print(f"wrote {OUT.relative_to(REPO)}")
+    publish(figures, OUT, markdown, REPO)
 
 
 if __name__ == "__main__":

@@ -131,7 +131,6 @@ def _vocab() -> tuple[list[str], list[int], list[str]]:
 
 def build_tiny_gguf(path: Path, seed: int = 0) -> Path:
     """Write the tiny model to `path` (about 40 MB) and return it."""
-    import gguf
 
     tokens, types, merges = _vocab()
     ids = {t: i for i, t in enumerate(tokens)}
@@ -148,28 +147,9 @@ def build_tiny_gguf(path: Path, seed: int = 0) -> Path:
         output[nxt, axis] = 10.0  # ...which makes `nxt` the next token by a wide margin
     embed[chain[-1]] = 0.0
 
-    w = gguf.GGUFWriter(str(path), "qwen2")
-    w.add_name("deepkb-tiny-r1")
-    w.add_context_length(N_CTX)
-    w.add_embedding_length(N_EMBD)
-    w.add_feed_forward_length(N_FF)
-    w.add_block_count(N_LAYER)
-    w.add_head_count(N_HEAD)
-    w.add_head_count_kv(N_HEAD_KV)
-    w.add_rope_freq_base(1_000_000.0)
-    w.add_layer_norm_rms_eps(1e-6)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("deepseek-r1-qwen")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(ids[BOS])
-    w.add_eos_token_id(ids[EOS])
-    w.add_pad_token_id(ids[EOS])
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
-    w.add_chat_template(R1_CHAT_TEMPLATE)
+    w = r1_qwen2_writer(path, "deepkb-tiny-r1", tokens, types, merges, context_length=N_CTX, embedding_length=N_EMBD,
+                        feed_forward_length=N_FF, block_count=N_LAYER, head_count=N_HEAD, head_count_kv=N_HEAD_KV,
+                        rope_freq_base=1_000_000.0)  # fmt: skip
 
     head_dim = N_EMBD // N_HEAD
     noise = lambda *shape: rng.normal(0, 0.01, shape).astype(np.float32)  # noqa: E731
@@ -195,6 +175,45 @@ def build_tiny_gguf(path: Path, seed: int = 0) -> Path:
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def r1_qwen2_writer(
+    path: Path,
+    name: str,
+    tokens: list[str],
+    types: list[int],
+    merges: list[str],
+    *,
+    rope_freq_base: float,
+    **shape: int,
+):
+    """A GGUFWriter for a qwen2 model with DeepSeek-R1-Distill-Qwen's tokenizer and chat template, tensors to add.
+
+    `shape` names the GGUF keys without their add_ prefix: context_length, embedding_length, feed_forward_length,
+    block_count, head_count, head_count_kv. Shared by the tiny test model and bench/llm_speed.py's 1.5B shape.
+    """
+    import gguf
+
+    ids = {t: i for i, t in enumerate(tokens)}
+    w = gguf.GGUFWriter(str(path), "qwen2")
+    w.add_name(name)
+    for key, value in shape.items():
+        getattr(w, f"add_{key}")(value)
+    w.add_rope_freq_base(rope_freq_base)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("deepseek-r1-qwen")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(ids[BOS])
+    w.add_eos_token_id(ids[EOS])
+    w.add_pad_token_id(ids[EOS])
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    w.add_chat_template(R1_CHAT_TEMPLATE)
+    return w
 
 
 def tiny_model_path(tmp_path_factory) -> Path:
