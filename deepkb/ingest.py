@@ -134,7 +134,8 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
         else:
             candidates[path] = (st, sha)
 
-    vanished = {p: d for p, d in known.items() if p not in files and not _skipped(report, p)}
+    skipped_paths = {s.path for s in report.skipped}  # an unreadable folder's files are not "vanished"
+    vanished = {p: d for p, d in known.items() if p not in files and p not in skipped_paths}
     renames: list[tuple[int, str, str, os.stat_result]] = []
     for path, (st, sha) in list(candidates.items()):
         if path in known:
@@ -180,10 +181,6 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
         kb.save_index()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
-
-
-def _skipped(report: IngestReport, path: str) -> bool:
-    return any(s.path == path for s in report.skipped)
 
 
 def _prepare(kb: KnowledgeBase, path: str, st: os.stat_result, action: str, report: IngestReport) -> _Pending | None:

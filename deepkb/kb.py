@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from deepkb.config import CONFIG_FILE, Settings
+from deepkb.config import CONFIG_FILE, DEFAULT_EMBEDDING_MODEL, Settings
 from deepkb.embedder import Embedder, create_embedder
 from deepkb.errors import EmbeddingModelError, LockedError, UsageError
 from deepkb.ingest import IngestReport, Progress, sync
@@ -243,8 +243,6 @@ class KnowledgeBase:
             self._write_config_model(self.settings.embedding_model)
 
     def _write_config_model(self, name: str) -> None:
-        from deepkb.config import DEFAULT_EMBEDDING_MODEL
-
         path = self.home / CONFIG_FILE
         lines = [
             ln
