@@ -20,6 +20,11 @@ DEFAULT_MIN_RELEVANCE = 0.28
 # DeepSeek-R1 distills think inside <think>...</think>; an empty, closed block makes them answer directly.
 SKIP_REASONING_PREFILL = "<think>\n\n</think>\n\n"
 
+# Prompt tokens the sources may take when the model runs on a CPU. A 2-core CPU prefills a 1.5B Q4_K_M model at
+# roughly 40-70 tokens/s, so ~384 tokens of sources (2-3 chunks) plus the question keep the first answer token
+# under 10 s (bench/llm_speed.py); a GPU prefills thousands of tokens/s and gets all that fit the context.
+CPU_SOURCE_TOKENS = 384
+
 GET_A_MODEL = "No answer model: run `deepkb models pull` or pass --model PATH to a .gguf file."
 
 Retriever = Callable[[str, int], list[Hit]]
@@ -45,6 +50,8 @@ class AskOptions:
     """Include the model's reasoning in to_json()."""
     fallback_passages: int = 3
     """Passages shown when no model can answer."""
+    source_tokens: int | None = None
+    """Prompt tokens for sources beyond the best one; None: CPU_SOURCE_TOKENS on a CPU, else all that fit."""
 
 
 @dataclass
@@ -52,7 +59,10 @@ class Timings:
     """Where the time went."""
 
     retrieve_ms: float | None = None
+    load_ms: float | None = None  # getting the model ready (loading a GGUF happens once per process)
     prompt_tokens: int | None = None
+    cached_prompt_tokens: int | None = None  # KV state reused (previous question or the on-disk prompt cache)
+    prefill_ms: float | None = None  # prefill of the remaining prompt tokens, part of ttft_ms
     ttft_ms: float | None = None
     tokens_per_s: float | None = None
     completion_tokens: int | None = None
@@ -61,7 +71,10 @@ class Timings:
     def to_json(self) -> dict:
         return {
             "retrieve_ms": self.retrieve_ms,
+            "load_ms": self.load_ms,
             "prompt_tokens": self.prompt_tokens,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
+            "prefill_ms": self.prefill_ms,
             "ttft_ms": self.ttft_ms,
             "tokens_per_s": self.tokens_per_s,
             "completion_tokens": self.completion_tokens,
@@ -139,13 +152,19 @@ def ask(
 
     if load_llm is None:
         return _fallback(result, hits, opts, GET_A_MODEL, emit)
+    loading = time.perf_counter()
     try:
         llm = load_llm()
+        timings.load_ms = _ms(loading)
     except (ModelNotFoundError, ModelLoadError) as exc:
         return _fallback(result, hits, opts, f"{exc} Showing the best passages instead.", emit)
 
     room = min(opts.answer_tokens, llm.context_size // 2)
-    prompt = build_prompt(question, hits, llm, room, SKIP_REASONING_PREFILL if opts.skip_reasoning else None)
+    source_tokens = opts.source_tokens
+    if source_tokens is None and llm.runs_on_cpu:
+        source_tokens = CPU_SOURCE_TOKENS
+    prefill = SKIP_REASONING_PREFILL if opts.skip_reasoning else None
+    prompt = build_prompt(question, hits, llm, room, prefill, source_tokens)
     result.model = llm.name
     timings.prompt_tokens = prompt.prompt_tokens
     try:
@@ -157,10 +176,13 @@ def ask(
     thinking, answer = split_think(raw)
     cited = resolve_citations(answer, prompt.sources)
     result.answer, result.thinking = cited.text, thinking
-    result.citations, result.also_retrieved = cited.citations, cited.also_retrieved
+    in_prompt = {h.chunk_id for h in prompt.sources}
+    result.citations = cited.citations
+    result.also_retrieved = cited.also_retrieved + [h for h in hits if h.chunk_id not in in_prompt]
     result.dropped_markers = cited.dropped_markers
     result.abstained = not cited.citations and cited.text.strip(" .\"'").lower().startswith(NOT_IN_DOCUMENTS)
     timings.prompt_tokens = llm.last_prompt_tokens or prompt.prompt_tokens
+    timings.cached_prompt_tokens, timings.prefill_ms = llm.last_cached_tokens, llm.last_prefill_ms
     if not answer and thinking:
         result.notice = f"The model spent all {room} answer tokens reasoning; raise --max-tokens or try --no-think."
         emit("notice", result.notice)
@@ -205,7 +227,8 @@ def _stream(
         emit("answer", tail)
     ended = time.perf_counter()
     raw = "".join(pieces)
-    timings.completion_tokens = llm.count_tokens(raw) if raw else 0
+    counted = llm.last_completion_tokens
+    timings.completion_tokens = counted if counted is not None else (llm.count_tokens(raw) if raw else 0)
     timings.generate_ms = _ms(started, ended)
     if first is not None and timings.completion_tokens > 1 and ended > first:
         timings.tokens_per_s = round((timings.completion_tokens - 1) / (ended - first), 2)

@@ -66,8 +66,19 @@ def _truncate(text: str, budget: int, llm: LLM) -> str:
     return (cut.rsplit(None, 1)[0] if " " in cut and lo < len(text) else cut) + (" …" if lo < len(text) else "")
 
 
-def build_prompt(question: str, hits: list[Hit], llm: LLM, answer_tokens: int, prefill: str | None = None) -> Prompt:
-    """Number the best hits [1].. and add them while the prompt plus `answer_tokens` fit the context."""
+def build_prompt(
+    question: str,
+    hits: list[Hit],
+    llm: LLM,
+    answer_tokens: int,
+    prefill: str | None = None,
+    source_tokens: int | None = None,
+) -> Prompt:
+    """Number the best hits [1].. and add them while the prompt plus `answer_tokens` fit the context.
+
+    `source_tokens` caps what the sources may take beyond the first (which always goes in, whole if it fits):
+    on a CPU every prompt token costs prefill time before the first answer token.
+    """
     budget = llm.context_size - answer_tokens - SAFETY_TOKENS
     used = llm.count_messages(_messages([], question, prefill))
     if used > budget:
@@ -77,9 +88,12 @@ def build_prompt(question: str, hits: list[Hit], llm: LLM, answer_tokens: int, p
         )
     blocks: list[str] = []
     sources: list[Hit] = []
+    source_used = 0
     for hit in hits:
         block = _source_block(len(sources) + 1, hit)
         cost = llm.count_tokens(block)
+        if sources and source_tokens is not None and source_used + cost > source_tokens:
+            continue  # over the source budget; a shorter, lower-ranked chunk may still fit
         if used + cost > budget:
             if sources:
                 continue  # a shorter, lower-ranked chunk may still fit
@@ -92,6 +106,7 @@ def build_prompt(question: str, hits: list[Hit], llm: LLM, answer_tokens: int, p
         blocks.append(block)
         sources.append(hit)
         used += cost
+        source_used += cost
     messages = _messages(blocks, question, prefill)
     total = llm.count_messages(messages)
     while total > budget + SAFETY_TOKENS and len(blocks) > 1:  # the estimate was off: drop the weakest source

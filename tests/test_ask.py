@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import pytest
 from click.testing import CliRunner
 
-from deepkb.answer import GET_A_MODEL, AskOptions, ask
+from deepkb.answer import CPU_SOURCE_TOKENS, GET_A_MODEL, AskOptions, ask
 from deepkb.cli import main
 from deepkb.llm import LlamaCppLLM, OpenAICompatLLM
-from deepkb.prompt import NOT_IN_DOCUMENTS
+from deepkb.prompt import NOT_IN_DOCUMENTS, build_prompt
 from deepkb.search import Hit
 
 from conftest import write
@@ -129,6 +130,25 @@ def test_skip_reasoning_and_show_thinking(llm):
     assert shown.to_json()["thinking"] == THINKING
 
 
+def test_cpu_prompt_keeps_to_the_source_budget_and_lists_the_rest(llm):
+    text = " ".join(f"Backups of system {i} are kept for thirty days." for i in range(8))  # ~90 tokens
+    hits = [Hit(i, f"/docs/b{i}.md", None, 1, 8, None, 0.1 / i, text, 0.6) for i in range(1, 7)]
+    assert llm.runs_on_cpu
+    compact = ask("How long are backups kept?", lambda q, k: hits[:k], lambda: llm, AskOptions(k=6, answer_tokens=128))
+    roomy = ask(
+        "How long are backups kept?",
+        lambda q, k: hits[:k],
+        lambda: llm,
+        AskOptions(6, answer_tokens=128, source_tokens=900),
+    )
+    expected = build_prompt("How long are backups kept?", hits, llm, 128, source_tokens=CPU_SOURCE_TOKENS)
+    assert 2 <= len(expected.sources) < 6  # the CPU budget, not the context, limits the sources
+    assert compact.timings.prompt_tokens == expected.prompt_tokens < roomy.timings.prompt_tokens
+    # the tiny model cites [1]; every other retrieved hit is listed, whether it made it into the prompt or not
+    assert compact.also_retrieved == roomy.also_retrieved == hits[1:]
+    assert compact.timings.prefill_ms is not None and compact.timings.cached_prompt_tokens > 0  # same process
+
+
 def _check_contract(data: dict) -> None:
     assert {"answer", "citations", "model", "abstained", "timings"} <= set(data)
     assert isinstance(data["answer"], str) and isinstance(data["abstained"], bool)
@@ -158,8 +178,10 @@ def test_cli_json_contract(tiny_model, tmp_path, embedder):
     assert data["citations"][0]["line_start"] >= 1 and "thirty days" in data["citations"][0]["text"]
     assert all(
         isinstance(data["timings"][k], (int, float))
-        for k in ("retrieve_ms", "prompt_tokens", "ttft_ms", "tokens_per_s")
+        for k in ("retrieve_ms", "prompt_tokens", "ttft_ms", "tokens_per_s", "prefill_ms")
     )
+    assert data["timings"]["cached_prompt_tokens"] == 0  # the first run prefills the system prompt, and saves it
+    assert len(list((tmp_path / "kb" / "cache" / "prompts").glob("*.kv"))) == 1
 
     abstained = runner.invoke(main, [*kb, "ask", "Who won the match?", "--json", "--min-relevance", "0.99"])
     data = json.loads(abstained.stdout)
@@ -178,6 +200,7 @@ def test_cli_json_contract(tiny_model, tmp_path, embedder):
     assert ANSWER in streamed.output and THINKING not in streamed.output  # reasoning hidden by default
     assert "Sources" in streamed.output and "backup.md L" in streamed.output
     assert "tokens/s" in streamed.output
+    assert re.search(r"prompt \d+ tokens, \d+ cached", streamed.output)  # the next run restored it
 
 
 def test_every_command_has_help_with_an_example():

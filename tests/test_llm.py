@@ -8,6 +8,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 
 from deepkb.errors import LLMError, ModelLoadError, UsageError
@@ -162,3 +163,84 @@ def test_unreachable_server_is_one_line_error():
     with pytest.raises(LLMError, match="Cannot reach the LLM server") as info:
         list(llm.stream_chat(QUESTION, max_tokens=8))
     assert "\n" not in str(info.value)
+
+
+SYSTEM = "You answer questions using only the numbered sources you are given; cite every one like [1] or [2]."
+
+
+def _chat(question: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+
+
+def _logits(llm: LlamaCppLLM) -> np.ndarray:
+    """The next-token logits after the latest evaluated token."""
+    return np.ctypeslib.as_array(llm._llama._ctx.get_logits(), shape=(llm._llama.n_vocab(),)).copy()
+
+
+def test_prompt_cache_carries_the_system_prefix_to_the_next_run(tiny_model, tmp_path):
+    first = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path)
+    reply = "".join(first.stream_chat(_chat("How long are backups kept?"), max_tokens=64))
+    assert first.last_cached_tokens == 0 and len(list(tmp_path.glob("*.kv"))) == 1
+    assert first.last_completion_tokens == first.count_tokens(reply)
+
+    second = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path)  # as a new process would
+    assert "".join(second.stream_chat(_chat("Who approves key rotation?"), max_tokens=64)) == reply
+    assert first.count_tokens(SYSTEM) < second.last_cached_tokens < second.last_prompt_tokens
+    assert second.last_prefill_ms is not None
+
+    other_ctx = LlamaCppLLM(tiny_model, context_size=256, gpu_layers=0, cache_dir=tmp_path)
+    list(other_ctx.stream_chat(_chat("Who approves key rotation?"), max_tokens=8))
+    assert other_ctx.last_cached_tokens == 0  # a state is only reused by the configuration that made it
+    assert len(list(tmp_path.glob("*.kv"))) == 2
+
+
+def test_restored_state_gives_the_logits_of_a_full_prefill(tiny_model, tmp_path):
+    messages = _chat("Who approves key rotation?")
+    list(LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path).stream_chat(_chat("Hi"), 1))
+    restored = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path)
+    tokens = restored._tokenize(restored.render(messages))
+    cached = restored._reuse_prefix(tokens, messages)
+    assert cached > 16
+    restored._llama.eval(tokens[cached:])
+    full = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0)
+    full._llama.eval(tokens)
+    np.testing.assert_allclose(_logits(restored), _logits(full), atol=1e-5)
+    without = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0)  # the same suffix with no prefix state
+    without._llama.eval(tokens[cached:])
+    assert not np.allclose(_logits(without), _logits(full), atol=1e-3)  # so the comparison above can fail
+
+
+def test_damaged_prompt_cache_is_ignored_and_rewritten(tiny_model, tmp_path):
+    list(LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path).stream_chat(_chat("Hi"), 1))
+    (saved,) = tmp_path.glob("*.kv")
+    data = bytearray(saved.read_bytes())
+    data[-100] ^= 0xFF  # one flipped bit in the KV data
+    saved.write_bytes(data)
+    damaged = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path)
+    assert "".join(damaged.stream_chat(_chat("How long?"), max_tokens=64)).endswith(ANSWER)
+    assert damaged.last_cached_tokens == 0  # prefilled instead, and saved again
+    again = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path)
+    list(again.stream_chat(_chat("How long?"), max_tokens=1))
+    assert again.last_cached_tokens > 16
+
+
+def test_next_question_reuses_the_prefix_in_the_same_process(llm):
+    list(llm.stream_chat(_chat("How long are backups kept?"), max_tokens=4))
+    list(llm.stream_chat(_chat("Who approves key rotation?"), max_tokens=4))
+    assert llm.count_tokens(SYSTEM) < llm.last_cached_tokens < llm.last_prompt_tokens
+    list(llm.stream_chat(QUESTION, max_tokens=4))  # another system prompt: nothing to reuse but the template's start
+    assert llm.last_cached_tokens < llm.count_tokens(SYSTEM)
+
+
+def test_source_budget_keeps_cpu_prompts_compact(llm):
+    words = " ".join(f"backup{i} retention" for i in range(6))  # ~30 tokens a source
+    hits = [Hit(i, f"/docs/p{i}.md", None, 1, 9, None, 1.0, words) for i in range(1, 8)]
+    whole = build_prompt("How long?", hits, llm, answer_tokens=64)
+    compact = build_prompt("How long?", hits, llm, answer_tokens=64, source_tokens=100)
+    assert len(whole.sources) == len(hits)
+    assert 2 <= len(compact.sources) < len(hits) and compact.sources == hits[: len(compact.sources)]
+    block = llm.count_tokens(compact.messages[1]["content"].split("Question:")[0])
+    assert block <= 100 + 8
+    big = Hit(9, "/docs/big.md", None, 1, 90, None, 1.0, words * 5)  # over the budget alone: still goes in whole
+    first = build_prompt("How long?", [big, *hits], llm, answer_tokens=64, source_tokens=100)
+    assert first.sources == [big] and words * 5 in first.messages[1]["content"]

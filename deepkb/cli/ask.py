@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import click
 
-from deepkb.answer import DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
+from deepkb.answer import CPU_SOURCE_TOKENS, DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
 from deepkb.cli._common import console, display_path, err_console, kb_option, location, open_kb
 from deepkb.llm import DEFAULT_CONTEXT_SIZE
 from deepkb.prompt import cite_label
@@ -74,8 +75,13 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
     if verbose:
         t = result.timings
         parts = [f"retrieve {t.retrieve_ms} ms"]
+        if t.load_ms is not None:
+            parts.append(f"model load {t.load_ms} ms")
         if t.prompt_tokens is not None:
-            parts.append(f"prompt {t.prompt_tokens} tokens")
+            cached = f", {t.cached_prompt_tokens} cached" if t.cached_prompt_tokens else ""
+            parts.append(f"prompt {t.prompt_tokens} tokens{cached}")
+        if t.prefill_ms is not None:
+            parts.append(f"prefill {t.prefill_ms} ms")
         if t.ttft_ms is not None:
             parts.append(f"first token {t.ttft_ms} ms")
         if t.tokens_per_s is not None:
@@ -111,6 +117,12 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
     show_default=True,
     help="Abstain when no passage is this similar to the question.",
 )
+@click.option(
+    "--source-tokens",
+    type=int,
+    default=None,
+    help=f"Prompt tokens for passages beyond the best one (default: {CPU_SOURCE_TOKENS} on a CPU, all that fit on a GPU).",
+)
 @click.option("--no-think", "skip_reasoning", is_flag=True, help="Skip the reasoning phase: R1 models answer at once.")
 @click.option("--show-thinking", is_flag=True, help="Print the model's reasoning, dimmed (and add it to --json).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming.")
@@ -119,8 +131,8 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
 @click.pass_context
 def ask(
     ctx: click.Context, question: str, k: int, model: str | None, llm_url: str | None, gpu_layers: int | None,
-    context_size: int, max_tokens: int, temperature: float, min_relevance: float, skip_reasoning: bool,
-    show_thinking: bool, as_json: bool, verbose: bool,
+    context_size: int, max_tokens: int, temperature: float, min_relevance: float, source_tokens: int | None,
+    skip_reasoning: bool, show_thinking: bool, as_json: bool, verbose: bool,
 ) -> None:  # fmt: skip
     """Answer QUESTION from the knowledge base with a local model, citing file, page and lines.
 
@@ -139,23 +151,32 @@ def ask(
     kb = open_kb(ctx)
     options = AskOptions(
         k=k, min_relevance=min_relevance, answer_tokens=max_tokens, temperature=temperature,
-        skip_reasoning=skip_reasoning, show_thinking=show_thinking,
+        skip_reasoning=skip_reasoning, show_thinking=show_thinking, source_tokens=source_tokens,
     )  # fmt: skip
+    cache_dir = kb.settings.home / "cache" / "prompts"  # KV state of the fixed prompt start, reused next run
+    # The model loads in the background while the question is embedded and searched: each takes seconds on a CPU.
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepkb-load-llm")
+    model_ready = loader.submit(
+        open_llm, model, url=llm_url, context_size=context_size, gpu_layers=gpu_layers, cache_dir=cache_dir
+    )
     printer = None if as_json else _Printer(show_thinking)
     try:
-        result = run_ask(
-            question,
-            retrieve=lambda q, n: kb.search(q, k=n, mode="hybrid"),
-            load_llm=lambda: open_llm(model, url=llm_url, context_size=context_size, gpu_layers=gpu_layers),
-            options=options,
-            on_piece=printer,
-        )
+        try:
+            result = run_ask(
+                question,
+                retrieve=lambda q, n: kb.search(q, k=n, mode="hybrid"),
+                load_llm=model_ready.result,
+                options=options,
+                on_piece=printer,
+            )
+        finally:
+            if printer:
+                printer.close()
+        if as_json:
+            click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+            return
+        _print_sources(result, verbose)
+        if result.abstained and not result.also_retrieved and not kb.store.counts()["chunks"]:
+            err_console.print("[yellow]The knowledge base is empty; run `deepkb ingest PATH` first.[/]")
     finally:
-        if printer:
-            printer.close()
-    if as_json:
-        click.echo(json.dumps(result.to_json(), ensure_ascii=False))
-        return
-    _print_sources(result, verbose)
-    if result.abstained and not result.also_retrieved and not kb.store.counts()["chunks"]:
-        err_console.print("[yellow]The knowledge base is empty; run `deepkb ingest PATH` first.[/]")
+        loader.shutdown(wait=True)  # a model still loading after an abstention finishes before the process exits
