@@ -66,6 +66,17 @@ def _truncate(text: str, budget: int, llm: LLM) -> str:
     return (cut.rsplit(None, 1)[0] if " " in cut and lo < len(text) else cut) + (" …" if lo < len(text) else "")
 
 
+def spread_documents(hits: list[Hit]) -> list[Hit]:
+    """Each document's best chunk before any document's second: a small prompt then covers more documents."""
+    seen: set[str] = set()
+    firsts: list[Hit] = []
+    seconds: list[Hit] = []
+    for hit in hits:
+        (seconds if hit.path in seen else firsts).append(hit)
+        seen.add(hit.path)
+    return firsts + seconds
+
+
 def build_prompt(
     question: str,
     hits: list[Hit],
@@ -76,7 +87,7 @@ def build_prompt(
 ) -> Prompt:
     """Number the best hits [1].. and add them while the prompt plus `answer_tokens` fit the context.
 
-    `source_tokens` caps what the sources may take beyond the first (which always goes in, whole if it fits):
+    `source_tokens` caps what the sources may take (the first always goes in, whole if it fits the context):
     on a CPU every prompt token costs prefill time before the first answer token.
     """
     budget = llm.context_size - answer_tokens - SAFETY_TOKENS

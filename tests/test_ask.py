@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from deepkb.answer import CPU_SOURCE_TOKENS, GET_A_MODEL, AskOptions, ask
 from deepkb.cli import main
 from deepkb.llm import LlamaCppLLM, OpenAICompatLLM
-from deepkb.prompt import NOT_IN_DOCUMENTS, build_prompt
+from deepkb.prompt import NOT_IN_DOCUMENTS, build_prompt, spread_documents
 from deepkb.search import Hit
 
 from conftest import write
@@ -146,7 +146,8 @@ def test_cpu_prompt_keeps_to_the_source_budget_and_lists_the_rest(llm):
     assert compact.timings.prompt_tokens == expected.prompt_tokens < roomy.timings.prompt_tokens
     # the tiny model cites [1]; every other retrieved hit is listed, whether it made it into the prompt or not
     assert compact.also_retrieved == roomy.also_retrieved == hits[1:]
-    assert compact.timings.prefill_ms is not None and compact.timings.cached_prompt_tokens > 0  # same process
+    assert compact.timings.prefill_ms is not None
+    assert roomy.timings.cached_prompt_tokens > 0  # the same process kept the previous question's prompt start
 
 
 def _check_contract(data: dict) -> None:
@@ -208,3 +209,14 @@ def test_every_command_has_help_with_an_example():
     for args in (["ask"], ["models"], ["models", "list"], ["models", "pull"], ["models", "rm"]):
         result = runner.invoke(main, [*args, "--help"])
         assert result.exit_code == 0 and "Example" in result.output, args
+
+
+def test_a_budgeted_prompt_spreads_over_documents(llm):
+    text = " ".join(f"Backups of system {i} are kept for thirty days." for i in range(8))
+    a1, a2, a3 = (Hit(i, "/docs/a.md", None, 10 * i, 10 * i + 8, None, 1.0 / i, text, 0.6) for i in (1, 2, 3))
+    b1 = Hit(4, "/docs/b.md", None, 1, 8, None, 0.2, text, 0.5)
+    assert spread_documents([a1, a2, a3, b1]) == [a1, b1, a2, a3]
+    result = ask("Backups?", lambda q, k: [a1, a2, a3, b1], lambda: llm, AskOptions(source_tokens=250))
+    # two sources fit: the best chunk of each document, not the two best chunks of one
+    assert result.citations[0].hit == a1 and result.also_retrieved == [b1, a2, a3]
+    assert result.timings.prompt_tokens == build_prompt("Backups?", [a1, b1], llm, 512).prompt_tokens

@@ -121,7 +121,7 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
     "--source-tokens",
     type=int,
     default=None,
-    help=f"Prompt tokens for passages beyond the best one (default: {CPU_SOURCE_TOKENS} on a CPU, all that fit on a GPU).",
+    help=f"Prompt tokens for passages, the best always in (default: {CPU_SOURCE_TOKENS} on a CPU, all that fit on a GPU).",
 )
 @click.option("--no-think", "skip_reasoning", is_flag=True, help="Skip the reasoning phase: R1 models answer at once.")
 @click.option("--show-thinking", is_flag=True, help="Print the model's reasoning, dimmed (and add it to --json).")
