@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from deepkb.loaders import Unit
 
@@ -34,7 +35,7 @@ class Chunk:
         """What the embedder reads: the heading path gives the chunk its context."""
         return f"{self.heading}\n{self.text}" if self.heading else self.text
 
-    @property
+    @cached_property
     def hash(self) -> str:
         """Content hash of the embedded text: equal hashes share one embedding."""
         return hashlib.sha256(self.embed_text.encode("utf-8")).hexdigest()

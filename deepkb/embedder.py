@@ -8,10 +8,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from deepkb.errors import EmbeddingModelError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -86,17 +90,65 @@ class SentenceTransformerEmbedder(Embedder):
         self.max_tokens = int(self.model.max_seq_length) - 2
         self.batch_size = batch_size
         self.tokenizer = self.model.tokenizer
+        self._counter = _plain_copy(self.tokenizer)
+        self._counts: dict[str, int] = {}
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        return self.model.encode(
-            list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
-        )
+        if len(texts) > QUERY_TEXTS:
+            return self.model.encode(
+                list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
+            )
+        # A query is too small to split across threads: torch's threads then mostly wait on each other, and when
+        # other work shares the CPU one query took 737 ms on 2 threads against 49 ms on 1 (bench/search_latency.py).
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self.model.encode(list(texts), convert_to_numpy=True, show_progress_bar=False)
+        finally:
+            torch.set_num_threads(threads)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
-        return [len(x) for x in ids]
+        # The chunker counts every line, and every word of an over-long line: short texts repeat a lot (words),
+        # so their counts are remembered, and the rest go to the Rust tokenizer in one call.
+        counts = self._counts
+        missing = list({t for t in texts if t not in counts})
+        found = dict(zip(missing, self._count_uncached(missing))) if missing else {}
+        result = [counts[t] if t in counts else found[t] for t in texts]
+        if len(counts) + len(found) > _COUNT_CACHE_SIZE:
+            counts.clear()
+        counts.update((t, n) for t, n in found.items() if len(t) <= _COUNT_CACHE_CHARS)
+        return result
+
+    def _count_uncached(self, texts: list[str]) -> list[int]:
+        if self._counter is None:
+            ids = self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+            return [len(x) for x in ids]
+        encode = getattr(self._counter, "encode_batch_fast", self._counter.encode_batch)
+        return [len(e) for e in encode(texts, add_special_tokens=False)]
+
+
+QUERY_TEXTS = 4  # inputs this small (search queries) are encoded on one thread
+_COUNT_CACHE_SIZE = 50_000  # remembered token counts, of short texts only: at most about 8 MB
+_COUNT_CACHE_CHARS = 64
+
+
+def _plain_copy(tokenizer: object) -> Tokenizer | None:
+    """The fast tokenizer's Rust core, copied so that no truncation or padding state set by encode() applies.
+
+    Counting through it skips the Python wrapper's per-text work (a BatchEncoding of every attribute), which
+    dominated chunking time. None when the tokenizer has no Rust core: counting then uses the wrapper.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    from tokenizers import Tokenizer
+
+    counter = Tokenizer.from_str(backend.to_str())
+    counter.no_truncation()
+    counter.no_padding()
+    return counter
 
 
 BACKENDS = {"sentence-transformers": SentenceTransformerEmbedder}

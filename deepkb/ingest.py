@@ -13,8 +13,11 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
+import stat
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,6 +71,8 @@ class IngestReport:
     chunks_reused: int = 0
     seconds: float = 0.0
     changes: list[Change] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Where the time went: scan, read_chunk, embed, store (SQLite with its FTS5 index), index (HNSW)."""
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -85,6 +90,21 @@ class Progress:
     def embedded(self, texts: int) -> None: ...
 
 
+class _Stages:
+    """Adds up wall time per stage of one sync, into IngestReport.stage_seconds."""
+
+    def __init__(self, totals: dict[str, float]) -> None:
+        self.totals = totals
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - started
+
+
 @dataclass
 class _Pending:
     path: str
@@ -100,7 +120,52 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
     started = time.perf_counter()
     progress = progress or Progress()
     report = IngestReport()
+    stage = _Stages(report.stage_seconds)
     roots = resolve_roots(paths)
+    with stage("scan"):
+        files, known, candidates, touched, renames, vanished = _compare(kb, roots, report)
+    store = kb.store
+    if touched or renames or vanished:
+        with stage("store"), kb.writing() as index:
+            removed_ids: list[int] = []
+            for doc_id, st in touched:
+                store.touch_document(doc_id, st.st_size, st.st_mtime_ns)
+            for doc_id, old, new, st in renames:
+                store.rename_document(doc_id, new, st.st_size, st.st_mtime_ns)
+                report.changes.append(Change("renamed", new, len(store.chunk_ids(doc_id)), old))
+            for path, doc in vanished.items():
+                removed_ids += store.remove_document(doc.id)
+                report.changes.append(Change("removed", path))
+                faults.checkpoint("removing")
+        with stage("index"):
+            index.delete(removed_ids)
+        report.renamed, report.removed = len(renames), len(vanished)
+
+    progress.scanned(len(candidates), len(files))
+    pending: list[_Pending] = []
+    pending_chunks = 0
+    for path, (st, _) in candidates.items():
+        with stage("read_chunk"):
+            item = _prepare(kb, path, st, action="updated" if path in known else "added", report=report)
+        if item is None:
+            progress.file_done(path, 0)
+            continue
+        pending.append(item)
+        pending_chunks += len(item.chunks)
+        if pending_chunks >= kb.settings.chunks_per_commit:
+            _commit(kb, pending, report, progress, stage)
+            pending, pending_chunks = [], 0
+    _commit(kb, pending, report, progress, stage)
+    if kb.index_dirty:
+        with stage("index"):
+            kb.save_index()
+    report.seconds = round(time.perf_counter() - started, 3)
+    report.stage_seconds = {name: round(value, 3) for name, value in report.stage_seconds.items()}
+    return report
+
+
+def _compare(kb: KnowledgeBase, roots: list[Path], report: IngestReport) -> tuple:
+    """Walk the roots and sort every file into unchanged, touched (same content), renamed or to be read."""
     files = dict(scan(roots, skip=[kb.home], skipped=report.skipped))
     faults.checkpoint("scanned")
     store = kb.store
@@ -134,13 +199,21 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
         else:
             candidates[path] = (st, sha)
 
-    skipped_paths = {s.path for s in report.skipped}  # an unreadable folder's files are not "vanished"
-    vanished = {p: d for p, d in known.items() if p not in files and p not in skipped_paths}
+    # The files of an unreadable folder, or a file that cannot be read now, are not "vanished": they keep their
+    # indexed version until they can be read again.
+    skipped_paths = {s.path for s in report.skipped}
+    unreadable = tuple(s.path + os.sep for s in report.skipped if s.reason.startswith("unreadable folder"))
+    vanished = {
+        p: d for p, d in known.items() if p not in files and p not in skipped_paths and not p.startswith(unreadable)
+    }
+    by_sha: dict[str, list[str]] = {}
+    for p, d in vanished.items():
+        by_sha.setdefault(d.sha256, []).append(p)
     renames: list[tuple[int, str, str, os.stat_result]] = []
     for path, (st, sha) in list(candidates.items()):
         if path in known:
             continue
-        source = next((d for d in vanished.values() if d.sha256 == sha), None)
+        source = next((vanished[p] for p in by_sha.get(sha, ()) if p in vanished), None)
         if source is None:  # moved in from a folder not being synced now
             source = next((d for d in store.documents_with_sha(sha) if not os.path.exists(d.path)), None)
         if source is not None:
@@ -150,37 +223,7 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
 
     for path in failures.keys() - files.keys():
         store.set_failure(path, 0, 0, None)
-    if touched or renames or vanished:
-        with kb.writing() as index:
-            removed_ids: list[int] = []
-            for doc_id, st in touched:
-                store.touch_document(doc_id, st.st_size, st.st_mtime_ns)
-            for doc_id, old, new, st in renames:
-                store.rename_document(doc_id, new, st.st_size, st.st_mtime_ns)
-                report.changes.append(Change("renamed", new, len(store.chunk_ids(doc_id)), old))
-            for path, doc in vanished.items():
-                removed_ids += store.remove_document(doc.id)
-                report.changes.append(Change("removed", path))
-                faults.checkpoint("removing")
-        index.delete(removed_ids)
-        report.renamed, report.removed = len(renames), len(vanished)
-
-    progress.scanned(len(candidates), len(files))
-    pending: list[_Pending] = []
-    for path, (st, _) in candidates.items():
-        item = _prepare(kb, path, st, action="updated" if path in known else "added", report=report)
-        if item is None:
-            progress.file_done(path, 0)
-            continue
-        pending.append(item)
-        if sum(len(p.chunks) for p in pending) >= kb.settings.chunks_per_commit:
-            _commit(kb, pending, report, progress)
-            pending = []
-    _commit(kb, pending, report, progress)
-    if kb.index_dirty:
-        kb.save_index()
-    report.seconds = round(time.perf_counter() - started, 3)
-    return report
+    return files, known, candidates, touched, renames, vanished
 
 
 def _prepare(kb: KnowledgeBase, path: str, st: os.stat_result, action: str, report: IngestReport) -> _Pending | None:
@@ -220,28 +263,36 @@ def _prepare(kb: KnowledgeBase, path: str, st: os.stat_result, action: str, repo
     return _Pending(path, st, fields["sha256"], fields, chunks, action)
 
 
-def _commit(kb: KnowledgeBase, pending: list[_Pending], report: IngestReport, progress: Progress) -> None:
+def _commit(
+    kb: KnowledgeBase, pending: list[_Pending], report: IngestReport, progress: Progress, stage: _Stages
+) -> None:
     """Embed what is new in a batch of files, then store them all in one transaction."""
     if not pending:
         return
     store, embedder = kb.store, kb.embedder
     all_chunks = [c for p in pending for c in p.chunks]
-    vectors = {
-        h: np.frombuffer(v, dtype=np.float32) for h, v in store.vectors_for_hashes(c.hash for c in all_chunks).items()
-    }
+    with stage("store"):
+        stored = store.vectors_for_hashes(c.hash for c in all_chunks)
+    vectors = {h: np.frombuffer(v, dtype=np.float32) for h, v in stored.items()}
     new = list({c.hash: c for c in all_chunks if c.hash not in vectors}.values())
-    new.sort(key=lambda c: c.n_tokens)  # batches of similar length waste no compute on padding
-    batch = kb.settings.embed_batch_size * 4
+    # One embed call per model batch, of chunks sorted by their exact token count: each forward pass pads to its
+    # longest text, and a larger call would be re-sorted by character length inside sentence-transformers.
+    new.sort(key=lambda c: c.n_tokens)
+    batch = kb.settings.embed_batch_size
     for i in range(0, len(new), batch):
         part = new[i : i + batch]
-        for chunk, vector in zip(part, embedder.embed([c.embed_text for c in part])):
+        with stage("embed"):
+            embedded = embedder.embed([c.embed_text for c in part])
+        for chunk, vector in zip(part, embedded):
             vectors[chunk.hash] = vector
         progress.embedded(len(part))
     report.chunks_embedded += len(new)
     report.chunks_reused += len(all_chunks) - len(new)
     faults.checkpoint("embedded")
     added: list[tuple[int, np.ndarray]] = []
-    with kb.writing() as index:
+    with stage("index"):
+        index = kb.index  # opened, or brought in step with SQLite, here: "store" times the transaction alone
+    with stage("store"), kb.writing():
         removed: list[int] = []
         for item in pending:
             matrix = np.array([vectors[c.hash] for c in item.chunks], dtype=np.float32).reshape(-1, embedder.dim)
@@ -251,9 +302,10 @@ def _commit(kb: KnowledgeBase, pending: list[_Pending], report: IngestReport, pr
             added += list(zip(ids, matrix))
             faults.checkpoint("in-transaction")
     faults.checkpoint("committed")
-    index.delete(removed)
-    if added:
-        index.add([i for i, _ in added], np.vstack([v for _, v in added]))
+    with stage("index"):
+        index.delete(removed)
+        if added:
+            index.add([i for i, _ in added], np.vstack([v for _, v in added]))
     for item in pending:
         setattr(report, item.action, getattr(report, item.action) + 1)
         report.changes.append(Change(item.action, item.path, len(item.chunks)))
@@ -287,39 +339,54 @@ def scan(
     roots: Sequence[Path], skip: Sequence[Path] = (), skipped: list[Skipped] | None = None
 ) -> Iterator[tuple[str, os.stat_result]]:
     """Files under the roots with their stat: hidden entries, the KB's own folder and ignore patterns left out."""
-    skip_set = {p.resolve() for p in skip}
+    skip_set = {str(p.resolve()) for p in skip}
     for root in roots:
         if root.is_file():
             yield str(root), root.stat()
+        else:
+            yield from _walk(str(root), [], skip_set, skipped)
+
+
+def _walk(
+    folder: str, active: list[tuple[str, tuple[str, bool]]], skip: set[str], skipped: list[Skipped] | None
+) -> Iterator[tuple[str, os.stat_result]]:
+    """One folder's files (sorted by name), then its subfolders'; symlinked folders are not followed.
+
+    The roots are resolved and links to folders are not entered, so every folder path here is already its real
+    path: the KB's own folder is recognised by string, without a resolve() per folder. One stat per file.
+    """
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+    except OSError as exc:
+        if skipped is not None:
+            skipped.append(Skipped(folder, f"unreadable folder ({exc.strerror})"))
+        return
+    if any(e.name == IGNORE_FILE for e in entries):
+        active = active + [(folder, rule) for rule in read_ignore_rules(Path(folder))]
+    folders = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
             continue
-        rules: dict[str, list[tuple[str, bool]]] = {}
-        for dirpath, dirnames, filenames in os.walk(root, onerror=_walk_error(skipped)):
-            here = Path(dirpath)
-            rules[dirpath] = read_ignore_rules(here)
-            active = [(here_dir, r) for here_dir, rs in rules.items() if dirpath.startswith(here_dir) for r in rs]
-            dirnames[:] = sorted(
-                d for d in dirnames
-                if not d.startswith(".") and (here / d).resolve() not in skip_set
-                and not is_ignored(here / d, True, active)
-            )  # fmt: skip
-            for name in sorted(filenames):
-                if name.startswith(".") or is_ignored(here / name, False, active):
-                    continue
-                path = here / name
-                try:
-                    st = path.stat()
-                except OSError:
-                    continue  # a dangling link or a file gone since listing
-                if os.path.isfile(path):
-                    yield str(path), st
-
-
-def _walk_error(skipped: list[Skipped] | None):
-    def report(exc: OSError) -> None:
-        if skipped is not None and exc.filename:
-            skipped.append(Skipped(str(exc.filename), f"unreadable folder ({exc.strerror})"))
-
-    return report
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if not entry.is_symlink() and entry.path not in skip and not _ignored(entry.path, name, True, active):
+                folders.append(entry.path)
+            continue
+        if _ignored(entry.path, name, False, active):
+            continue
+        try:
+            st = entry.stat()
+        except OSError:
+            continue  # a dangling link or a file gone since listing
+        if stat.S_ISREG(st.st_mode):
+            yield entry.path, st
+    for path in folders:
+        yield from _walk(path, active, skip, skipped)
 
 
 def read_ignore_rules(folder: Path) -> list[tuple[str, bool]]:
@@ -338,14 +405,18 @@ def read_ignore_rules(folder: Path) -> list[tuple[str, bool]]:
 
 def is_ignored(path: Path, is_dir: bool, active: list[tuple[str, tuple[str, bool]]]) -> bool:
     """gitignore-like: `name`, `*.log`, `dir/`, `sub/path`, `!keep`; the last matching rule wins."""
-    result = any(_match(path, is_dir, str(path.parent), p) for p in DEFAULT_IGNORES)
+    return _ignored(str(path), path.name, is_dir, active)
+
+
+def _ignored(path: str, name: str, is_dir: bool, active: list[tuple[str, tuple[str, bool]]]) -> bool:
+    result = bool(_DEFAULT_ANY.match(name) or (is_dir and _DEFAULT_DIRS.match(name)))
     for base, (pattern, ignore) in active:
-        if _match(path, is_dir, base, pattern):
+        if _match(path, name, is_dir, base, pattern):
             result = ignore
     return result
 
 
-def _match(path: Path, is_dir: bool, base: str, pattern: str) -> bool:
+def _match(path: str, name: str, is_dir: bool, base: str, pattern: str) -> bool:
     if pattern.endswith("/"):
         if not is_dir:
             return False
@@ -353,4 +424,9 @@ def _match(path: Path, is_dir: bool, base: str, pattern: str) -> bool:
     if "/" in pattern:
         rel = os.path.relpath(path, base)
         return fnmatch.fnmatch(rel, pattern.lstrip("/"))
-    return fnmatch.fnmatch(path.name, pattern)
+    return fnmatch.fnmatch(name, pattern)
+
+
+# The default patterns, matched against every entry's name: one regular expression each for files and folders.
+_DEFAULT_ANY = re.compile("|".join(fnmatch.translate(p) for p in DEFAULT_IGNORES if not p.endswith("/")))
+_DEFAULT_DIRS = re.compile("|".join(fnmatch.translate(p.rstrip("/")) for p in DEFAULT_IGNORES if p.endswith("/")))

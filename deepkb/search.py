@@ -25,6 +25,7 @@ STOPWORDS = frozenset(
     when where which while who whom why will with would you your yours yourself yourselves""".split()
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
+MAX_TERMS = 32  # a pasted paragraph is still one query
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,16 @@ def location(page: int | None, line_start: int | None, line_end: int | None) -> 
     return " ".join(parts)
 
 
-def fts_query(text: str) -> str | None:
-    """A safe FTS5 MATCH expression: the query's distinct content words, quoted and OR'd."""
+def fts_terms(text: str) -> list[str]:
+    """The query's distinct content words (all its words when it has no other), each quoted: safe FTS5 strings."""
     words = [w.lower() for w in _WORD.findall(text)]
     content = [w for w in words if w not in STOPWORDS] or words
-    unique = list(dict.fromkeys(content))[:32]
-    return " OR ".join(f'"{w}"' for w in unique) if unique else None
+    return [f'"{w}"' for w in list(dict.fromkeys(content))[:MAX_TERMS]]
+
+
+def fts_query(text: str) -> str | None:
+    """A safe FTS5 MATCH expression: the query's terms OR'd (what one plain FTS5 query would send)."""
+    return " OR ".join(fts_terms(text)) or None
 
 
 def dense(kb: KnowledgeBase, query: str, k: int) -> list[tuple[int, float]]:
@@ -81,8 +86,7 @@ def dense(kb: KnowledgeBase, query: str, k: int) -> list[tuple[int, float]]:
 
 def keyword(kb: KnowledgeBase, query: str, k: int) -> list[tuple[int, float]]:
     """FTS5 BM25 matches: (chunk id, score), best first."""
-    match = fts_query(query)
-    return kb.store.keyword_search(match, k) if match else []
+    return kb.store.keyword_search(fts_terms(query), k)
 
 
 def fuse(ranked_lists: list[list[tuple[int, float]]], rrf_k: int) -> list[tuple[int, float]]:

@@ -70,3 +70,13 @@ def test_an_edit_keeps_the_other_chunks_of_a_long_file(embedder):
     after = _chunks(embedder, "notes.txt", "\n\n".join(paragraphs).encode())
     changed = {c.hash for c in after} - {c.hash for c in before}
     assert len(before) > 15 and 1 <= len(changed) <= 3
+
+
+def test_token_counts_are_exact_even_after_the_model_truncated_a_long_text(embedder):
+    long_line = " ".join(f"word{i} antidisestablishmentarianism" for i in range(200))
+    embedder.embed([long_line])  # encode() leaves truncation to the model's 256 tokens set on its tokenizer
+    texts = [long_line, "word1", "", "antidisestablishmentarianism", "word1"]
+    wrapper = embedder.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+    assert embedder.count_tokens(texts) == [len(ids) for ids in wrapper]
+    assert embedder.count_tokens(texts) == [len(ids) for ids in wrapper]  # the second time from remembered counts
+    assert embedder.count_tokens([long_line])[0] > embedder.max_tokens

@@ -197,3 +197,62 @@ def test_a_bad_file_is_not_read_again_until_it_changes(kb, tmp_path, monkeypatch
     write(docs / "broken.pdf", "now it is text pretending to be a pdf")
     third = kb.ingest([docs])
     assert [Path(s.path).name for s in third.skipped if s.path.endswith(".pdf")] == ["broken.pdf"]
+
+
+def test_renaming_a_folder_records_every_file_as_a_rename(kb, tmp_path, embedded):
+    docs = tmp_path / "docs"
+    for i in range(5):
+        write(docs / "old" / f"n{i}.md", f"# Note {i}\n\nThe heron count on day {i} was {i * 7}.\n")
+    write(docs / "old" / "copy.md", "# Note 0\n\nThe heron count on day 0 was 0.\n")  # same content as n0.md
+    kb.ingest([docs])
+    embedded.texts.clear()
+    (docs / "old").rename(docs / "new")
+    report = kb.ingest([docs])
+    assert (report.renamed, report.added, report.removed, report.chunks_embedded) == (6, 0, 0, 0)
+    assert embedded.texts == []
+    paths = {Path(p) for p in kb.store.documents_under([str(docs)])}
+    assert paths == {docs / "new" / f"n{i}.md" for i in range(5)} | {docs / "new" / "copy.md"}
+
+
+def test_ignore_rules_apply_below_their_own_folder_only(kb, tmp_path):
+    docs = tmp_path / "docs"
+    write(docs / "notes" / "a.md", "# A\n\nnotes walrus\n")
+    write(docs / "notes" / ".deepkbignore", "*.md\n")
+    write(docs / "notes-archive" / "b.md", "# B\n\narchived walrus\n")  # a sibling whose name starts like it
+    write(docs / "notes" / "deeper" / "c.md", "# C\n\ndeeper walrus\n")
+    report = kb.ingest([docs])
+    assert report.added == 1
+    assert [Path(h.path).name for h in kb.search("walrus", k=10, mode="keyword")] == ["b.md"]
+
+
+def test_an_unreadable_folder_keeps_its_documents(kb, tmp_path, monkeypatch):
+    docs = tmp_path / "docs"
+    write(docs / "open" / "a.md", "# A\n\nThe pelican nests on the pier.\n")
+    write(docs / "locked" / "b.md", "# B\n\nThe cormorant dries its wings.\n")
+    kb.ingest([docs])
+    real_scandir = os.scandir
+
+    def scandir(path):  # what a folder without read permission does (the tests may run as root)
+        if str(path) == str(docs / "locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    report = kb.ingest([docs])
+    assert report.removed == 0
+    assert [(Path(s.path).name, s.reason) for s in report.skipped] == [
+        ("locked", "unreadable folder (Permission denied)")
+    ]
+    assert kb.search("cormorant", k=1, mode="keyword")[0].path == str(docs / "locked" / "b.md")
+    monkeypatch.undo()
+    (docs / "locked" / "b.md").unlink()
+    assert kb.ingest([docs]).removed == 1
+
+
+def test_the_report_says_where_the_time_went(kb, sample_copy):
+    report = kb.ingest([sample_copy])
+    stages = report.stage_seconds
+    assert set(stages) == {"scan", "read_chunk", "embed", "store", "index"}
+    assert all(v >= 0 for v in stages.values()) and stages["embed"] > 0
+    assert sum(stages.values()) <= report.seconds + 0.01
+    assert "embed" not in kb.ingest([sample_copy]).stage_seconds  # nothing to embed the second time

@@ -9,7 +9,7 @@ import pytest
 
 from deepkb.errors import UsageError
 from deepkb.kb import KnowledgeBase
-from deepkb.search import fts_query
+from deepkb.search import MAX_TERMS, fts_query, fts_terms
 
 from conftest import SAMPLE_DATA, write
 
@@ -76,6 +76,49 @@ def test_keyword_query_is_safe_and_drops_stopwords(sample_kb):
     assert sample_kb.search(hostile, k=3, mode="keyword")  # FTS5 syntax in a query is just words
     assert fts_query("the of and") is not None
     assert fts_query("?!") is None
+    assert fts_terms(hostile) == fts_query(hostile).split(" OR ")
+    assert len(fts_terms(" ".join(f"word{i}" for i in range(100)))) == MAX_TERMS
+
+
+def _budget_kb(kb, tmp_path):
+    """40 one-chunk notes: "zephyr" in 2, "report" in 10 (common, yet under half: its BM25 weight is not nil)."""
+    docs = tmp_path / "docs"
+    write(docs / "x.md", "# Note x\n\nThe zephyr report said the report on the report was late.\n")
+    write(docs / "y.md", "# Note y\n\nA zephyr, then a zephyr again.\n")
+    for i in range(9):
+        write(docs / f"r{i}.md", f"# Note r{i}\n\nThe quarterly report number {i} is filed.\n")
+    for i in range(29):
+        write(docs / f"o{i}.md", f"# Note o{i}\n\nThe garden bed number {i} holds tomatoes.\n")
+    kb.ingest([docs])
+    return {kb.store.chunk_ids(kb.store.document(str(docs / name)).id)[0]: name for name in ("x.md", "y.md")}
+
+
+def test_keyword_search_over_budget_ranks_chunks_with_a_rare_term_exactly(kb, tmp_path):
+    zephyr = _budget_kb(kb, tmp_path)
+    terms = fts_terms("zephyr report")
+    exact = kb.store.keyword_search(terms, 100, budget=1000)
+    assert len(exact) == 11  # every chunk that holds either word
+    budgeted = kb.store.keyword_search(terms, 100, budget=5)  # "report" (10 chunks) is over it, "zephyr" is not
+    # Only the chunks holding the rare word are ranked, with the same full BM25 (report's share included) and order:
+    # x.md's one zephyr and three reports beat y.md's two zephyrs, which the rare word alone would rank first.
+    assert budgeted == [(chunk_id, score) for chunk_id, score in exact if chunk_id in zephyr]
+    assert [zephyr[chunk_id] for chunk_id, _ in budgeted] == ["x.md", "y.md"]
+    assert kb.store.keyword_search(fts_terms("zephyr"), 100, budget=5)[0][0] != budgeted[0][0]
+
+
+def test_keyword_search_under_budget_is_the_plain_bm25_ranking(kb, tmp_path):
+    _budget_kb(kb, tmp_path)
+    terms = fts_terms("zephyr report tomatoes")
+    plain = kb.store.db.execute(
+        "SELECT rowid, -bm25(chunks_fts, 1.0, 1.0) AS score FROM chunks_fts WHERE chunks_fts MATCH ? "
+        "ORDER BY score DESC LIMIT 100",
+        [" OR ".join(terms)],
+    ).fetchall()
+    assert len(plain) == 40
+    ranked = kb.store.keyword_search(terms, 100)
+    assert dict(ranked) == dict(plain)  # the same chunks with the same scores (ties may come in either order)
+    assert [score for _, score in ranked] == sorted(dict(plain).values(), reverse=True)
+    assert len(kb.store.keyword_search(terms, 100, budget=20)) == 11  # tomatoes (29 chunks) over it: left out
 
 
 def test_bad_search_arguments_are_usage_errors(sample_kb):
