@@ -321,7 +321,7 @@ def run_others(results: dict, size: str, only: set[str] | None = None, skip: fro
     for name in OTHERS:
         module = importlib.import_module(name)
         if not hasattr(module, "markdown") or (only and name not in only) or name in skip:
-            if name in skip and (OUT / f"{name}.json").exists():  # keep its figures from an earlier run
+            if name not in results and (OUT / f"{name}.json").exists():  # keep its figures from an earlier run
                 results[name] = json.loads((OUT / f"{name}.json").read_text())
                 print(f"{name}: skipped, figures of {results[name].get('when', 'an earlier run')} kept", flush=True)
             continue
@@ -352,6 +352,7 @@ def main() -> None:
     parser.add_argument(
         "--only", help="comma-separated bench/<name>.py modules to run (others keep their last figures)"
     )
+    parser.add_argument("--skip", default="", help="comma-separated bench/<name>.py modules not to run (last figures kept)")
     args = parser.parse_args()
     size = "quick" if args.quick else "full" if args.full else "default"
     only = set(args.only.split(",")) if args.only else None

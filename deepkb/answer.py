@@ -20,10 +20,10 @@ DEFAULT_MIN_RELEVANCE = 0.28
 # DeepSeek-R1 distills think inside <think>...</think>; an empty, closed block makes them answer directly.
 SKIP_REASONING_PREFILL = "<think>\n\n</think>\n\n"
 
-# Prompt tokens the sources may take when the model runs on a CPU. A 2-core CPU prefills a 1.5B Q4_K_M model at
-# roughly 50-70 tokens/s, so ~512 tokens of sources (3-4 chunks) plus the question keep the first answer token
-# under 10 s (bench/llm_speed.py); a GPU prefills thousands of tokens/s and gets all that fit the context.
-CPU_SOURCE_TOKENS = 512
+# Prompt tokens the sources may take when the model runs on a CPU. A 2-core CPU prefills the 1.5B Q4_K_M model at
+# about 40 tokens/s (bench/llm_speed.py: 39.8 raw, quiet), so ~384 tokens of sources (2-3 chunks) plus the question
+# keep the first answer token under 10 s; a GPU prefills thousands of tokens/s and gets all that fit the context.
+CPU_SOURCE_TOKENS = 384
 
 GET_A_MODEL = "No answer model: run `deepkb models pull` or pass --model PATH to a .gguf file."
 
@@ -164,8 +164,8 @@ def ask(
     if source_tokens is None and llm.runs_on_cpu:
         source_tokens = CPU_SOURCE_TOKENS
     prefill = SKIP_REASONING_PREFILL if opts.skip_reasoning else None
-    # Under a source budget only 3-4 chunks fit: spend them on different documents first (on SciFact this puts a
-    # relevant abstract in the prompt for 73% of questions instead of 68%; bench/context_recall.py).
+    # Under a source budget only 2-3 chunks fit: spend them on different documents first (on SciFact this puts a
+    # relevant abstract in the prompt for 69% of questions instead of 65%; bench/context_recall.py).
     candidates = spread_documents(hits) if source_tokens is not None else hits
     prompt = build_prompt(question, candidates, llm, room, prefill, source_tokens)
     result.model = llm.name
