@@ -240,15 +240,17 @@ def machine() -> str:
 def write_report(results: dict) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
-    load = (
-        f"load average {results['load_before'][0]:.1f} at the start, {results.get('load_after', ['?'])[0]} at the end"
-    )
+    load = f"load average {results['load_before'][0]:.1f} at the start, {results.get('load_after', [float('nan')])[0]:.1f} at the end"
     took = sum(results.get("seconds", {}).values())
     lines = ["# deepkb benchmarks", "", f"Machine: {results['machine']}  ", f"Run: {results['date']}, {load}, "
              f"{took / 60:.0f} minutes in all  ",
              "Reproduce: `make bench` (or `.venv/bin/python bench/run.py [--quick | --full] [--only NAME,...]`); raw "
              "figures: `bench/out/results.json`. Every speed figure is measured beside the raw engine in the same run, "
              "and reported as a ratio too, because these machines are noisy.", ""]  # fmt: skip
+    ran = results.get("seconds", {})
+    kept = [f"{name} ({results[name].get('when', '?')[:16]})" for name in OTHERS if name in results and name not in ran]
+    if kept:
+        lines += ["Sections kept from earlier runs (not re-run this time): " + ", ".join(kept) + ".", ""]
     sys.path.insert(0, str(REPO / "bench"))
     from summary import goals
 
@@ -299,8 +301,9 @@ def write_report(results: dict) -> None:
     import importlib
 
     for name in OTHERS:
-        if results.get(name):
-            lines += [*importlib.import_module(name).markdown(results[name]), ""]
+        module = importlib.import_module(name)
+        if results.get(name) and hasattr(module, "markdown"):
+            lines += [*module.markdown(results[name]), ""]
     (REPO / "BENCHMARKS.md").write_text("\n".join(lines))
 
 
@@ -320,7 +323,9 @@ def run_others(results: dict, size: str, only: set[str] | None = None, skip: fro
     results.setdefault("seconds", {})
     for name in OTHERS:
         module = importlib.import_module(name)
-        if not hasattr(module, "markdown") or (only and name not in only) or name in skip:
+        if not hasattr(module, "markdown"):
+            continue
+        if (only and name not in only) or name in skip:
             if name not in results and (OUT / f"{name}.json").exists():  # keep its figures from an earlier run
                 results[name] = json.loads((OUT / f"{name}.json").read_text())
                 print(f"{name}: skipped, figures of {results[name].get('when', 'an earlier run')} kept", flush=True)
@@ -352,13 +357,16 @@ def main() -> None:
     parser.add_argument(
         "--only", help="comma-separated bench/<name>.py modules to run (others keep their last figures)"
     )
-    parser.add_argument("--skip", default="", help="comma-separated bench/<name>.py modules not to run (last figures kept)")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated bench/<name>.py modules not to run (last figures kept)"
+    )
     args = parser.parse_args()
     size = "quick" if args.quick else "full" if args.full else "default"
     only = set(args.only.split(",")) if args.only else None
     if only:  # refresh some sections, keep the rest of the last run
         results = json.loads((OUT / "results.json").read_text())
         run_others(results, size, only)
+        results["load_after"] = os.getloadavg()
         write_report(results)
         return
     results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": os.getloadavg()}
