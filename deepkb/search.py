@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 from deepkb.errors import UsageError
 
 if TYPE_CHECKING:
+    from deepkb.embedder import Embedder
     from deepkb.kb import KnowledgeBase
+    from deepkb.vector_index import VectorIndex
 
 MODES = ("hybrid", "dense", "keyword")
 
@@ -81,8 +83,12 @@ def dense(kb: KnowledgeBase, query: str, k: int) -> list[tuple[int, float]]:
     """HNSW nearest neighbours of the query embedding: (chunk id, cosine similarity)."""
     if kb.dim is None:  # nothing ingested yet
         return []
-    vector = kb.embedder.embed([query])[0]
-    return kb.index.query(vector, k)
+    return _nearest(kb.embedder, kb.index, query, k)
+
+
+def _nearest(embedder: Embedder, index: VectorIndex, query: str, k: int) -> list[tuple[int, float]]:
+    """Encode the query and ask the HNSW index: no SQLite, so it may run on another thread."""
+    return index.query(embedder.embed([query])[0], k)
 
 
 def keyword(kb: KnowledgeBase, query: str, k: int) -> list[tuple[int, float]]:
@@ -113,7 +119,7 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybrid") -> l
         # side by side. The worker gets the embedder and the index ready-made, so it never touches SQLite.
         embedder, index = kb.embedder, kb.index
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepkb-dense") as pool:
-            pending = pool.submit(lambda: index.query(embedder.embed([query])[0], depth))
+            pending = pool.submit(_nearest, embedder, index, query, depth)
             keyword_hits = keyword(kb, query, depth)
             dense_hits = pending.result()
     else:
