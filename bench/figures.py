@@ -13,3 +13,13 @@ def publish(figures: dict, out: Path, markdown: Callable[[dict], list[str]], rep
     out.write_text(json.dumps(figures, indent=2) + "\n")
     print("\n".join(markdown(figures)))
     print(f"wrote {out.relative_to(repo)}")
+
+
+def sentence_transformer(name: str = "all-MiniLM-L6-v2"):
+    """The raw engine the issue names: sentence-transformers' own model object, from the checked files deepkb uses
+    (deepkb itself may run them through OpenVINO: see deepkb.embedder.pick_backend)."""
+    from sentence_transformers import SentenceTransformer
+
+    from deepkb.embedder import resolve_model
+
+    return SentenceTransformer(str(resolve_model(name)[0]), local_files_only=True)

@@ -217,11 +217,12 @@ def load_queries(folder: Path) -> tuple[dict[str, str], dict[str, dict[str, int]
 
 def measure(kb: KnowledgeBase, queries: dict[str, str], qrels: dict[str, dict[str, int]]) -> dict:
     """Raw engines and deepkb's search on the same queries, interleaved (the order alternates query by query)."""
+    from figures import sentence_transformer
     from run import ndcg_at_10
 
     from deepkb.search import fts_query, fuse, keyword
 
-    model, index, db = kb.embedder.model, kb.index, kb.store.db  # the SentenceTransformer deepkb wraps
+    model, index, db = sentence_transformer(kb.settings.embedding_model), kb.index, kb.store.db
     depth = kb.settings.candidates
     raw_sql = (  # one plain FTS5 query: all the terms OR'd, the exact BM25 top `depth`
         "SELECT rowid, bm25(chunks_fts, 1.0, 2.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? "

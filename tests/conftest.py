@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 from pathlib import Path
@@ -14,6 +15,14 @@ from deepkb.kb import KnowledgeBase
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def deepkb_cache(tmp_path_factory) -> Path:
+    """Derived model files (the OpenVINO IR) go to a per-session folder: converted once, never the user's cache."""
+    folder = tmp_path_factory.mktemp("deepkb-cache")
+    os.environ["DEEPKB_CACHE"] = str(folder)
+    return folder
 
 
 @pytest.fixture(autouse=True)

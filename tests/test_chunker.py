@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tokenizers import Tokenizer
+
 from deepkb.chunker import chunk_units
+from deepkb.embedder import resolve_model
 from deepkb.loaders import load
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data"
@@ -76,7 +79,10 @@ def test_token_counts_are_exact_even_after_the_model_truncated_a_long_text(embed
     long_line = " ".join(f"word{i} antidisestablishmentarianism" for i in range(200))
     embedder.embed([long_line])  # encode() leaves truncation to the model's 256 tokens set on its tokenizer
     texts = [long_line, "word1", "", "antidisestablishmentarianism", "word1"]
-    wrapper = embedder.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
-    assert embedder.count_tokens(texts) == [len(ids) for ids in wrapper]
-    assert embedder.count_tokens(texts) == [len(ids) for ids in wrapper]  # the second time from remembered counts
+    reference = Tokenizer.from_file(str(resolve_model(embedder.name)[0] / "tokenizer.json"))
+    reference.no_truncation()  # the file itself truncates at 128 and pads to 128
+    reference.no_padding()
+    expected = [len(e) for e in reference.encode_batch(texts, add_special_tokens=False)]
+    assert embedder.count_tokens(texts) == expected
+    assert embedder.count_tokens(texts) == expected  # the second time from remembered counts
     assert embedder.count_tokens([long_line])[0] > embedder.max_tokens

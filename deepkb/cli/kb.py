@@ -146,7 +146,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
     table.add_row("knowledge base", info["home"])
     table.add_row("documents", str(info["documents"]))
     table.add_row("chunks", str(info["chunks"]))
-    table.add_row("embedding model", f"{info['embedding_model']} ({info['embedding_dim'] or '?'}-d)")
+    table.add_row(
+        "embedding model",
+        f"{info['embedding_model']} ({info['embedding_dim'] or '?'}-d, {info['embedding_backend']})",
+    )
     table.add_row("folders", "\n".join(display_path(r) for r in info["roots"]) or "-")
     if info["documents_with_empty_pages"]:
         table.add_row("PDFs with textless pages", str(info["documents_with_empty_pages"]))

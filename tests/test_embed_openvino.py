@@ -1,0 +1,110 @@
+"""The OpenVINO backend: converted once from the checksummed model, the torch vectors, nothing sent anywhere."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepkb import embedder as embedder_module
+from deepkb.chunker import chunk_units
+from deepkb.embedder import create_embedder, pick_backend
+from deepkb.errors import EmbeddingModelError
+from deepkb.loaders import load
+
+pytest.importorskip("openvino")
+from deepkb import embed_openvino  # noqa: E402
+from deepkb.embed_openvino import OpenVINOEmbedder  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data"
+QUERIES = ["How long are backups kept?", "incremental sync after a rename", "Which port does the server use?"]
+
+
+@pytest.fixture(scope="module")
+def both():
+    """The same model through both backends (the torch one only for the comparison)."""
+    return create_embedder("all-MiniLM-L6-v2", "openvino"), create_embedder("all-MiniLM-L6-v2", "sentence-transformers")
+
+
+def _sample_chunks(embedder) -> list[str]:
+    texts = []
+    for path in sorted(p for p in SAMPLE.rglob("*") if p.is_file()):
+        units = load(path, path.read_bytes()).units
+        texts += [c.embed_text for c in chunk_units(units, embedder.count_tokens, embedder.max_tokens)]
+    return texts
+
+
+def test_openvino_gives_the_torch_vectors_and_the_same_ranking(both):
+    ov, st = both
+    chunks = _sample_chunks(ov)
+    assert len(chunks) > 20 and chunks == _sample_chunks(st)  # the same token counts, so the same chunks
+    a, b = ov.embed(chunks), st.embed(chunks)
+    assert a.shape == b.shape == (len(chunks), 384)
+    assert float(np.min(np.sum(a * b, axis=1))) > 0.99999
+    qa, qb = ov.embed(QUERIES), st.embed(QUERIES)  # queries take the one-thread path
+    assert float(np.min(np.sum(qa * qb, axis=1))) > 0.99999
+    assert (np.argsort(-(qa @ a.T), axis=1)[:, :5] == np.argsort(-(qb @ b.T), axis=1)[:, :5]).all()
+    long_text = "citations precise to page and line " * 200  # past 256 tokens: truncated like torch does
+    assert float(ov.embed([long_text])[0] @ st.embed([long_text])[0]) > 0.99999
+
+
+def test_a_damaged_ir_is_converted_again_and_nothing_phones_home(both, tmp_path, monkeypatch):
+    ov, _ = both
+    telemetry = pytest.importorskip("openvino_telemetry")  # installed with openvino; must stay silent
+
+    def phone_home(*args, **kwargs):
+        raise AssertionError("OpenVINO telemetry was started")
+
+    monkeypatch.setattr(telemetry.Telemetry, "init", phone_home)
+    monkeypatch.setattr(telemetry.Telemetry, "send_event", phone_home)
+    monkeypatch.setenv("DEEPKB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # where OpenVINO's telemetry would keep its client id
+    target = embed_openvino.cache_root() / "embedders" / ov.folder.name
+    shutil.copytree(ov.folder, target)
+    assert not OpenVINOEmbedder("all-MiniLM-L6-v2").converted  # a whole copy is used as it is
+    with (target / "model.bin").open("r+b") as fh:
+        fh.seek(4096)
+        byte = fh.read(1)
+        fh.seek(4096)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    embed_openvino._checked.clear()
+    again = OpenVINOEmbedder("all-MiniLM-L6-v2")
+    assert again.converted
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert manifest["probe_min_cosine"] > 0.99999 and manifest["bin_sha256"] == embed_openvino._sha256(
+        target / "model.bin"
+    )
+    assert float(again.embed(QUERIES)[0] @ ov.embed(QUERIES)[0]) > 0.99999
+    assert not (tmp_path / "home" / "intel").exists()
+    assert not [p for p in target.parent.iterdir() if ".tmp-" in p.name]
+
+
+def test_auto_takes_openvino_on_a_cpu_machine_and_torch_beside_an_nvidia_gpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(embedder_module, "_NVIDIA_NODES", ())
+    assert pick_backend() == "openvino"
+    node = tmp_path / "nvidia0"
+    node.touch()
+    monkeypatch.setattr(embedder_module, "_NVIDIA_NODES", (str(node),))
+    assert pick_backend() == "sentence-transformers"
+
+
+def test_an_unknown_backend_names_the_valid_ones():
+    with pytest.raises(EmbeddingModelError, match="valid: auto, openvino, sentence-transformers"):
+        create_embedder("all-MiniLM-L6-v2", "onnx")
+
+
+def test_auto_falls_back_to_torch_when_openvino_cannot_take_the_model(monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise EmbeddingModelError("OpenVINO cannot convert this model (test).")
+
+    monkeypatch.setattr(embedder_module, "_loaded", {})
+    monkeypatch.setattr(embedder_module, "_NVIDIA_NODES", ())
+    monkeypatch.setattr(OpenVINOEmbedder, "__init__", refuse)
+    got = create_embedder("all-MiniLM-L6-v2", "auto", batch_size=7)
+    assert got.backend == "sentence-transformers" and got.batch_size == 7
+    assert "Using sentence-transformers instead" in capsys.readouterr().err
+    with pytest.raises(EmbeddingModelError, match="cannot convert"):
+        create_embedder("all-MiniLM-L6-v2", "openvino", batch_size=7)
