@@ -189,13 +189,13 @@ class GivenVectors(Embedder):
 
     def __init__(self, real: Embedder, texts: list[str]) -> None:
         super().__init__()
-        self.name, self.dim, self.max_tokens = real.name, real.dim, real.max_tokens
+        self.name, self.dim, self.max_tokens, self.backend = real.name, real.dim, real.max_tokens, real.backend
         self.vectors = dict(zip(texts, real.embed(texts)))
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         return np.vstack([self.vectors[t] for t in texts])
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+    def _count_uncached(self, texts: list[str]) -> list[int]:
         raise NotImplementedError("only queries are embedded here")
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -97,6 +98,7 @@ class OpenVINOEmbedder(Embedder):
         self._core = ov.Core()
         self._model = self._core.read_model(str(ir / "model.xml"))
         self._compiled: dict[int, object] = {}
+        self._lock = threading.Lock()  # an infer request serves one call at a time (`deepkb serve` has threads)
         tokenizer = Tokenizer.from_file(str(ir / "tokenizer.json"))
         tokenizer.no_padding()
         self._counter = Tokenizer.from_str(tokenizer.to_str())
@@ -116,9 +118,12 @@ class OpenVINOEmbedder(Embedder):
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch_fast(list(texts))
-        request = self._request(1 if len(texts) <= QUERY_TEXTS else 0)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # little padding per batch
+        with self._lock:
+            return self._infer(encodings, self._request(1 if len(texts) <= QUERY_TEXTS else 0))
+
+    def _infer(self, encodings: list, request) -> np.ndarray:
+        out = np.empty((len(encodings), self.dim), dtype=np.float32)
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))  # little padding per batch
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
             width = max(len(encodings[i].ids) for i in rows)

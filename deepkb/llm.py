@@ -172,10 +172,10 @@ class LlamaCppLLM(LLM):
             )
         max_tokens = min(max_tokens, self.context_size - len(tokens))
         started = time.perf_counter()
-        cached = self._reuse_prefix(tokens, messages)
-        self._llama.n_tokens = cached
-        self._llama.eval(tokens[cached:-1])  # the prefill, timed on its own; generate() then reuses it all
-        self.last_cached_tokens = cached
+        ready, reused = self._reuse_prefix(tokens, messages)
+        self._llama.n_tokens = ready
+        self._llama.eval(tokens[ready:-1])  # the prefill, timed on its own; generate() then reuses it all
+        self.last_cached_tokens = reused
         self.last_prefill_ms = round((time.perf_counter() - started) * 1000, 1)
         stream = self._llama.create_completion(
             tokens, max_tokens=max_tokens, temperature=temperature, stop=stop or [], stream=True
@@ -200,19 +200,20 @@ class LlamaCppLLM(LLM):
             self._fixed_tokens = {system: probe}  # one system prompt at a time is all deepkb uses
         return min(common_prefix(self._fixed_tokens[system], tokens), len(tokens) - 1)
 
-    def _reuse_prefix(self, tokens: list[int], messages: list[Message]) -> int:
-        """Tokens of `tokens` already in the KV cache: kept from the last call, or restored from disk."""
+    def _reuse_prefix(self, tokens: list[int], messages: list[Message]) -> tuple[int, int]:
+        """(tokens of `tokens` now in the KV cache, of those the ones reused: kept from the last call or restored
+        from disk rather than prefilled by this call)."""
         llama = self._llama
         in_context = common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens[:-1])
         fixed = self._fixed_prefix(tokens, messages)
         if self._prompt_cache is None or in_context >= fixed or fixed < MIN_CACHED_TOKENS:
-            return in_context
+            return in_context, in_context
         llama.reset()
         if self._prompt_cache.restore(tokens[:fixed]):
-            return fixed
+            return fixed, fixed
         llama.eval(tokens[:fixed])  # prefilled now, once, and saved for the runs to come
         self._prompt_cache.save(tokens[:fixed])
-        return 0
+        return fixed, 0
 
 
 class OpenAICompatLLM(LLM):

@@ -96,6 +96,29 @@ def keyword(kb: KnowledgeBase, query: str, k: int) -> list[tuple[int, float]]:
     return kb.store.keyword_search(fts_terms(query), k)
 
 
+def fuse_convex(
+    dense_hits: list[tuple[int, float]], keyword_hits: list[tuple[int, float]], alpha: float
+) -> list[tuple[int, float]]:
+    """Convex combination of each side's min-max normalized scores: alpha * dense + (1 - alpha) * keyword.
+
+    A chunk one side did not return gets that side's lowest score (0). Unlike rank fusion it keeps how far apart
+    the scores are: a keyword hit far ahead of the rest stays far ahead (SciFact nDCG@10: 0.732 against RRF's
+    0.722, and 0.728 against 0.723 held out; bench/fusion_sweep.py).
+    """
+
+    def normalized(hits: list[tuple[int, float]]) -> dict[int, float]:
+        if not hits:
+            return {}
+        top, bottom = max(s for _, s in hits), min(s for _, s in hits)
+        if top == bottom:
+            return {chunk_id: 1.0 for chunk_id, _ in hits}
+        return {chunk_id: (s - bottom) / (top - bottom) for chunk_id, s in hits}
+
+    d, k = normalized(dense_hits), normalized(keyword_hits)
+    scores = {c: alpha * d.get(c, 0.0) + (1.0 - alpha) * k.get(c, 0.0) for c in d.keys() | k.keys()}
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
 def fuse(ranked_lists: list[list[tuple[int, float]]], rrf_k: int) -> list[tuple[int, float]]:
     """Reciprocal rank fusion: each list adds 1 / (rrf_k + rank) for every chunk it ranks."""
     scores: dict[int, float] = {}
@@ -125,7 +148,9 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybrid") -> l
     else:
         dense_hits = dense(kb, query, depth) if mode in ("hybrid", "dense") else []
         keyword_hits = keyword(kb, query, depth) if mode in ("hybrid", "keyword") else []
-    if mode == "hybrid":
+    if mode == "hybrid" and kb.settings.fusion == "convex":
+        ranked = fuse_convex(dense_hits, keyword_hits, kb.settings.dense_share)
+    elif mode == "hybrid":
         ranked = fuse([dense_hits, keyword_hits], kb.settings.rrf_k)
     else:
         ranked = dense_hits or keyword_hits

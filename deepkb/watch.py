@@ -22,16 +22,8 @@ from typing import TYPE_CHECKING
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from deepkb.errors import DeepKBError, UsageError
-from deepkb.ingest import (
-    IGNORE_FILE,
-    Change,
-    IngestReport,
-    Progress,
-    Skipped,
-    is_ignored,
-    read_ignore_rules,
-    resolve_roots,
-)
+from deepkb.ingest import Change, IngestReport, Progress
+from deepkb.scan import IGNORE_FILE, Skipped, is_ignored, read_ignore_rules, resolve_roots
 
 if TYPE_CHECKING:
     from deepkb.kb import KnowledgeBase

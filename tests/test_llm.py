@@ -199,12 +199,17 @@ def test_restored_state_gives_the_logits_of_a_full_prefill(tiny_model, tmp_path)
     list(LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path).stream_chat(_chat("Hi"), 1))
     restored = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path)
     tokens = restored._tokenize(restored.render(messages))
-    cached = restored._reuse_prefix(tokens, messages)
-    assert cached > 16
+    cached, reused = restored._reuse_prefix(tokens, messages)
+    assert cached == reused > 16
     restored._llama.eval(tokens[cached:])
     full = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0)
     full._llama.eval(tokens)
     np.testing.assert_allclose(_logits(restored), _logits(full), atol=1e-5)
+    first = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path / "new")
+    ready, reused = first._reuse_prefix(tokens, messages)  # no file yet: the prefix is prefilled once and saved,
+    assert ready == cached and reused == 0  # and the rest of the prompt continues from it
+    first._llama.eval(tokens[ready:])
+    np.testing.assert_allclose(_logits(first), _logits(full), atol=1e-5)
     without = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0)  # the same suffix with no prefix state
     without._llama.eval(tokens[cached:])
     assert not np.allclose(_logits(without), _logits(full), atol=1e-3)  # so the comparison above can fail

@@ -9,7 +9,7 @@ import pytest
 
 from deepkb.errors import UsageError
 from deepkb.kb import KnowledgeBase
-from deepkb.search import MAX_TERMS, fts_query, fts_terms
+from deepkb.search import MAX_TERMS, fts_query, fts_terms, fuse, fuse_convex
 
 from conftest import SAMPLE_DATA, write
 
@@ -130,3 +130,28 @@ def test_bad_search_arguments_are_usage_errors(sample_kb):
 
 def test_empty_kb_returns_nothing(kb):
     assert kb.search("anything at all") == []
+
+
+def test_convex_fusion_weighs_normalized_scores_and_keeps_their_gaps():
+    dense = [(1, 0.80), (2, 0.50), (3, 0.49), (6, 0.40)]  # chunk 1 is far ahead of the dense list
+    keyword = [(4, 30.0), (2, 3.0), (5, 2.9), (7, 2.0)]  # chunk 4 far ahead of the keyword list
+    fused = fuse_convex(dense, keyword, 0.5)
+    assert [c for c, _ in fused][:3] == [1, 4, 2] and dict(fused)[4] == pytest.approx(0.5)
+    assert [c for c, _ in fuse([dense, keyword], 20)][0] == 2  # rank fusion lifts the mediocre chunk seen twice
+    assert [c for c, _ in fuse_convex(dense, keyword, 1.0)][:3] == [1, 2, 3]  # all dense
+    assert [c for c, _ in fuse_convex(dense, keyword, 0.0)][:3] == [4, 2, 5]  # all keyword
+    assert fuse_convex([(7, 0.3)], [], 0.5) == [(7, 0.5)]  # a lone hit counts as its side's best
+    assert fuse_convex([], [], 0.5) == []
+
+
+def test_hybrid_fusion_is_a_setting(sample_kb, embedder, monkeypatch):
+    convex = sample_kb.search("How long are backups kept?", k=5)
+    monkeypatch.setenv("DEEPKB_FUSION", "rrf")
+    with KnowledgeBase.open(sample_kb.home, embedder=embedder) as kb:
+        assert kb.settings.fusion == "rrf"
+        ranked = kb.search("How long are backups kept?", k=5)
+    assert ranked and {h.chunk_id for h in ranked} & {h.chunk_id for h in convex}
+    assert max(h.score for h in ranked) < 0.1 < max(h.score for h in convex)  # 2 / (20 + 1) at most, against 0..1
+    monkeypatch.setenv("DEEPKB_FUSION", "ranks")
+    with pytest.raises(UsageError, match="valid: convex, rrf"):
+        KnowledgeBase.open(sample_kb.home, embedder=embedder)
