@@ -8,7 +8,8 @@ bench/cache/ (about 4 minutes on 2 cores, 3.6 GB of scratch disk, 1.1 GB kept).
 The prompt is the one deepkb builds for "What does the retention policy say about backups?" over a knowledge base of
 data/. The raw engine is `Llama.create_chat_completion(stream=True)` on the same chat messages; deepkb is
 `deepkb.answer.ask` with the LlamaCppLLM backend, as `deepkb ask` runs it: on a CPU the sources are held to
-deepkb.answer.CPU_SOURCE_TOKENS, and the KV state of the fixed prompt start comes from the on-disk prompt cache
+deepkb.answer.cpu_source_tokens() of the prefill speed the earlier runs measured (CPU_SOURCE_TOKENS before the
+first; the raw engine gets the prompt of the same budget), and the KV state of the fixed prompt start comes from the on-disk prompt cache
 (deepkb/prompt_cache.py). Runs: the first `deepkb ask` ever, every later one, a second question in the same process,
 and one run with every retrieved chunk that fits the context, to show what the source budget saves.
 
@@ -257,6 +258,7 @@ def run_deepkb(kb, llm, question: str, max_tokens: int, temperature: float, stat
         "reported_tokens_per_s": t.tokens_per_s,
         "reported_completion_tokens": t.completion_tokens,
         "retrieved": len(result.citations) + len(result.also_retrieved),
+        "source_token_budget": t.source_token_budget,
     }
 
 
@@ -294,7 +296,7 @@ def run(quick: bool = False, repeats: int | None = None, max_tokens: int = 64, t
     """Build (once) the model, then time raw vs deepkb on the same prompt, interleaved, `repeats` times."""
     import llama_cpp
 
-    from deepkb.answer import CPU_SOURCE_TOKENS
+    from deepkb.answer import CPU_TTFT_TARGET_S, cpu_source_tokens
     from deepkb.kb import KnowledgeBase
     from deepkb.llm import LlamaCppLLM, open_llm, physical_cores
     from deepkb.prompt import build_prompt
@@ -323,17 +325,22 @@ def run(quick: bool = False, repeats: int | None = None, max_tokens: int = 64, t
 
         answer_room = min(max_tokens, llm.context_size // 2)
         hits = kb.search(QUESTION, k=6, mode="hybrid")
-        messages = build_prompt(QUESTION, hits, llm, answer_room, source_tokens=CPU_SOURCE_TOKENS).messages
+
+        def messages() -> list[dict]:
+            """The prompt deepkb would send now: its CPU source budget follows the prefill speed measured so far."""
+            budget = cpu_source_tokens(llm.prefill_tokens_per_s)
+            return build_prompt(QUESTION, hits, llm, answer_room, source_tokens=budget).messages
+
         runs: dict[str, list[dict]] = {"raw": [], "first-run": [], "next-run": [], "same-process": []}
         for i in range(repeats):  # raw first, then deepkb first, and so on: a drift in load hits both sides
             print(f"run {i + 1}/{repeats}…", flush=True)
             if i % 2 == 0:
-                runs["raw"].append(run_raw(raw, messages, max_tokens, temperature))
+                runs["raw"].append(run_raw(raw, messages(), max_tokens, temperature))
             for state in ("first-run", "next-run"):
                 runs[state].append(run_deepkb(kb, llm, QUESTION, max_tokens, temperature, state))
             runs["same-process"].append(run_deepkb(kb, llm, SECOND_QUESTION, max_tokens, temperature, "same-process"))
             if i % 2 == 1:
-                runs["raw"].append(run_raw(raw, messages, max_tokens, temperature))
+                runs["raw"].append(run_raw(raw, messages(), max_tokens, temperature))
             for name, done in runs.items():
                 print(f"  {name}: {done[-1]}", flush=True)
         # Every retrieved chunk that fits the context (what deepkb sent before the CPU source budget): the cost of a
@@ -344,6 +351,7 @@ def run(quick: bool = False, repeats: int | None = None, max_tokens: int = 64, t
         llm._llama.reset()
         cli = [run_cli(Path(tmp) / "kb", model, QUESTION) for _ in range(1 if quick else 2)]
         print(f"  cli: {cli}", flush=True)
+        llm_speed = llm.prefill_tokens_per_s  # the median of the runs above, as the next `deepkb ask` would read it
         kb.close()
 
     r = _median_run(runs["raw"])
@@ -360,7 +368,9 @@ def run(quick: bool = False, repeats: int | None = None, max_tokens: int = 64, t
         "model": {"file": model.name, "bytes": model.stat().st_size, **SHAPE, "n_ctx": 4096, "quant": "Q4_K_M"},
         "question": QUESTION,
         "second_question": SECOND_QUESTION,
-        "cpu_source_tokens": CPU_SOURCE_TOKENS,
+        "cpu_source_tokens": nxt["source_token_budget"],
+        "prefill_tokens_per_s_measured": round(llm_speed, 1) if llm_speed else None,
+        "ttft_target_s": CPU_TTFT_TARGET_S,
         "max_tokens": max_tokens,
         "repeats": repeats,
         "kb_ingest_s": round(ingest_s, 2),
@@ -412,7 +422,9 @@ def markdown(f: dict) -> list[str]:
         f"**{n['ttft_ms'] / 1000:.2f} s** (goal < {TTFT_GOAL_S:.0f} s{'' if f['ttft_goal_met'] else ': missed'}); "
         f"deepkb / raw TTFT {f['ratio_ttft']}. Broken down: retrieval {n['retrieve_ms']:.0f} ms, prompt packing "
         f"{n['prompt_build_ms']:.0f} ms ({n['prompt_tokens']} tokens, {n['retrieved']} chunks retrieved, the best "
-        f"that fit {f['cpu_source_tokens']} source tokens sent), prompt-cache restore + prefill of the "
+        f"that fit a budget of {f['cpu_source_tokens']} source tokens sent: what this machine prefills in "
+        f"{f.get('ttft_target_s', 8.5)} s at the {f.get('prefill_tokens_per_s_measured')} tokens/s earlier runs "
+        "measured), prompt-cache restore + prefill of the "
         f"{n['prompt_tokens'] - n['cached_prompt_tokens']} other tokens {n['deepkb_prefill_ms'] / 1000:.2f} s, "
         f"first token {n['first_token_ms'] / 1000:.2f} s. The saved prefix ({n['cached_prompt_tokens']} tokens: "
         "template and system prompt) is the part of every prompt that never changes. Loading the model took "

@@ -20,10 +20,24 @@ DEFAULT_MIN_RELEVANCE = 0.28
 # DeepSeek-R1 distills think inside <think>...</think>; an empty, closed block makes them answer directly.
 SKIP_REASONING_PREFILL = "<think>\n\n</think>\n\n"
 
-# Prompt tokens the sources may take when the model runs on a CPU. A 2-core CPU prefills the 1.5B Q4_K_M model at
-# about 40 tokens/s (bench/llm_speed.py: 39.8 raw, quiet), so ~384 tokens of sources (2-3 chunks) plus the question
-# keep the first answer token under 10 s; a GPU prefills thousands of tokens/s and gets all that fit the context.
+# Prompt tokens the sources may take when the model runs on a CPU, before deepkb has measured the machine: a 2-core
+# CPU prefills the 1.5B Q4_K_M model at 35-48 tokens/s (bench/llm_speed.py), so ~384 tokens of sources (2-3 chunks)
+# plus the question put the first answer token near 8-10 s. Once a run has measured the prefill speed, the budget
+# is what it prefills in CPU_TTFT_TARGET_S (cpu_source_tokens). A GPU gets all that fit the context.
 CPU_SOURCE_TOKENS = 384
+CPU_TTFT_TARGET_S = 8.5
+CPU_PROMPT_OVERHEAD_TOKENS = 48  # the question, source labels and template end, prefilled with the sources
+CPU_SOURCE_TOKENS_RANGE = (192, 2048)
+
+
+def cpu_source_tokens(prefill_tokens_per_s: float | None) -> int:
+    """The sources' token budget on a CPU: what this machine prefills in CPU_TTFT_TARGET_S, within bounds."""
+    if not prefill_tokens_per_s:
+        return CPU_SOURCE_TOKENS
+    budget = prefill_tokens_per_s * CPU_TTFT_TARGET_S - CPU_PROMPT_OVERHEAD_TOKENS
+    low, high = CPU_SOURCE_TOKENS_RANGE
+    return int(min(max(budget, low), high))
+
 
 GET_A_MODEL = "No answer model: run `deepkb models pull` or pass --model PATH to a .gguf file."
 
@@ -51,7 +65,7 @@ class AskOptions:
     fallback_passages: int = 3
     """Passages shown when no model can answer."""
     source_tokens: int | None = None
-    """Prompt tokens the sources may take (the best always goes in); None: CPU_SOURCE_TOKENS on a CPU, else all."""
+    """Prompt tokens the sources may take (the best always goes in); None: cpu_source_tokens() on a CPU, else all."""
 
 
 @dataclass
@@ -67,6 +81,7 @@ class Timings:
     tokens_per_s: float | None = None
     completion_tokens: int | None = None
     generate_ms: float | None = None
+    source_token_budget: int | None = None  # what the sources could take (None: all that fit the context)
 
     def to_json(self) -> dict:
         return {
@@ -79,6 +94,7 @@ class Timings:
             "tokens_per_s": self.tokens_per_s,
             "completion_tokens": self.completion_tokens,
             "generate_ms": self.generate_ms,
+            "source_token_budget": self.source_token_budget,
         }
 
 
@@ -162,7 +178,8 @@ def ask(
     room = min(opts.answer_tokens, llm.context_size // 2)
     source_tokens = opts.source_tokens
     if source_tokens is None and llm.runs_on_cpu:
-        source_tokens = CPU_SOURCE_TOKENS
+        source_tokens = cpu_source_tokens(llm.prefill_tokens_per_s)
+    timings.source_token_budget = source_tokens
     prefill = SKIP_REASONING_PREFILL if opts.skip_reasoning else None
     # Under a source budget only 2-3 chunks fit: spend them on different documents first (on SciFact this puts a
     # relevant abstract in the prompt for 69% of questions instead of 65%; bench/context_recall.py).

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
+import statistics
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +20,8 @@ from pathlib import Path
 MAGIC = b"DKBKV1\n"
 KEEP_FILES = 8  # one file per model x system prompt x context size; the oldest go first
 MIN_TOKENS = 16  # below this a prefill costs less than the file
+SPEED_RUNS = 5  # prefill speeds remembered per model; their median is used
+SPEED_MODELS = 16  # models remembered
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -99,3 +103,46 @@ class PromptCache:
         files = sorted(self.folder.glob("*.kv"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in files[KEEP_FILES:]:
             old.unlink(missing_ok=True)
+
+
+class PrefillSpeeds:
+    """The recent prefill speeds (tokens/s) of one model on this machine, kept in a small JSON file.
+
+    `deepkb ask` sizes its CPU prompts by them (deepkb.answer.cpu_source_tokens): a one-shot process cannot learn
+    the machine's speed before its first prompt, so the runs before it tell. Best effort: a file that cannot be
+    read or written only costs the budget its adaptation.
+    """
+
+    def __init__(self, file: Path, identity: str) -> None:
+        self.file = file
+        self.key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        self.runs: list[float] = self._read().get(self.key, [])
+
+    def median(self) -> float | None:
+        return statistics.median(self.runs) if self.runs else None
+
+    def add(self, tokens_per_s: float) -> None:
+        data = self._read()
+        self.runs = (data.pop(self.key, []) + [round(tokens_per_s, 2)])[-SPEED_RUNS:]
+        data[self.key] = self.runs  # the most recent model last; the oldest are forgotten first
+        data = dict(list(data.items())[-SPEED_MODELS:])
+        tmp = self.file.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, self.file)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def _read(self) -> dict[str, list[float]]:
+        try:
+            data = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {
+            k: [float(x) for x in v]
+            for k, v in data.items()
+            if isinstance(v, list) and all(isinstance(x, (int, float)) and x > 0 for x in v)
+        }

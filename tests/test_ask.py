@@ -9,7 +9,7 @@ import socket
 import pytest
 from click.testing import CliRunner
 
-from deepkb.answer import CPU_SOURCE_TOKENS, GET_A_MODEL, AskOptions, ask
+from deepkb.answer import CPU_SOURCE_TOKENS, GET_A_MODEL, AskOptions, ask, cpu_source_tokens
 from deepkb.cli import main
 from deepkb.llm import LlamaCppLLM, OpenAICompatLLM
 from deepkb.prompt import NOT_IN_DOCUMENTS, build_prompt, spread_documents
@@ -148,6 +148,18 @@ def test_cpu_prompt_keeps_to_the_source_budget_and_lists_the_rest(llm):
     assert compact.also_retrieved == roomy.also_retrieved == hits[1:]
     assert compact.timings.prefill_ms is not None
     assert roomy.timings.cached_prompt_tokens > 0  # the same process kept the previous question's prompt start
+    assert compact.timings.source_token_budget == CPU_SOURCE_TOKENS and roomy.timings.source_token_budget == 900
+
+
+def test_a_slow_machine_gets_a_smaller_cpu_source_budget(llm, monkeypatch):
+    text = " ".join(f"Backups of system {i} are kept for thirty days." for i in range(8))  # ~90 tokens
+    hits = [Hit(i, f"/docs/b{i}.md", None, 1, 8, None, 0.1 / i, text, 0.6) for i in range(1, 7)]
+    monkeypatch.setattr(llm, "prefill_tokens_per_s", 20.0, raising=False)  # as measured by earlier runs
+    slow = ask("How long are backups kept?", lambda q, k: hits[:k], lambda: llm, AskOptions(k=6, answer_tokens=128))
+    assert slow.timings.source_token_budget == cpu_source_tokens(20.0) < CPU_SOURCE_TOKENS
+    expected = build_prompt("How long are backups kept?", hits, llm, 128, source_tokens=cpu_source_tokens(20.0))
+    assert slow.timings.prompt_tokens == expected.prompt_tokens
+    assert slow.to_json()["timings"]["source_token_budget"] == cpu_source_tokens(20.0)
 
 
 def _check_contract(data: dict) -> None:

@@ -11,6 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+from deepkb.answer import (
+    CPU_PROMPT_OVERHEAD_TOKENS,
+    CPU_SOURCE_TOKENS,
+    CPU_SOURCE_TOKENS_RANGE,
+    CPU_TTFT_TARGET_S,
+    cpu_source_tokens,
+)
 from deepkb.errors import LLMError, ModelLoadError, UsageError
 from deepkb.llm import LlamaCppLLM, OpenAICompatLLM, get_backend, physical_cores
 from deepkb.prompt import build_prompt
@@ -249,3 +256,22 @@ def test_source_budget_keeps_cpu_prompts_compact(llm):
     big = Hit(9, "/docs/big.md", None, 1, 90, None, 1.0, words * 5)  # over the budget alone: still goes in whole
     first = build_prompt("How long?", [big, *hits], llm, answer_tokens=64, source_tokens=100)
     assert first.sources == [big] and words * 5 in first.messages[1]["content"]
+
+
+def test_prefill_speed_is_remembered_for_the_next_process(tiny_model, tmp_path):
+    fresh = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path)
+    assert fresh.prefill_tokens_per_s is None  # nothing measured yet: the fixed CPU budget applies
+    list(fresh.stream_chat(_chat("Who approves key rotation? " * 8), 1))  # well over MIN_SPEED_TOKENS prefilled
+    assert fresh.prefill_tokens_per_s > 0
+    later = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path)
+    assert later.prefill_tokens_per_s == fresh.prefill_tokens_per_s
+    (tmp_path / "prefill-speed.json").write_text("{not json")  # a damaged file only loses the measurements
+    assert LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path).prefill_tokens_per_s is None
+
+
+def test_cpu_source_budget_follows_the_measured_prefill_speed():
+    assert cpu_source_tokens(None) == CPU_SOURCE_TOKENS
+    slow, usual, fast = cpu_source_tokens(20.0), cpu_source_tokens(40.0), cpu_source_tokens(70.0)
+    assert slow == CPU_SOURCE_TOKENS_RANGE[0] < usual < fast < CPU_SOURCE_TOKENS_RANGE[1]
+    assert usual == int(40.0 * CPU_TTFT_TARGET_S) - CPU_PROMPT_OVERHEAD_TOKENS  # the sources fill the target time
+    assert cpu_source_tokens(10_000.0) == CPU_SOURCE_TOKENS_RANGE[1]

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import click
 
-from deepkb.answer import CPU_SOURCE_TOKENS, DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
+from deepkb.answer import CPU_SOURCE_TOKENS, CPU_TTFT_TARGET_S, DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
 from deepkb.cli._common import console, display_path, err_console, kb_option, location, open_kb
 from deepkb.llm import DEFAULT_CONTEXT_SIZE
 from deepkb.prompt import cite_label
@@ -79,7 +79,8 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
             parts.append(f"model load {t.load_ms} ms")
         if t.prompt_tokens is not None:
             cached = f", {t.cached_prompt_tokens} cached" if t.cached_prompt_tokens else ""
-            parts.append(f"prompt {t.prompt_tokens} tokens{cached}")
+            budget = f", sources ≤ {t.source_token_budget}" if t.source_token_budget is not None else ""
+            parts.append(f"prompt {t.prompt_tokens} tokens{cached}{budget}")
         if t.prefill_ms is not None:
             parts.append(f"prefill {t.prefill_ms} ms")
         if t.ttft_ms is not None:
@@ -121,7 +122,10 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
     "--source-tokens",
     type=int,
     default=None,
-    help=f"Prompt tokens for passages, the best always in (default: {CPU_SOURCE_TOKENS} on a CPU, all that fit on a GPU).",
+    help=(
+        "Prompt tokens for passages, the best always in (default on a CPU: what this machine prefills in "
+        f"{CPU_TTFT_TARGET_S:g} s, measured by earlier runs, {CPU_SOURCE_TOKENS} before the first; on a GPU all that fit)."
+    ),
 )
 @click.option("--no-think", "skip_reasoning", is_flag=True, help="Skip the reasoning phase: R1 models answer at once.")
 @click.option("--show-thinking", is_flag=True, help="Print the model's reasoning, dimmed (and add it to --json).")
