@@ -22,10 +22,10 @@ SKIP_REASONING_PREFILL = "<think>\n\n</think>\n\n"
 
 # Prompt tokens the sources may take when the model runs on a CPU, before deepkb has measured the machine: a 2-core
 # CPU prefills the 1.5B Q4_K_M model at 35-48 tokens/s (bench/llm_speed.py), so ~384 tokens of sources (2-3 chunks)
-# plus the question put the first answer token near 8-10 s. Once a run has measured the prefill speed, the budget
+# plus the question put the first answer token near 7-10 s. Once a run has measured the prefill speed, the budget
 # is what it prefills in CPU_TTFT_TARGET_S (cpu_source_tokens). A GPU gets all that fit the context.
 CPU_SOURCE_TOKENS = 384
-CPU_TTFT_TARGET_S = 8.5
+CPU_TTFT_TARGET_S = 9.0
 CPU_PROMPT_OVERHEAD_TOKENS = 48  # the question, source labels and template end, prefilled with the sources
 CPU_SOURCE_TOKENS_RANGE = (192, 2048)
 
