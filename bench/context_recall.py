@@ -1,7 +1,8 @@
 """Benchmark: what the CPU source budget costs — how often the prompt still holds a relevant source.
 
-On a CPU deepkb sends the sources after the best one only up to deepkb.answer.CPU_SOURCE_TOKENS prompt tokens, to
-keep the first answer token under 10 s (bench/llm_speed.py). Fewer sources can leave the answer out of the prompt.
+On a CPU deepkb sends the sources after the best one only up to a token budget, to keep the first answer token under
+10 s (bench/llm_speed.py): deepkb.answer.CPU_SOURCE_TOKENS until it has measured the machine, then what the machine
+prefills in deepkb.answer.CPU_TTFT_TARGET_S (270-380 tokens on the 2-core machine of BENCHMARKS.md). Fewer sources can leave the answer out of the prompt.
 For each SciFact test query this runs deepkb's hybrid search (k=6, as `deepkb ask` does) on bench/run.py's cached
 knowledge base and packs the prompt as `deepkb ask` does (under a budget, each document's best chunk first), counting tokens with the Qwen2 tokenizer of
 the 1.5B-shaped GGUF of bench/llm_speed.py, under several source budgets. Reported: the share of queries whose
@@ -100,7 +101,7 @@ def markdown(f: dict) -> list[str]:
     for budget, b in f["budgets"].items():
         name = "all that fit (GPU default)" if budget == "None" else budget
         if budget == str(CPU_SOURCE_TOKENS):
-            name += " (CPU default)"
+            name += " (CPU budget before deepkb has measured the machine)"
         lines.append(
             f"| {name} | {b['mean_sources']} | {b['median_prompt_tokens']} | "
             f"{b['queries_with_a_relevant_source']:.1%} | {b['relevant_sources_in_prompt']:.1%} |"
@@ -108,8 +109,9 @@ def markdown(f: dict) -> list[str]:
     lines += [
         "",
         f"The {f['k']} retrieved chunks hold a relevant abstract for {f['retrieved_any']:.1%} of the queries. "
-        "Prefill time grows with the prompt's tokens (bench/llm_speed.py), so the CPU default trades the "
-        "difference between its row and the last for a first token in seconds rather than tens of seconds.",
+        "Prefill time grows with the prompt's tokens (bench/llm_speed.py), so the CPU budget trades the "
+        "difference between its row and the last for a first token in seconds rather than tens of seconds; "
+        "deepkb sizes it by the prefill speed earlier runs measured (see the answer-speed section).",
         "",
         "Reproduce: `.venv/bin/python bench/context_recall.py`",
         "",
