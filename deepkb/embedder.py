@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -183,6 +183,7 @@ def pick_backend() -> str:
     return "openvino" if importlib.util.find_spec("openvino") else "sentence-transformers"
 
 
+log = logging.getLogger(__name__)
 _NVIDIA_NODES = ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu")  # a discrete/datacenter GPU; a Jetson's integrated one
 _loaded: dict[tuple, Embedder] = {}
 
@@ -190,7 +191,7 @@ _loaded: dict[tuple, Embedder] = {}
 def create_embedder(name_or_path: str, backend: str = "auto", **options: object) -> Embedder:
     """Pick a backend by name (an unknown name lists the valid ones); a model is loaded once per process.
 
-    "auto" falls back to sentence-transformers, with one line on stderr, when OpenVINO cannot take the model.
+    "auto" falls back to sentence-transformers, with one warning line, when OpenVINO cannot take the model.
     """
     key = (backend, name_or_path, tuple(sorted(options.items())))
     if key not in _loaded:
@@ -200,7 +201,7 @@ def create_embedder(name_or_path: str, backend: str = "auto", **options: object)
         except EmbeddingModelError as exc:
             if backend != "auto" or cls is SentenceTransformerEmbedder:
                 raise
-            print(f"deepkb: {exc} Using sentence-transformers instead.", file=sys.stderr)
+            log.warning("%s Using sentence-transformers instead.", exc)
             _loaded[key] = SentenceTransformerEmbedder(name_or_path, **options)
     return _loaded[key]
 

@@ -95,7 +95,7 @@ def test_an_unknown_backend_names_the_valid_ones():
         create_embedder("all-MiniLM-L6-v2", "onnx")
 
 
-def test_auto_falls_back_to_torch_when_openvino_cannot_take_the_model(monkeypatch, capsys):
+def test_auto_falls_back_to_torch_when_openvino_cannot_take_the_model(monkeypatch, caplog):
     def refuse(*args, **kwargs):
         raise EmbeddingModelError("OpenVINO cannot convert this model (test).")
 
@@ -104,6 +104,6 @@ def test_auto_falls_back_to_torch_when_openvino_cannot_take_the_model(monkeypatc
     monkeypatch.setattr(OpenVINOEmbedder, "__init__", refuse)
     got = create_embedder("all-MiniLM-L6-v2", "auto", batch_size=7)
     assert got.backend == "sentence-transformers" and got.batch_size == 7
-    assert "Using sentence-transformers instead" in capsys.readouterr().err
+    assert "cannot convert this model (test). Using sentence-transformers instead." in caplog.text
     with pytest.raises(EmbeddingModelError, match="cannot convert"):
         create_embedder("all-MiniLM-L6-v2", "openvino", batch_size=7)
