@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepkb.embedder import QUERY_TEXTS, Embedder, KnownModel, resolve_model, verify_weights
+from deepkb.checksum import file_sha256
+from deepkb.embedder import QUERY_TEXTS, Embedder, KnownModel, plain_copy, resolve_model, verify_weights
 from deepkb.errors import EmbeddingModelError
 
 FORMAT = 2  # bump when the IR layout or the manifest changes
@@ -101,9 +102,8 @@ class OpenVINOEmbedder(Embedder):
         self._compiled: dict[int, object] = {}
         self._lock = threading.Lock()  # an infer request serves one call at a time (`deepkb serve` has threads)
         tokenizer = Tokenizer.from_file(str(ir / "tokenizer.json"))
-        tokenizer.no_padding()
-        self._counter = Tokenizer.from_str(tokenizer.to_str())
-        self._counter.no_truncation()
+        self._counter = plain_copy(tokenizer)
+        tokenizer.no_padding()  # each batch is padded to its longest text in _infer
         tokenizer.enable_truncation(int(manifest["max_seq_length"]))
         self._tokenizer = tokenizer
         self._pad_id = int(manifest["pad_id"])
@@ -167,21 +167,13 @@ def _usable(folder: Path) -> bool:
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
         if manifest.get("format") != FORMAT or any(
-            _sha256(folder / name) != manifest["sha256"][name] for name in IR_FILES
+            file_sha256(folder / name) != manifest["sha256"][name] for name in IR_FILES
         ):
             return False
     except (OSError, ValueError, KeyError):
         return False
     _checked.add(folder)
     return True
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _convert(source: Path, target: Path) -> None:
@@ -234,7 +226,7 @@ def _convert(source: Path, target: Path) -> None:
             "pad_id": int(tokenizer.pad_token_id or 0),
             "openvino": ov.get_version(),
             "torch": torch.__version__,
-            "sha256": {name: _sha256(work / name) for name in IR_FILES},
+            "sha256": {name: file_sha256(work / name) for name in IR_FILES},
         }
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
         expected = model.encode(PROBES, convert_to_numpy=True, normalize_embeddings=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from deepkb.checksum import file_sha256
 from deepkb.errors import EmbeddingModelError
 
 if TYPE_CHECKING:
@@ -109,7 +109,8 @@ class SentenceTransformerEmbedder(Embedder):
         self.max_tokens = int(self.model.max_seq_length) - 2
         self.batch_size = batch_size
         self.tokenizer = self.model.tokenizer
-        self._counter = _plain_copy(self.tokenizer)
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)  # the fast tokenizer's Rust core
+        self._counter = plain_copy(backend) if backend is not None else None
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) > QUERY_TEXTS:
@@ -140,18 +141,15 @@ _COUNT_CACHE_SIZE = 50_000  # remembered token counts, of short texts only: at m
 _COUNT_CACHE_CHARS = 64
 
 
-def _plain_copy(tokenizer: object) -> Tokenizer | None:
-    """The fast tokenizer's Rust core, copied so that no truncation or padding state set by encode() applies.
+def plain_copy(tokenizer: Tokenizer) -> Tokenizer:
+    """A Rust tokenizer copied without truncation or padding (tokenizer.json itself may set both), for counting.
 
     Counting through it skips the Python wrapper's per-text work (a BatchEncoding of every attribute), which
-    dominated chunking time. None when the tokenizer has no Rust core: counting then uses the wrapper.
+    dominated chunking time; without truncation a too-long text gets its true count.
     """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        return None
     from tokenizers import Tokenizer
 
-    counter = Tokenizer.from_str(backend.to_str())
+    counter = Tokenizer.from_str(tokenizer.to_str())
     counter.no_truncation()
     counter.no_padding()
     return counter
@@ -160,10 +158,14 @@ def _plain_copy(tokenizer: object) -> Tokenizer | None:
 BACKENDS = ("auto", "openvino", "sentence-transformers")
 
 
+def resolve_backend(name: str) -> str:
+    """A backend name with "auto" replaced by what pick_backend() chooses on this machine."""
+    return pick_backend() if name == "auto" else name
+
+
 def backend_class(name: str) -> type[Embedder]:
-    """The class behind a backend name; "auto" is resolved by pick_backend()."""
-    if name == "auto":
-        name = pick_backend()
+    """The class behind a backend name ("auto" included)."""
+    name = resolve_backend(name)
     if name == "sentence-transformers":
         return SentenceTransformerEmbedder
     if name == "openvino":
@@ -256,13 +258,10 @@ def verify_weights(folder: Path, known: KnownModel) -> None:
         return
     if not weights.exists():
         raise EmbeddingModelError(f"{folder} has no model.safetensors; reinstall the {known.name} files.")
-    digest = hashlib.sha256()
-    with weights.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != known.weights_sha256:
+    digest = file_sha256(weights)
+    if digest != known.weights_sha256:
         raise EmbeddingModelError(
-            f"{weights} does not match the published {known.name} weights (sha256 {digest.hexdigest()[:12]}…); "
+            f"{weights} does not match the published {known.name} weights (sha256 {digest[:12]}…); "
             "delete it and reinstall the model."
         )
     _verified.add(weights)

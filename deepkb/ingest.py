@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deepkb import faults
+from deepkb.checksum import file_sha256
 from deepkb.chunker import Chunk, chunk_units
 from deepkb.errors import LoadError
 from deepkb.loaders import load, precheck
@@ -298,11 +299,3 @@ def _commit(
         setattr(report, item.action, getattr(report, item.action) + 1)
         report.changes.append(Change(item.action, item.path, len(item.chunks)))
         progress.file_done(item.path, len(item.chunks))
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from deepkb.config import CONFIG_FILE, DEFAULT_EMBEDDING_MODEL, Settings
-from deepkb.embedder import Embedder, create_embedder, pick_backend
+from deepkb.embedder import Embedder, create_embedder, resolve_backend
 from deepkb.errors import EmbeddingModelError, LockedError, UsageError
 from deepkb.ingest import IngestReport, Progress, sync
 from deepkb.search import Hit, search
@@ -233,18 +233,15 @@ class KnowledgeBase:
             **counts,
             "embedding_model": self.store.get_meta("embedding_model") or self.settings.embedding_model,
             "embedding_dim": self.dim,
-            "embedding_backend": self._embedder.backend if self._embedder else self._backend_name(),
+            "embedding_backend": (
+                self._embedder.backend if self._embedder else resolve_backend(self.settings.embedding_backend)
+            ),
             "home": str(self.home),
             "roots": self.store.roots(),
             "documents_with_empty_pages": empty_pages,
             "last_ingest": last,
             "db_bytes": self.store.path.stat().st_size,
         }
-
-    def _backend_name(self) -> str:
-        """The embedding backend this KB would load, without loading it."""
-        wanted = self.settings.embedding_backend
-        return pick_backend() if wanted == "auto" else wanted
 
     def _remember_model(self) -> None:
         """A new KB built with a non-default model writes it to its config.toml, so later opens agree."""

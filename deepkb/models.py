@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from deepkb.checksum import file_sha256
 from deepkb.errors import ModelDownloadError, ModelNotFoundError, UsageError
 
 
@@ -176,22 +176,14 @@ def _download(entry: CatalogEntry, target: Path, endpoint: str, progress: bool) 
             displayed_filename=entry.filename,
             tqdm_class=None if progress else silent_tqdm,
         )
-    if meta.etag and re.fullmatch(r"[0-9a-f]{64}", meta.etag) and _sha256(partial) != meta.etag:
+    # the Hub sends a large (LFS) file's SHA-256 as its ETag
+    if meta.etag and re.fullmatch(r"[0-9a-f]{64}", meta.etag) and file_sha256(partial) != meta.etag:
         partial.unlink()
         raise ModelDownloadError(
             f"The download of {entry.filename} was corrupted (checksum mismatch) and has been deleted; "
             "run `deepkb models pull` again."
         )
     partial.replace(target)
-
-
-def _sha256(path: Path) -> str:
-    """The file's SHA-256, which the Hub sends as the ETag of large (LFS) files."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _reason(exc: BaseException, endpoint: str) -> str:

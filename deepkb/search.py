@@ -103,7 +103,8 @@ def fuse_convex(
 
     A chunk one side did not return gets that side's lowest score (0). Unlike rank fusion it keeps how far apart
     the scores are: a keyword hit far ahead of the rest stays far ahead (SciFact nDCG@10: 0.732 against RRF's
-    0.722, and 0.728 against 0.723 held out; bench/fusion_sweep.py).
+    0.722, and 0.732 against RRF's 0.717 when each half of the queries picks the setting the other half is scored
+    with; bench/fusion_sweep.py).
     """
 
     def normalized(hits: list[tuple[int, float]]) -> dict[int, float]:
@@ -138,7 +139,7 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybrid") -> l
         raise UsageError("k must be at least 1.")
     depth = max(k, kb.settings.candidates)
     if mode == "hybrid" and kb.dim is not None:
-        # The query's encoding (one torch thread) and the FTS5 query each take ~10-20 ms on a 2-core CPU: run them
+        # The query's encoding (one thread) and the FTS5 query each take several ms on a 2-core CPU: run them
         # side by side. The worker gets the embedder and the index ready-made, so it never touches SQLite.
         embedder, index = kb.embedder, kb.index
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepkb-dense") as pool:
