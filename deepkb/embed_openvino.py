@@ -111,7 +111,9 @@ class OpenVINOEmbedder(Embedder):
     def _request(self, threads: int):
         """One compiled model per thread count: 1 for queries (see embedder.QUERY_TEXTS), 0 = all cores."""
         if threads not in self._compiled:
-            config = {"PERFORMANCE_HINT": "LATENCY"}
+            # f32 pinned: OpenVINO's CPU plugin infers in bf16 by default where the CPU has native bf16 (AVX-512
+            # BF16, AMX), and then the vectors depend on the machine (cosine 0.99998 to torch's on such a CPU).
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
             if threads:
                 config["INFERENCE_NUM_THREADS"] = threads
             self._compiled[threads] = self._core.compile_model(self._model, "CPU", config).create_infer_request()
