@@ -354,7 +354,8 @@ def markdown(f: dict) -> list[str]:
             ("hybrid_given", "deepkb search (hybrid), query vector given (no encode)")]  # fmt: skip
     head = " | ".join(f"{int(s) // 1000}k p50 | {int(s) // 1000}k p95" for s in sizes)
     lines = [
-        "## Search latency at " + " and ".join(f"{int(s):,}" for s in sizes) + " chunks",
+        "## Search latency at " + " and ".join(f"{int(s):,}" for s in sizes) + " chunks (raw = "
+        "SentenceTransformer.encode on torch, hnswlib knn_query and one FTS5 query, called directly)",
         "",
         f"{f['sizes'][sizes[0]]['queries']} SciFact test queries, k=10, in one process: the raw engines and deepkb's "
         "search interleaved, query by query, in alternating order. Milliseconds; CPU is the thread's CPU time "
