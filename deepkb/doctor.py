@@ -199,14 +199,14 @@ def _embedder(ctx: _Context) -> Finding:
     embedder = create_embedder(s.embedding_model, s.embedding_backend, batch_size=s.embed_batch_size)
     ctx.embedder = embedder
     backend = getattr(embedder, "backend", "?")
-    precision = getattr(embedder, "precision", None) or getattr(embedder, "inference_precision", None)
-    device = getattr(embedder, "device", None)
+    agreement = _agreement_with_stored(ctx, embedder) if ctx.db_ok else None
+    precision = _precision(embedder)  # after embedding: OpenVINO compiles on first use
+    device = getattr(embedder, "device", None) or getattr(getattr(embedder, "model", None), "device", None)
     data = {"model": getattr(embedder, "name", s.embedding_model), "backend": backend, "precision": precision,
             "device": str(device) if device is not None else None, "dim": getattr(embedder, "dim", None)}  # fmt: skip
     detail = (
         f"{data['model']} on {backend}" + (f", {precision}" if precision else "") + (f", {device}" if device else "")
     )
-    agreement = _agreement_with_stored(ctx, embedder) if ctx.db_ok else None
     if agreement is not None:
         data["cosine_to_stored_min"] = round(agreement, 6)
         detail += f"; reproduces the stored vectors (cosine ≥ {agreement:.4f})"
@@ -216,6 +216,23 @@ def _embedder(ctx: _Context) -> Finding:
                 "the KB was embedded by another engine or model: run `deepkb reindex --reembed`", data,
             )  # fmt: skip
     return Finding("embedding engine", OK, detail, data=data)
+
+
+def _precision(embedder) -> str | None:
+    """The precision the engine really computes in: what it says, else what OpenVINO compiled, else torch's dtype."""
+    for attr in ("precision", "inference_precision"):
+        if getattr(embedder, attr, None):
+            return str(getattr(embedder, attr))
+    for request in (getattr(embedder, "_compiled", None) or {}).values():
+        try:
+            hint = request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT")
+            return hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+        except Exception:
+            break
+    try:
+        return str(next(embedder.model.parameters()).dtype).removeprefix("torch.")
+    except Exception:
+        return None
 
 
 def _agreement_with_stored(ctx: _Context, embedder) -> float | None:
@@ -311,6 +328,8 @@ def _memory(ctx: _Context) -> Finding:
     detail = (
         f"answer model {human_bytes(ctx.model_bytes)} + KV cache {human_bytes(kv)} ({context} tokens) + embedder "
         f"{human_bytes(embedder)} = {human_bytes(need)}; {human_bytes(available)} available"
+        if ctx.model_bytes
+        else f"no answer model; embedder {human_bytes(embedder)}; {human_bytes(available)} available"
     )
     if need > available:
         return Finding("memory", FAIL, detail, "use a smaller model (`deepkb models list`), a shorter --context, "

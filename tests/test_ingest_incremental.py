@@ -266,7 +266,8 @@ def test_a_pdf_page_the_parser_fails_on_is_a_warning_and_the_rest_is_indexed(kb,
 
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "manual.pdf").write_bytes(_pdf(["The pump primes in ten seconds", BROKEN, "Drain the tank yearly"]))
+    pages = ["Pump\nThe pump primes in ten seconds", BROKEN, "Tank\nDrain the tank yearly"]
+    (docs / "manual.pdf").write_bytes(_pdf(pages))
     report = kb.ingest([docs])
     assert report.added == 1 and report.skipped == []
     assert [(Path(w.path).name, w.reason.split(" (")[0]) for w in report.warnings] == [

@@ -9,7 +9,7 @@ import click
 
 from deepkb.cli._common import console, kb_option
 
-_MARKS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]skip[/]"}
+_MARKS = {"ok": "[green]  ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]skip[/]"}
 
 
 @click.command()
@@ -43,7 +43,7 @@ def doctor(ctx: click.Context, repair: bool, model: str | None, as_json: bool) -
     else:
         for f in findings:
             repaired = " [green](repaired)[/]" if f.repaired else ""
-            console.print(f"{_MARKS[f.status]:>4} [bold]{f.check}[/]: {f.detail}{repaired}", soft_wrap=True)
+            console.print(f"{_MARKS[f.status]} [bold]{f.check}[/]: {f.detail}{repaired}", soft_wrap=True)
             if f.fix and f.status in ("warn", "fail"):
                 console.print(f"     [dim]fix:[/] {f.fix}", soft_wrap=True)
     sys.exit(1 if failed else 0)
