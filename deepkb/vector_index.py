@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Sequence
@@ -125,6 +126,7 @@ class VectorIndex:
         tmp_index, tmp_sidecar = index_path.with_suffix(".hnsw.tmp"), sidecar.with_suffix(".json.tmp")
         try:
             self.index.save_index(str(tmp_index))
+            _check_room(tmp_index)
             meta = {
                 "epoch": epoch,
                 "dim": self.dim,
@@ -144,3 +146,10 @@ class VectorIndex:
         faults.checkpoint("index-replaced")
         os.replace(tmp_sidecar, sidecar)
         self.epoch = epoch
+
+
+def _check_room(path: Path) -> None:
+    """hnswlib does not check its writes: on a full disk it leaves a truncated file and says nothing."""
+    st = os.statvfs(path)
+    if st.f_bavail == 0 or st.f_bfree == 0:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (writing {path.name})")

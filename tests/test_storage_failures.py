@@ -3,6 +3,7 @@ another program, a KB from a newer deepkb. Each is one line with the next step, 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pwd
@@ -167,6 +168,26 @@ def test_full_disk_from_the_cli_is_one_line(tmpfs, tmp_path):
     assert result.returncode == 3
     line = _one_line(result)
     assert "is full" in line and "free at least" in line, line
+
+
+def test_index_that_does_not_fit_is_not_saved_half(tmpfs, tmp_path, embedder):
+    """hnswlib writes a truncated file on a full disk without a word: the old index must stay in place."""
+    import numpy as np
+
+    from deepkb.vector_index import INDEX_FILE, SIDECAR_FILE, VectorIndex
+
+    mount, _ = tmpfs
+    home = mount("100k")
+    index = VectorIndex(home, 8)
+    index.add([1, 2], np.eye(2, 8, dtype=np.float32))
+    index.save(1)
+    saved = (home / INDEX_FILE).read_bytes(), (home / SIDECAR_FILE).read_bytes()
+    index.add(list(range(3, 2003)), np.random.default_rng(0).normal(size=(2000, 8)).astype(np.float32))
+    with pytest.raises(OSError) as caught:
+        index.save(2)
+    assert caught.value.errno == errno.ENOSPC
+    assert ((home / INDEX_FILE).read_bytes(), (home / SIDECAR_FILE).read_bytes()) == saved
+    assert sorted(p.name for p in home.iterdir()) == [INDEX_FILE, SIDECAR_FILE]  # no partial file takes the room
 
 
 def test_read_only_mount(tmpfs, tmp_path, embedder):
