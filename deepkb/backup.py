@@ -19,8 +19,8 @@ from pathlib import Path
 from deepkb import __version__
 from deepkb.checksum import file_sha256
 from deepkb.config import CONFIG_FILE
-from deepkb.errors import UsageError
-from deepkb.storage_errors import translated
+from deepkb.errors import DatabaseDamagedError, UsageError
+from deepkb.storage_errors import explain, translated
 from deepkb.vector_index import INDEX_FILE, SIDECAR_FILE
 
 MANIFEST = "deepkb-backup.json"
@@ -37,15 +37,23 @@ def backup(home: Path, dest: Path) -> dict:
     if dest == home or dest.is_relative_to(home):
         raise UsageError(f"{dest} is inside the knowledge base {home}; back it up to another folder.")
     started = time.time()
-    with translated(dest):
+    files: dict[str, dict] = {}
+    try:
         dest.mkdir(parents=True, exist_ok=True)
-        files: dict[str, dict] = {}
         for db in sorted(home.glob("*.sqlite")):
             _copy_database(db, dest / db.name)
             files[db.name] = _describe(dest / db.name)
         for name in PLAIN_FILES:
             if _copy_whole(home / name, dest / name):
                 files[name] = _describe(dest / name)
+    except (sqlite3.Error, OSError) as exc:  # a damaged source is the KB's problem; a full or read-only disk, DEST's
+        error = explain(exc, dest)
+        if isinstance(error, DatabaseDamagedError):
+            error = explain(exc, home)
+        if error is None:
+            raise
+        raise error from exc
+    with translated(dest):
         manifest = {
             "deepkb": __version__,
             "created": started,

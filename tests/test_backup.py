@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from deepkb.backup import MANIFEST, backup, restore
 from deepkb.cli import main
-from deepkb.errors import UsageError
+from deepkb.errors import DatabaseDamagedError, UsageError
 from deepkb.kb import KnowledgeBase
 
 from conftest import write
@@ -113,3 +113,8 @@ def test_refusals(kb, sample_copy, tmp_path):
     with pytest.raises(UsageError, match="kb.sqlite is missing or differs.*damaged"):
         restore(tmp_path / "bk", tmp_path / "new")
     assert not (tmp_path / "new" / "kb.sqlite").exists()
+    kb.close()
+    with open(kb.home / "kb.sqlite", "r+b") as fh:  # a damaged source is named as the damaged one
+        fh.write(b"\0" * 100)
+    with pytest.raises(DatabaseDamagedError, match=f"the database {kb.home / 'kb.sqlite'} is damaged"):
+        backup(kb.home, tmp_path / "bk2")
