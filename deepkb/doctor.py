@@ -272,8 +272,8 @@ def _answer_model(ctx: _Context) -> Finding:
     try:  # a real load, with a small context: the file is complete and llama.cpp knows its architecture
         llama = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_gpu_layers=0, use_mmap=True, verbose=False)
     except (ValueError, RuntimeError, OSError) as exc:
-        return Finding("answer model", FAIL, f"llama.cpp cannot load {path} ({exc})",
-                       "re-download it (`deepkb models rm NAME && deepkb models pull NAME`) or pick another GGUF")  # fmt: skip
+        fix = "re-download it (`deepkb models rm NAME`, then `deepkb models pull NAME`) or pick another GGUF"
+        return Finding("answer model", FAIL, f"llama.cpp cannot load {path} ({exc})", fix)
     meta = dict(llama.metadata)
     if hasattr(llama, "close"):
         llama.close()
@@ -282,10 +282,8 @@ def _answer_model(ctx: _Context) -> Finding:
     trained = _int(meta.get(f"{arch}.context_length"))
     data = {"path": str(path), "bytes": ctx.model_bytes, "architecture": arch, "trained_context": trained,
             "layers": _int(meta.get(f"{arch}.block_count")), "name": meta.get("general.name")}  # fmt: skip
-    return Finding(
-        "answer model", OK,
-        f"{path.name} loads: {arch}, {human_bytes(ctx.model_bytes)}, trained context {trained or '?'} tokens", data=data,
-    )  # fmt: skip
+    detail = f"{path.name} loads: {arch}, {human_bytes(ctx.model_bytes)}, trained context {trained or '?'} tokens"
+    return Finding("answer model", OK, detail, data=data)
 
 
 def _gpu_offload(ctx: _Context) -> Finding:
@@ -295,22 +293,20 @@ def _gpu_offload(ctx: _Context) -> Finding:
         return Finding("gpu offload", SKIP, "llama-cpp-python is not installed")
     supported = bool(llama_cpp.llama_supports_gpu_offload())
     layers = _int(ctx.llm_meta.get(f"{ctx.llm_meta.get('general.architecture')}.block_count"))
-    data = {
-        "supported": supported,
-        "model_layers": layers,
-        "layers_on_gpu": (layers + 1 if layers else None) if supported else 0,
-    }
+    on_gpu = (layers + 1 if layers else None) if supported else 0  # the repeating blocks plus the output layer
+    data = {"supported": supported, "model_layers": layers, "layers_on_gpu": on_gpu}
     if supported:
-        detail = f"llama.cpp was built with GPU offload: all {layers + 1} layers of the model run on the GPU" if layers \
-            else "llama.cpp was built with GPU offload: every layer runs on the GPU"  # fmt: skip
-        return Finding("gpu offload", OK, detail, data=data)
-    gpu_here = any(Path(node).exists() for node in ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu", "/dev/kfd"))
-    if gpu_here:
+        where = f"all {on_gpu} layers of the model run on the GPU" if layers else "every layer runs on the GPU"
+        return Finding("gpu offload", OK, f"llama.cpp was built with GPU offload: {where}", data=data)
+    if any(Path(node).exists() for node in ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu", "/dev/kfd")):
         return Finding(
-            "gpu offload", WARN, "this machine has a GPU, but llama.cpp was built for the CPU only: 0 layers on the GPU",
-            'reinstall with CUDA: CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir '
-            "llama-cpp-python", data,
-        )  # fmt: skip
+            "gpu offload",
+            WARN,
+            "this machine has a GPU, but llama.cpp was built for the CPU only: 0 layers run on the GPU",
+            'reinstall it with CUDA: CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir '
+            "llama-cpp-python",
+            data,
+        )
     return Finding("gpu offload", OK, "no GPU here; llama.cpp runs every layer on the CPU", data=data)
 
 

@@ -235,7 +235,10 @@ class KnowledgeBase:
         """Embed every stored chunk again, as ingest embeds it (the same text, batches and de-duplication)."""
         embedder = self.embedder
         count, last = 0, -1
-        sql = "SELECT id, text, page, line_start, line_end, heading, n_tokens FROM chunks WHERE id > ? ORDER BY id LIMIT ?"
+        sql = (
+            "SELECT id, text, page, line_start, line_end, heading, n_tokens FROM chunks WHERE id > ? "
+            "ORDER BY id LIMIT ?"
+        )
         with self.store.write():
             while rows := self.store.db.execute(sql, [last, REEMBED_SLICE]).fetchall():
                 last = rows[-1][0]

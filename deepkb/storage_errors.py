@@ -83,9 +83,9 @@ def explain(
         )
     if kind == "damaged":
         return DatabaseDamagedError(
-            f"the database {db} is damaged ({detail}); deepkb stopped without changing it. Run `deepkb doctor` to see what "
-            "can be repaired, restore a backup (`deepkb restore BACKUP --kb NEW_FOLDER`), or ingest your folders "
-            "again into a new --kb folder."
+            f"the database {db} is damaged ({detail}); deepkb stopped without changing it. Run `deepkb doctor` to "
+            "see what can be repaired, restore a backup (`deepkb restore BACKUP --kb NEW_FOLDER`), or ingest your "
+            "folders again into a new --kb folder."
         )
     if kind == "io":
         done = f"; {kept}" if kept else ""
