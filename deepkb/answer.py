@@ -10,7 +10,7 @@ from deepkb.citations import Citation, MarkerFilter, ThinkSplitter, resolve_cita
 from deepkb.errors import LLMError, ModelLoadError, ModelNotFoundError
 from deepkb.llm import LLM
 from deepkb.prompt import NOT_IN_DOCUMENTS, build_prompt, spread_documents
-from deepkb.search import Hit
+from deepkb.search import Hit, snippet
 
 # Below this best dense cosine similarity (all-MiniLM-L6-v2, query vs chunk) nothing retrieved is about the
 # question, so we abstain without calling the model. Calibrated on data/: 12 in-domain questions scored
@@ -124,7 +124,7 @@ class AskResult:
             "abstained": self.abstained,
             "timings": self.timings.to_json(),
             "question": self.question,
-            "also_retrieved": [_hit_json(h) for h in self.also_retrieved],
+            "also_retrieved": [h.to_json() for h in self.also_retrieved],
             "dropped_markers": self.dropped_markers,
             "fallback": self.fallback,
             "notice": self.notice,
@@ -132,10 +132,6 @@ class AskResult:
         if self.show_thinking:
             data["thinking"] = self.thinking
         return data
-
-
-def _hit_json(hit: Hit) -> dict:
-    return {k: getattr(hit, k) for k in ("path", "page", "line_start", "line_end", "heading", "score", "chunk_id")}
 
 
 def best_dense_score(question: str, hits: list[Hit]) -> float | None:
@@ -258,17 +254,12 @@ def _stream(
 def _fallback(result: AskResult, hits: list[Hit], opts: AskOptions, notice: str, emit: OnPiece) -> AskResult:
     """No model: the best passages, each with its citation, and one line on how to get a model."""
     shown = hits[: opts.fallback_passages]
-    result.answer = "\n\n".join(f"[{n}] {_snippet(h.text)}" for n, h in enumerate(shown, 1))
+    result.answer = "\n\n".join(f"[{n}] {snippet(h.text)}" for n, h in enumerate(shown, 1))
     result.citations = [Citation(n, h) for n, h in enumerate(shown, 1)]
     result.also_retrieved = hits[len(shown) :]
     result.fallback, result.notice = True, notice
     emit("notice", notice)  # the passages themselves are in result.citations, listed by the caller
     return result
-
-
-def _snippet(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def _ms(start: float, end: float | None = None) -> float:

@@ -24,17 +24,7 @@ class Citation:
     hit: Hit
 
     def to_json(self) -> dict:
-        h = self.hit
-        return {
-            "n": self.n,
-            "path": h.path,
-            "page": h.page,
-            "line_start": h.line_start,
-            "line_end": h.line_end,
-            "text": h.text,
-            "heading": h.heading,
-            "chunk_id": h.chunk_id,
-        }
+        return {"n": self.n, **self.hit.to_json()}
 
 
 @dataclass(frozen=True)

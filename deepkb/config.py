@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -36,7 +38,13 @@ def kb_home(kb: str | os.PathLike | None = None) -> Path:
     home = Path(raw).expanduser().resolve()
     if home.exists() and not home.is_dir():
         raise UsageError(f"{home} is not a directory; point --kb or DEEPKB_HOME at a folder.")
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the knowledge-base folder {home} ({exc.strerror}); point --kb or DEEPKB_HOME at a "
+            "folder you can write."
+        ) from exc
     return home
 
 
@@ -86,35 +94,107 @@ class Settings:
     candidates: int = 100
     """How many hits each side (dense, keyword) contributes to hybrid fusion."""
 
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name in LIMITS:
+                check(f.name, getattr(self, f.name))
+
     @classmethod
     def load(cls, kb: str | os.PathLike | None = None, **overrides: object) -> Settings:
         """Build settings: explicit overrides (CLI flags) > DEEPKB_* environment > <home>/config.toml > defaults."""
         home = kb_home(kb)
         values: dict[str, object] = {}
+        sources: dict[str, str] = {}
         config_path = home / CONFIG_FILE
         if config_path.exists():
             try:
                 values.update(tomllib.loads(config_path.read_text(encoding="utf-8")))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise UsageError(f"{config_path} is not valid TOML ({exc}); fix or delete it.") from exc
+            except OSError as exc:
+                raise UsageError(f"cannot read {config_path} ({exc.strerror}); check its permissions.") from exc
+            sources.update((name, f"in {config_path}") for name in values)
         known = {f.name: f for f in fields(cls) if f.name != "home"}
         for name in known:
             env = os.environ.get(f"DEEPKB_{name.upper()}")
             if env is not None:
-                values[name] = env
-        values.update({k: v for k, v in overrides.items() if v is not None})
+                values[name], sources[name] = env, f"from DEEPKB_{name.upper()}"
+        for name, value in overrides.items():
+            if value is not None:
+                values[name], sources[name] = value, "given on the command line"
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise UsageError(f"unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}.")
-        typed: dict[str, object] = {}
-        for name, value in values.items():
-            target = type(known[name].default)
-            try:
-                typed[name] = value if isinstance(value, target) else target(value)
-            except (TypeError, ValueError) as exc:
-                raise UsageError(f"setting {name}={value!r} is not a valid {target.__name__}.") from exc
-        if typed.get("fusion", "convex") not in FUSIONS:
-            raise UsageError(f"setting fusion={typed['fusion']!r} is not valid; valid: {', '.join(FUSIONS)}.")
-        if not 0.0 <= typed.get("dense_share", 0.5) <= 1.0:
-            raise UsageError(f"setting dense_share={typed['dense_share']!r} must be between 0 and 1.")
+        typed = {name: check(name, value, sources.get(name)) for name, value in values.items()}
+        if "overlap_tokens" in typed or "chunk_tokens" in typed:
+            overlap = typed.get("overlap_tokens", cls.overlap_tokens)
+            chunk = typed.get("chunk_tokens", cls.chunk_tokens)
+            if overlap >= chunk:
+                raise UsageError(
+                    f"setting overlap_tokens = {overlap} must be smaller than chunk_tokens = {chunk} "
+                    f"({sources.get('overlap_tokens') or sources.get('chunk_tokens')})."
+                )
         return cls(home=home, **typed)
+
+
+# Each setting's valid values: (lowest, highest) for numbers, a tuple of names for choices, None for any text.
+# Every field of Settings has an entry (tests/test_config.py checks): a new setting says its range here.
+LIMITS: dict[str, tuple | None] = {
+    "embedding_model": None,
+    "embedding_backend": ("auto", "openvino", "sentence-transformers"),
+    "chunk_tokens": (16, 1024),  # and at most what the embedding model reads (checked when it is loaded)
+    "overlap_tokens": (0, 1024),
+    "embed_batch_size": (1, 4096),
+    "chunks_per_commit": (1, 1_000_000),
+    "hnsw_m": (2, 100),
+    "hnsw_ef_construction": (8, 4096),
+    "hnsw_ef_search": (1, 4096),
+    "fusion": FUSIONS,
+    "dense_share": (0.0, 1.0),
+    "rrf_k": (0, 10_000),
+    "candidates": (1, 100_000),
+}
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def check(name: str, value: object, source: str | None = None) -> object:
+    """The value converted to the setting's type, or a UsageError naming the setting, the value and what is valid."""
+    target = _types()[name]
+    where = f" ({source})" if source else ""
+    options = [t for t in typing.get_args(target) if t is not type(None)] or [target]
+    kind = options[0]
+    if value is None and type(None) in typing.get_args(target):
+        return None
+    try:
+        if kind is bool and isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            converted: object = value.strip().lower() in _TRUE
+        elif kind is bool and not isinstance(value, bool):
+            raise ValueError
+        elif kind is int and (isinstance(value, bool) or isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        else:
+            converted = value if isinstance(value, kind) else kind(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"setting {name} = {value!r}{where} is not a valid {kind.__name__}{_valid(name)}.") from None
+    limits = LIMITS.get(name)
+    if limits and isinstance(limits[0], str):
+        if converted not in limits:
+            raise UsageError(f"setting {name} = {value!r}{where} is not valid; valid: {', '.join(limits)}.")
+    elif limits and not limits[0] <= converted <= limits[1]:
+        raise UsageError(f"setting {name} = {value!r}{where} is out of range{_valid(name)}.")
+    return converted
+
+
+@functools.cache
+def _types() -> dict[str, object]:
+    return typing.get_type_hints(Settings)
+
+
+def _valid(name: str) -> str:
+    limits = LIMITS.get(name)
+    if not limits:
+        return ""
+    if isinstance(limits[0], str):
+        return f"; valid: {', '.join(limits)}"
+    return f"; valid: {limits[0]} to {limits[1]}"

@@ -39,3 +39,25 @@ class ModelDownloadError(DeepKBError):
 
 class LLMError(DeepKBError):
     """The language model backend failed while answering (server unreachable, prompt too long)."""
+
+
+class StorageError(DeepKBError):
+    """The knowledge base's own files cannot be read or written (damaged, disk full, read-only, newer version)."""
+
+    exit_code = 3
+
+
+class DatabaseDamagedError(StorageError):
+    """kb.sqlite is not a readable SQLite database (overwritten, truncated, bad sectors)."""
+
+
+class DiskFullError(StorageError):
+    """The disk holding the knowledge base has no room left; what was committed before stays."""
+
+
+class ReadOnlyError(StorageError):
+    """The knowledge-base folder cannot be written: a read-only mount, or no permission."""
+
+
+class NewerVersionError(StorageError):
+    """The knowledge base was written by a newer deepkb, whose schema this one does not know."""

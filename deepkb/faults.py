@@ -1,24 +1,41 @@
-"""Fault injection for the crash-safety tests: DEEPKB_FAULT=name:n kills the process the nth time name is reached.
+"""Fault injection for the crash-safety tests: DEEPKB_FAULT=name:n[:kind] makes the nth arrival at a named place fail.
 
-SQLite's own test suite works this way; without a way to stop at a chosen instruction, a kill test only ever hits
-the places where a process spends its time.
+kind is `kill` (SIGKILL, the default), `enospc` or `eio` (an OSError: a full disk, a failing disk) or `sqlfull`
+(SQLite's own "database or disk is full"). SQLite's own test suite works this way; without a way to stop at a
+chosen instruction, a kill test only ever hits the places where a process spends its time.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import sqlite3
 from collections import Counter
 
 _seen: Counter[str] = Counter()
+KINDS = ("kill", "enospc", "eio", "sqlfull")
 
 
 def checkpoint(name: str) -> None:
-    """A named place where a kill must leave the knowledge base consistent."""
+    """A named place where a kill, a full disk or an I/O error must leave the knowledge base consistent."""
     wanted = os.environ.get("DEEPKB_FAULT")
     if not wanted:
         return
     _seen[name] += 1
-    target, _, count = wanted.partition(":")
-    if target == name and _seen[name] == int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    target, _, rest = wanted.partition(":")
+    count, _, kind = rest.partition(":")
+    if target != name or _seen[name] != int(count or 1):
+        return
+    if kind == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if kind == "eio":
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+    if kind == "sqlfull":
+        raise sqlite3.OperationalError("database or disk is full")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def reset() -> None:
+    """Forget how often each place was reached (a test that injects faults in-process, one run after another)."""
+    _seen.clear()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,8 +28,10 @@ from deepkb.chunker import Chunk, chunk_units
 from deepkb.errors import LoadError
 from deepkb.loaders import load, precheck
 from deepkb.scan import Skipped, resolve_roots, scan
+from deepkb.storage_errors import explain, human_bytes
 
 if TYPE_CHECKING:
+    from deepkb.embedder import Embedder
     from deepkb.kb import KnowledgeBase
 
 # Bump when loaders or the chunker change what they produce: older documents are then re-chunked on the next
@@ -56,6 +59,7 @@ class IngestReport:
     removed: int = 0
     renamed: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[Skipped] = field(default_factory=list)  # ingested, but not all of it (a PDF page that failed)
     chunks_embedded: int = 0
     chunks_reused: int = 0
     seconds: float = 0.0
@@ -105,10 +109,44 @@ class _Pending:
 
 
 def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progress | None = None) -> IngestReport:
-    """Bring the knowledge base in step with the given files and folders (the caller holds the writer lock)."""
-    started = time.perf_counter()
-    progress = progress or Progress()
+    """Bring the knowledge base in step with the given files and folders (the caller holds the writer lock).
+
+    A storage failure (full disk, damaged database) ends the sync with one sentence that says what was stored
+    before it: each batch is its own transaction, so those files stay, and a rerun goes on from there.
+    """
     report = IngestReport()
+    todo: dict[str, int] = {}  # files to read and store -> their size
+    try:
+        return _sync(kb, paths, progress or Progress(), report, todo)
+    except (sqlite3.Error, OSError, RuntimeError) as exc:
+        done = {c.path for c in report.changes}
+        left = {p: size for p, size in todo.items() if p not in done}
+        stored = report.added + report.updated
+        kept = f"this run stored {stored} new or changed files before it stopped" + (
+            f", {len(left)} ({human_bytes(sum(left.values()))}) are still to do" if left else ""
+        )
+        error = explain(exc, kb.home, kept=kept, needed_bytes=_room_needed(kb, sum(left.values())))
+        if error is None or error is exc:
+            raise
+        raise error from exc
+
+
+def _room_needed(kb: KnowledgeBase, source_bytes: int) -> int:
+    """About how much disk the rest of a sync needs: this KB's own bytes per source byte, plus one transaction."""
+    try:
+        stored = kb.store.db.execute("SELECT coalesce(sum(size), 0) FROM documents").fetchone()[0]
+        used = sum(p.stat().st_size for p in kb.home.iterdir() if p.is_file())
+    except (sqlite3.Error, OSError):
+        stored = used = 0
+    ratio = min(max(used / stored, 1.0), 20.0) if stored > 100_000 else 4.0
+    one_commit = kb.settings.chunks_per_commit * 4096 * 2  # text, FTS5 and vector of each chunk, and its WAL copy
+    return int(source_bytes * ratio) + one_commit
+
+
+def _sync(
+    kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progress, report: IngestReport, todo: dict
+) -> IngestReport:
+    started = time.perf_counter()
     stage = _Stages(report.stage_seconds)
     roots = resolve_roots(paths)
     with stage("scan"):
@@ -130,6 +168,7 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
             index.delete(removed_ids)
         report.renamed, report.removed = len(renames), len(vanished)
 
+    todo.update((path, st.st_size) for path, (st, _) in candidates.items())
     progress.scanned(len(candidates), len(files))
     pending: list[_Pending] = []
     pending_chunks = 0
@@ -231,6 +270,9 @@ def _prepare(kb: KnowledgeBase, path: str, st: os.stat_result, action: str, repo
         report.skipped.append(Skipped(path, reason))
         kb.store.set_failure(path, st.st_size, st.st_mtime_ns, reason)
         return None
+    note = doc.failure_note()
+    if note:
+        report.warnings.append(Skipped(path, f"{note}; the other pages are indexed"))
     embedder = kb.embedder
     s = kb.settings
     chunks = chunk_units(doc.units, embedder.count_tokens, embedder.max_tokens, s.chunk_tokens, s.overlap_tokens)
@@ -252,6 +294,25 @@ def _prepare(kb: KnowledgeBase, path: str, st: os.stat_result, action: str, repo
     return _Pending(path, st, fields["sha256"], fields, chunks, action)
 
 
+def embed_chunks(
+    embedder: Embedder, chunks: Sequence[Chunk], batch: int, progress: Progress | None = None
+) -> dict[str, np.ndarray]:
+    """Embed each distinct chunk text once: content hash -> vector (ingest and `reindex --reembed` share this).
+
+    One embed call per model batch, of chunks sorted by their exact token count: each forward pass pads to its
+    longest text, and a larger call would be re-sorted by character length inside sentence-transformers.
+    """
+    distinct = sorted({c.hash: c for c in chunks}.values(), key=lambda c: c.n_tokens)
+    vectors: dict[str, np.ndarray] = {}
+    for i in range(0, len(distinct), batch):
+        part = distinct[i : i + batch]
+        for chunk, vector in zip(part, embedder.embed([c.embed_text for c in part])):
+            vectors[chunk.hash] = vector
+        if progress:
+            progress.embedded(len(part))
+    return vectors
+
+
 def _commit(
     kb: KnowledgeBase, pending: list[_Pending], report: IngestReport, progress: Progress, stage: _Stages
 ) -> None:
@@ -263,19 +324,11 @@ def _commit(
     with stage("store"):
         stored = store.vectors_for_hashes(c.hash for c in all_chunks)
     vectors = {h: np.frombuffer(v, dtype=np.float32) for h, v in stored.items()}
-    new = list({c.hash: c for c in all_chunks if c.hash not in vectors}.values())
-    # One embed call per model batch, of chunks sorted by their exact token count: each forward pass pads to its
-    # longest text, and a larger call would be re-sorted by character length inside sentence-transformers.
-    new.sort(key=lambda c: c.n_tokens)
-    batch = kb.settings.embed_batch_size
-    for i in range(0, len(new), batch):
-        part = new[i : i + batch]
-        with stage("embed"):
-            embedded = embedder.embed([c.embed_text for c in part])
-        for chunk, vector in zip(part, embedded):
-            vectors[chunk.hash] = vector
-        progress.embedded(len(part))
-    report.chunks_embedded += len(new)
+    new = [c for c in all_chunks if c.hash not in vectors]
+    with stage("embed"):
+        fresh = embed_chunks(embedder, new, kb.settings.embed_batch_size, progress)
+    vectors.update(fresh)
+    report.chunks_embedded += len(fresh)
     report.chunks_reused += len(all_chunks) - len(new)
     faults.checkpoint("embedded")
     added: list[tuple[int, np.ndarray]] = []

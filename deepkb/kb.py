@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import sys
@@ -11,15 +12,31 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from deepkb.config import CONFIG_FILE, DEFAULT_EMBEDDING_MODEL, Settings
+import numpy as np
+
+from deepkb.chunker import Chunk
+from deepkb.config import CONFIG_FILE, DEFAULT_EMBEDDING_MODEL, LIMITS, Settings
 from deepkb.embedder import Embedder, create_embedder, openvino_rejection, pick_backend, resolve_backend
 from deepkb.errors import EmbeddingModelError, LockedError, UsageError
-from deepkb.ingest import IngestReport, Progress, sync
+from deepkb.ingest import IngestReport, Progress, embed_chunks, sync
 from deepkb.search import Hit, search
+from deepkb.storage_errors import translated
 from deepkb.store import Store
 from deepkb.vector_index import VectorIndex
 
 LOCK_FILE = "writer.lock"
+REEMBED_SLICE = 4096  # chunks read from SQLite at a time by `reindex --reembed`
+
+
+def _storage_guarded(method):
+    """A storage failure inside a KnowledgeBase call (damaged file, full or read-only disk) becomes one sentence."""
+
+    @functools.wraps(method)
+    def wrapper(self: KnowledgeBase, *args, **kwargs):
+        with translated(self.home):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class KnowledgeBase:
@@ -28,14 +45,20 @@ class KnowledgeBase:
     def __init__(self, settings: Settings, embedder: Embedder | None = None, check_model: bool = True) -> None:
         self.settings = settings
         self.home = settings.home
-        self.store = Store(self.home)
         self._embedder = embedder
         self._index: VectorIndex | None = None
         self._lock_fd: int | None = None
         self.index_dirty = False
-        recorded = self.store.get_meta("embedding_model")
+        with translated(self.home):
+            self.store = Store(self.home)
+            try:
+                recorded = self.store.get_meta("embedding_model")
+            except BaseException:
+                self.store.close()
+                raise
         wanted = embedder.name if embedder else settings.embedding_model
         if check_model and recorded and recorded != wanted:
+            self.store.close()  # the caller never gets this object, so it could never close it
             raise EmbeddingModelError(
                 f"this knowledge base was built with embedding model {recorded}, not {wanted}; "
                 f"run `deepkb reindex --reembed --embedding-model {wanted}` to re-embed it."
@@ -108,7 +131,7 @@ class KnowledgeBase:
             with self.writer("repairing the vector index"):
                 self.save_index()
             return True
-        except LockedError:
+        except (LockedError, OSError, RuntimeError):  # another writer, or a read-only or full disk: stays a cache
             return False
 
     def save_index(self) -> None:
@@ -162,18 +185,22 @@ class KnowledgeBase:
             self._lock_fd = None
 
     # what users do --------------------------------------------------------------------------------------
+    @_storage_guarded
     def ingest(self, paths: Sequence[str | os.PathLike], progress: Progress | None = None) -> IngestReport:
         """Sync files and folders into the KB: only what changed is read, chunked and embedded."""
         with self.writer():
+            self._check_chunk_size()
             self._remember_model()
             report = sync(self, paths, progress)
             self.store.add_roots(str(Path(p).expanduser().resolve()) for p in paths)
             return report
 
+    @_storage_guarded
     def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """Top-k chunks for a query: hybrid (dense + keyword fused), dense or keyword."""
         return search(self, query, k=k, mode=mode)
 
+    @_storage_guarded
     def remove(self, paths: Sequence[str | os.PathLike]) -> list[str]:
         """Forget documents (a folder forgets everything below it); returns the removed paths."""
         with self.writer():
@@ -191,6 +218,7 @@ class KnowledgeBase:
             self.save_index()
             return removed
 
+    @_storage_guarded
     def reindex(self, reembed: bool = False) -> dict:
         """Rebuild the vector index from SQLite; with reembed, embed every chunk again with the configured model."""
         with self.writer():
@@ -204,24 +232,32 @@ class KnowledgeBase:
             return {"chunks": len(index.live), "embedded": embedded, "seconds": round(time.perf_counter() - started, 3)}
 
     def _reembed(self) -> int:
+        """Embed every stored chunk again, as ingest embeds it (the same text, batches and de-duplication)."""
         embedder = self.embedder
-        rows = self.store.db.execute("SELECT id, text, heading FROM chunks ORDER BY id").fetchall()
-        batch = self.settings.embed_batch_size * 4
+        count, last = 0, -1
+        sql = (
+            "SELECT id, text, page, line_start, line_end, heading, n_tokens FROM chunks WHERE id > ? "
+            "ORDER BY id LIMIT ?"
+        )
         with self.store.write():
-            for i in range(0, len(rows), batch):
-                part = rows[i : i + batch]
-                vectors = embedder.embed([f"{h}\n{t}" if h else t for _, t, h in part])
-                self.store.db.executemany(
-                    "UPDATE chunks SET vector = ? WHERE id = ?", [(v.tobytes(), r[0]) for v, r in zip(vectors, part)]
+            while rows := self.store.db.execute(sql, [last, REEMBED_SLICE]).fetchall():
+                last = rows[-1][0]
+                chunks = [Chunk(r[1], r[2], r[3], r[4], r[5], r[6] or 0) for r in rows]
+                vectors = embed_chunks(embedder, chunks, self.settings.embed_batch_size)
+                self.store.db.conn.executemany(
+                    "UPDATE chunks SET vector = ? WHERE id = ?",
+                    [(np.asarray(vectors[c.hash], dtype=np.float32).tobytes(), r[0]) for c, r in zip(chunks, rows)],
                 )
+                count += len(rows)
             self.store.set_meta("embedding_model", embedder.name)
             self.store.set_meta("embedding_dim", str(embedder.dim))
         self._index = None
         for name in ("vectors.hnsw", "vectors.json"):
             (self.home / name).unlink(missing_ok=True)
         self._write_config_model(embedder.name)
-        return len(rows)
+        return count
 
+    @_storage_guarded
     def status(self) -> dict:
         """Counts and facts about the KB (`deepkb status --json`)."""
         counts = self.store.counts()
@@ -256,6 +292,16 @@ class KnowledgeBase:
         if self.settings.embedding_backend == "auto" and backend == "sentence-transformers":
             fallback = openvino_rejection(model) if pick_backend() == "openvino" else None
         return {"embedding_backend": backend, "embedding_precision": "f32", "embedding_fallback": fallback}
+
+    def _check_chunk_size(self) -> None:
+        """chunk_tokens beyond what the embedding model reads would leave most of each chunk unembedded."""
+        limit, wanted = self.embedder.max_tokens, self.settings.chunk_tokens
+        if wanted > limit:
+            low = LIMITS["chunk_tokens"][0]
+            raise UsageError(
+                f"setting chunk_tokens = {wanted} is out of range: the embedding model {self.embedder.name} reads at "
+                f"most {limit} tokens; valid: {low} to {limit} (config.toml, DEEPKB_CHUNK_TOKENS or a flag)."
+            )
 
     def _remember_model(self) -> None:
         """A new KB built with a non-default model writes it to its config.toml, so later opens agree."""

@@ -1,6 +1,6 @@
 """Which files a sync looks at: the roots resolved, the folders walked, hidden entries and ignore rules left out.
 
-Ignore rules are gitignore-like and live in `.deepkbignore` files (see README, Ingest); editor and download
+Ignore rules follow gitignore and live in `.deepkbignore` files (see README, Ingest); editor and download
 leftovers and dependency folders are always left out.
 """
 
@@ -13,6 +13,8 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import pathspec
 
 from deepkb.errors import UsageError
 
@@ -52,11 +54,11 @@ def scan(
         if root.is_file():
             yield str(root), root.stat()
         else:
-            yield from _walk(str(root), [], skip_set, skipped)
+            yield from _walk(str(root), IgnoreRules(), skip_set, skipped)
 
 
 def _walk(
-    folder: str, active: list[tuple[str, tuple[str, bool]]], skip: set[str], skipped: list[Skipped] | None
+    folder: str, rules: IgnoreRules, skip: set[str], skipped: list[Skipped] | None
 ) -> Iterator[tuple[str, os.stat_result]]:
     """One folder's files (sorted by name), then its subfolders'; symlinked folders are not followed.
 
@@ -71,7 +73,12 @@ def _walk(
             skipped.append(Skipped(folder, f"unreadable folder ({exc.strerror})"))
         return
     if any(e.name == IGNORE_FILE for e in entries):
-        active = active + [(folder, rule) for rule in read_ignore_rules(Path(folder))]
+        try:
+            rules = rules.below(folder)
+        except UnreadableIgnoreFile as exc:  # its rules may hide private files: leave the folder out, say why
+            if skipped is not None:
+                skipped.append(Skipped(folder, f"unreadable folder ({exc})"))
+            return
     folders = []
     for entry in entries:
         name = entry.name
@@ -82,10 +89,10 @@ def _walk(
         except OSError:
             is_dir = False
         if is_dir:
-            if not entry.is_symlink() and entry.path not in skip and not _ignored(entry.path, name, True, active):
+            if not entry.is_symlink() and entry.path not in skip and not rules.ignored(entry.path, name, True):
                 folders.append(entry.path)
             continue
-        if _ignored(entry.path, name, False, active):
+        if rules.ignored(entry.path, name, False):
             continue
         try:
             st = entry.stat()
@@ -94,45 +101,53 @@ def _walk(
         if stat.S_ISREG(st.st_mode):
             yield entry.path, st
     for path in folders:
-        yield from _walk(path, active, skip, skipped)
+        yield from _walk(path, rules, skip, skipped)
 
 
-def read_ignore_rules(folder: Path) -> list[tuple[str, bool]]:
-    lines: list[str] = []
+class UnreadableIgnoreFile(Exception):
+    """A .deepkbignore that exists but cannot be read; the message says why."""
+
+
+class IgnoreRules:
+    """The ignore rules in force in one folder: the defaults, then each .deepkbignore from the root down.
+
+    Each file follows gitignore (via pathspec): its patterns are relative to its folder, `*` does not cross `/`,
+    `**/x` matches x at any depth, `dir/` matches folders only, `!keep.md` re-includes; the last matching pattern
+    wins, and a deeper file's patterns win over a shallower one's. scan and watch both ask this class.
+    """
+
+    def __init__(self, chain: tuple[tuple[str, pathspec.PathSpec], ...] = ()) -> None:
+        self.chain = chain
+
+    def below(self, folder: str) -> IgnoreRules:
+        """These rules plus the folder's own .deepkbignore (raises UnreadableIgnoreFile)."""
+        spec = read_ignore_file(Path(folder))
+        return IgnoreRules((*self.chain, (folder.rstrip(os.sep) + os.sep, spec))) if spec else self
+
+    def ignored(self, path: str, name: str, is_dir: bool) -> bool:
+        result = bool(_DEFAULT_ANY.match(name) or (is_dir and _DEFAULT_DIRS.match(name)))
+        for base, spec in self.chain:
+            if not path.startswith(base):
+                continue
+            rel = path[len(base) :].replace(os.sep, "/") + ("/" if is_dir else "")
+            include = spec.check_file(rel).include
+            if include is not None:
+                result = include
+        return result
+
+
+def read_ignore_file(folder: Path) -> pathspec.PathSpec | None:
+    """A folder's .deepkbignore compiled with gitignore rules; None when it has none."""
+    path = folder / IGNORE_FILE
     try:
-        lines = (folder / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        pass
-    rules = []
-    for line in lines:
-        line = line.strip()
-        if line and not line.startswith("#"):
-            rules.append((line[1:], False) if line.startswith("!") else (line, True))
-    return rules
-
-
-def is_ignored(path: Path, is_dir: bool, active: list[tuple[str, tuple[str, bool]]]) -> bool:
-    """gitignore-like: `name`, `*.log`, `dir/`, `sub/path`, `!keep`; the last matching rule wins."""
-    return _ignored(str(path), path.name, is_dir, active)
-
-
-def _ignored(path: str, name: str, is_dir: bool, active: list[tuple[str, tuple[str, bool]]]) -> bool:
-    result = bool(_DEFAULT_ANY.match(name) or (is_dir and _DEFAULT_DIRS.match(name)))
-    for base, (pattern, ignore) in active:
-        if _match(path, name, is_dir, base, pattern):
-            result = ignore
-    return result
-
-
-def _match(path: str, name: str, is_dir: bool, base: str, pattern: str) -> bool:
-    if pattern.endswith("/"):
-        if not is_dir:
-            return False
-        pattern = pattern.rstrip("/")
-    if "/" in pattern:
-        rel = os.path.relpath(path, base)
-        return fnmatch.fnmatch(rel, pattern.lstrip("/"))
-    return fnmatch.fnmatch(name, pattern)
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UnreadableIgnoreFile(f"its {IGNORE_FILE} cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise UnreadableIgnoreFile(f"its {IGNORE_FILE} is not UTF-8 text") from exc
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 # The default patterns, matched against every entry's name: one regular expression each for files and folders.

@@ -47,7 +47,17 @@ class Hit:
     keyword_score: float | None = None  # BM25 (higher is better), when the keyword side matched this chunk
 
     def to_json(self) -> dict:
+        """The one JSON shape of a hit: `search --json`, `ask --json` citations and also_retrieved, the server."""
         return asdict(self)
+
+
+def snippet(text: str, limit: int = 300) -> str:
+    """A chunk's text on one line, cut at a word boundary after at most `limit` characters: how hits are shown."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit].rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
+    return cut + " …"
 
 
 def display_path(path: str) -> str:

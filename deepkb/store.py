@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
+from deepkb import __version__
 from deepkb.chunker import Chunk
-from deepkb.errors import DeepKBError
+from deepkb.errors import NewerVersionError
 
 DB_FILE = "kb.sqlite"
+BUSY_TIMEOUT = 30.0  # seconds a statement waits for another program's lock on the database before giving up
 KEYWORD_BUDGET = 2000  # chunks ranked by BM25 per keyword query, roughly (see Store.keyword_search)
 
 MIGRATIONS: list[str] = [
@@ -64,6 +66,8 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+SCHEMA_VERSION = len(MIGRATIONS)  # the newest schema this deepkb knows; a higher user_version is a newer deepkb
+
 
 @dataclass(frozen=True)
 class DocumentRow:
@@ -95,17 +99,28 @@ class Store:
 
     def __init__(self, home: Path) -> None:
         self.path = home / DB_FILE
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT)
         self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self._check_version()  # before anything writes: a newer schema is left exactly as it is
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except BaseException:
+            conn.close()
+            raise
+
+    def _check_version(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise NewerVersionError(
+                f"{self.path} was written by a newer deepkb (database schema {version}; deepkb {__version__} knows "
+                f"up to {SCHEMA_VERSION}); upgrade deepkb (`pip install -U deepkb`) to use it: it was not changed."
+            )
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise DeepKBError(f"{self.path} was written by a newer deepkb (schema {version}); upgrade deepkb.")
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.db.atomic():
                 for statement in filter(str.strip, script.split(";")):

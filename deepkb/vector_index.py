@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Sequence
@@ -123,14 +124,32 @@ class VectorIndex:
         """Write the index atomically: a kill leaves the old files or the new ones, never half of one."""
         index_path, sidecar = self.home / INDEX_FILE, self.home / SIDECAR_FILE
         tmp_index, tmp_sidecar = index_path.with_suffix(".hnsw.tmp"), sidecar.with_suffix(".json.tmp")
-        self.index.save_index(str(tmp_index))
-        meta = {"epoch": epoch, "dim": self.dim, "capacity": self.index.get_max_elements(), "live": sorted(self.live)}
-        tmp_sidecar.write_text(json.dumps(meta))
-        for tmp in (tmp_index, tmp_sidecar):
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
+        try:
+            self.index.save_index(str(tmp_index))
+            _check_room(tmp_index)
+            meta = {
+                "epoch": epoch,
+                "dim": self.dim,
+                "capacity": self.index.get_max_elements(),
+                "live": sorted(self.live),
+            }
+            tmp_sidecar.write_text(json.dumps(meta))
+            for tmp in (tmp_index, tmp_sidecar):
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+        except BaseException:  # a full disk: no half-written file stays behind to take the room
+            for tmp in (tmp_index, tmp_sidecar):
+                tmp.unlink(missing_ok=True)
+            raise
         faults.checkpoint("index-written")
         os.replace(tmp_index, index_path)
         faults.checkpoint("index-replaced")
         os.replace(tmp_sidecar, sidecar)
         self.epoch = epoch
+
+
+def _check_room(path: Path) -> None:
+    """hnswlib does not check its writes: on a full disk it leaves a truncated file and says nothing."""
+    st = os.statvfs(path)
+    if st.f_bavail == 0 or st.f_bfree == 0:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (writing {path.name})")

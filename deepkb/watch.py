@@ -23,7 +23,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from deepkb.errors import DeepKBError, UsageError
 from deepkb.ingest import Change, IngestReport, Progress
-from deepkb.scan import IGNORE_FILE, Skipped, is_ignored, read_ignore_rules, resolve_roots
+from deepkb.scan import IGNORE_FILE, IgnoreRules, Skipped, UnreadableIgnoreFile, resolve_roots
 
 if TYPE_CHECKING:
     from deepkb.kb import KnowledgeBase
@@ -64,7 +64,7 @@ class _Root:
     watch: object | None = None  # the watchdog ObservedWatch while scheduled
     identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the watched folder when it was scheduled
     missing: bool = False
-    rules: dict[Path, list[tuple[str, bool]]] = field(default_factory=dict)  # .deepkbignore rules by folder
+    rules: dict[Path, IgnoreRules] = field(default_factory=dict)  # the rules in force in each folder seen
 
     @property
     def folder(self) -> Path:
@@ -237,6 +237,11 @@ class Watcher:
         if any(self._relevant(root, p, event.is_directory) for p in paths):
             self._mark_dirty([root])
 
+    def would_sync(self, path: str | os.PathLike, is_dir: bool = False) -> bool:
+        """Whether a change at path starts a sync (False for hidden, ignored or temp paths, and the KB's own files)."""
+        path = os.path.abspath(path)
+        return any(self._relevant(root, path, is_dir) for root in self.roots)
+
     def _relevant(self, root: _Root, path: str, is_dir: bool) -> bool:
         """False for paths a sync would skip anyway: hidden, temp, .deepkbignore'd, or the KB's own folder."""
         if root.is_file:
@@ -251,14 +256,17 @@ class Watcher:
         if parts and parts[-1] == IGNORE_FILE:
             root.rules.clear()
             return True
-        here, active = root.path, []
+        here, rules = root.path, IgnoreRules()
         for i, name in enumerate(parts):
             if name.startswith("."):
                 return False
             if here not in root.rules:
-                root.rules[here] = read_ignore_rules(here)
-            active += [(str(here), rule) for rule in root.rules[here]]
-            if is_ignored(here / name, is_dir if i == len(parts) - 1 else True, active):
+                try:
+                    root.rules[here] = rules.below(str(here))
+                except UnreadableIgnoreFile:
+                    return True  # the sync reports it
+            rules = root.rules[here]
+            if rules.ignored(str(here / name), name, is_dir if i == len(parts) - 1 else True):
                 return False
             here = here / name
         return True
@@ -341,7 +349,8 @@ class Watcher:
             return None
         except Exception as exc:  # permissions, a full disk, ...: report, retry later with a growing pause
             log.debug("watch sync failed", exc_info=True)
-            self._emit(self.on_error, f"sync failed ({type(exc).__name__}: {exc}); retrying in {self._retry:.0f} s.")
+            why = str(exc) if isinstance(exc, DeepKBError) else f"{type(exc).__name__}: {exc}"
+            self._emit(self.on_error, f"sync failed ({why}); retrying in {self._retry:.0f} s.")
             self._mark_dirty(present, delay=self._retry)
             self._retry = min(self._retry * 2, 60.0)
             return None

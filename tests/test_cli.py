@@ -77,6 +77,9 @@ def test_json_contracts_of_ingest_search_status(tmp_path, sample_copy, embedder)
 
     status = cli("status", "--json")
     assert status["documents"] == 10 and status["chunks"] > 50 and status["embedding_model"] == "all-MiniLM-L6-v2"
+    assert status["embedding_backend"] in ("openvino", "sentence-transformers") and status["embedding_dim"] == 384
+    assert status["home"] == str(kb.resolve()) and status["roots"] == [str(sample_copy)]
+    assert isinstance(status["db_bytes"], int) and isinstance(status["last_ingest"], float)
 
     again = cli("ingest", str(sample_copy), "--json")
     assert again["unchanged"] == 10 and again["chunks_embedded"] == 0 and len(again["skipped"]) == 1
@@ -114,6 +117,22 @@ def test_remove_and_reindex_from_the_cli(tmp_path):
     assert json.loads(reindexed.output)["chunks"] == 1
     nothing = runner.invoke(main, [*kb, "remove", str(docs / "zzz.md")])
     assert nothing.exit_code == 2 and "nothing in the knowledge base" in nothing.output
+
+
+def test_remove_a_folder_forgets_everything_below_it(tmp_path):
+    docs = tmp_path / "docs"
+    write(docs / "keep.md", "# Keep\n\nThe kiwi is flightless.\n")
+    write(docs / "old" / "a.md", "# A\n\nThe moa was flightless too.\n")
+    write(docs / "old" / "deep" / "b.md", "# B\n\nThe dodo was flightless as well.\n")
+    write(docs / "older.md", "# Older\n\nA sibling whose name starts like the folder.\n")
+    runner = CliRunner()
+    kb = ["--kb", str(tmp_path / "kb")]
+    assert runner.invoke(main, [*kb, "ingest", str(docs)]).exit_code == 0
+    removed = runner.invoke(main, [*kb, "remove", str(docs / "old"), "--json"])
+    assert sorted(json.loads(removed.output)["removed"]) == [str(docs / "old" / "a.md"), str(docs / "old/deep/b.md")]
+    found = json.loads(runner.invoke(main, [*kb, "search", "flightless", "--mode", "keyword", "--json"]).output)
+    assert [h["path"] for h in found["hits"]] == [str(docs / "keep.md")]
+    assert (docs / "old" / "a.md").exists()  # the files themselves are not touched
 
 
 @pytest.mark.parametrize("env_home", [True, False])

@@ -1,5 +1,6 @@
-"""Crash safety: an ingest killed (SIGKILL) at any of many points leaves a KB that opens and searches, and the
-next ingest completes it, ending identical to a clean ingest: no duplicate, no orphan, index in step."""
+"""Crash safety: an ingest killed (SIGKILL) at any of many points, or failing there on a full disk or an I/O error,
+leaves a KB that opens and searches, and the next ingest completes it, ending identical to a clean ingest: no
+duplicate, no orphan, index in step."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from deepkb import faults
+from deepkb.errors import DiskFullError, StorageError
 from deepkb.kb import KnowledgeBase
 
 from conftest import write
@@ -82,7 +85,36 @@ def test_kill_then_rerun_equals_clean_ingest(prepared, point, tmp_path, embedder
     )  # fmt: skip
     assert killed.returncode == -9, f"{point} was never reached: {killed.stdout} {killed.stderr}"
 
-    with KnowledgeBase.open(kb_dir, embedder=embedder) as kb:  # opens and searches right after the kill
+    _opens_searches_and_completes(kb_dir, corpus, expected, embedder)
+
+
+FAULTS = [(point, kind) for point in KILL_POINTS for kind in ("enospc", "eio")] + [
+    (point, "sqlfull") for point in KILL_POINTS if point.startswith(("removing", "in-transaction"))
+]  # SQLite's own "disk is full" where SQLite writes: inside the transactions
+
+
+@pytest.mark.parametrize(("point", "kind"), FAULTS)
+def test_full_disk_or_io_error_then_rerun_equals_clean_ingest(prepared, point, kind, tmp_path, embedder, monkeypatch):
+    """The same places, failing instead of dying (in-process: the failure is an exception, reported in one line)."""
+    corpus, kb_v1, expected = prepared
+    kb_dir = tmp_path / "kb"
+    shutil.copytree(kb_v1, kb_dir)
+    monkeypatch.setenv("DEEPKB_FAULT", f"{point}:{kind}")
+    monkeypatch.setenv("DEEPKB_CHUNKS_PER_COMMIT", "2")
+    faults.reset()
+    with KnowledgeBase.open(kb_dir, embedder=embedder) as kb:
+        with pytest.raises(StorageError) as caught:
+            kb.ingest([corpus])
+    message = str(caught.value)
+    assert "\n" not in message and "this run stored" in message, message
+    assert isinstance(caught.value, DiskFullError) == (kind != "eio"), message
+    assert ("I/O error" in message) == (kind == "eio"), message
+    monkeypatch.delenv("DEEPKB_FAULT")
+    _opens_searches_and_completes(kb_dir, corpus, expected, embedder)
+
+
+def _opens_searches_and_completes(kb_dir: Path, corpus: Path, expected: dict, embedder) -> None:
+    with KnowledgeBase.open(kb_dir, embedder=embedder) as kb:  # opens and searches right after the failure
         assert kb.store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert kb.search("topic 53 facts", k=3)
         hits = kb.search("comets", k=50, mode="keyword")

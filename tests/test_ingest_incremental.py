@@ -195,7 +195,10 @@ def test_a_bad_file_is_not_read_again_until_it_changes(kb, tmp_path, monkeypatch
     assert loads == []  # reported from memory, not re-read
     monkeypatch.undo()
     write(docs / "broken.pdf", "now it is text pretending to be a pdf")
+    real_load = ingest_module.load
+    monkeypatch.setattr(ingest_module, "load", lambda path, data: loads.append(path.name) or real_load(path, data))
     third = kb.ingest([docs])
+    assert loads == ["broken.pdf"]  # changed since it failed: read again, not answered from the cache
     assert [Path(s.path).name for s in third.skipped if s.path.endswith(".pdf")] == ["broken.pdf"]
 
 
@@ -256,3 +259,19 @@ def test_the_report_says_where_the_time_went(kb, sample_copy):
     assert all(v >= 0 for v in stages.values()) and stages["embed"] > 0
     assert sum(stages.values()) <= report.seconds + 0.01
     assert "embed" not in kb.ingest([sample_copy]).stage_seconds  # nothing to embed the second time
+
+
+def test_a_pdf_page_the_parser_fails_on_is_a_warning_and_the_rest_is_indexed(kb, tmp_path):
+    from test_loaders import BROKEN, _pdf
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    pages = ["Pump\nThe pump primes in ten seconds", BROKEN, "Tank\nDrain the tank yearly"]
+    (docs / "manual.pdf").write_bytes(_pdf(pages))
+    report = kb.ingest([docs])
+    assert report.added == 1 and report.skipped == []
+    assert [(Path(w.path).name, w.reason.split(" (")[0]) for w in report.warnings] == [
+        ("manual.pdf", "page 2 could not be read")
+    ]
+    assert report.to_json()["warnings"][0]["reason"].endswith("the other pages are indexed")
+    assert {h.page for h in kb.search("pump tank", k=5, mode="keyword")} == {1, 3}

@@ -11,6 +11,7 @@ from deepkb.errors import LoadError
 from deepkb.loaders import load
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data"
+BROKEN = "<a page pypdf fails on>"
 
 
 def _pdf(pages: list[str], password: str | None = None) -> bytes:
@@ -30,6 +31,8 @@ def _pdf(pages: list[str], password: str | None = None) -> bytes:
         stream = DecodedStreamObject()
         stream.set_data(ops.encode("latin-1"))
         page[NameObject("/Contents")] = writer._add_object(stream)
+        if text == BROKEN:  # an inline image cut short: pypdf raises on this page's content stream
+            stream.set_data(b"BT /F1 12 Tf 72 720 Td (lost) Tj ET BI /W 4 /H 4 /BPC 8 /CS /G ID \x00\x01")
     if password:
         writer.encrypt(password)
     out = io.BytesIO()
@@ -65,6 +68,33 @@ def test_html_strips_scripts_styles_and_keeps_headings_with_source_lines():
         first_word = unit.text.split()[0].split("|")[0]
         assert first_word.replace("&", "&amp;") in span or first_word in span, unit
     assert any(u.heading and " > " in u.heading for u in doc.units)
+
+
+def test_html5_without_closing_head_keeps_its_body():
+    raw = (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Kettle guide</title><body><h1>\nDescaling</h1>'
+        "<p>Descale the kettle monthly\nwith white vinegar.</p>\n<p>Rinse twice.</p>"
+    )
+    doc = load(Path("kettle.html"), raw.encode())
+    assert doc.title == "Kettle guide"
+    assert [(u.text, u.line_start, u.line_end, u.heading) for u in doc.units] == [
+        ("Descaling", 2, 2, "Descaling"),
+        ("Descale the kettle monthly with white vinegar.", 2, 3, "Descaling"),
+        ("Rinse twice.", 4, 4, "Descaling"),
+    ]
+    # text right after the head's last element also ends it; what belongs in the head stays out
+    doc = load(Path("t.html"), b"<head><title>T</title><style>p {}</style>\n  Plain words here.")
+    assert [u.text for u in doc.units] == ["Plain words here."] and doc.units[0].line_start == 2
+
+
+def test_pdf_page_that_crashes_the_parser_is_reported_as_failed_not_scanned():
+    doc = load(Path("p.pdf"), _pdf(["Page one is fine", BROKEN, "Page three is fine", ""]))
+    assert doc.failed_pages.keys() == {2} and "PdfReadError" in doc.failed_pages[2]
+    assert doc.empty_pages == [4]  # only the page that really has no text
+    assert doc.failure_note().startswith("page 2 could not be read (PdfReadError")
+    assert {u.page for u in doc.units} == {1, 3}
+    with pytest.raises(LoadError, match="unreadable PDF: page 1 could not be read"):
+        load(Path("all-broken.pdf"), _pdf([BROKEN]))
 
 
 def test_pdf_text_per_page_with_page_numbers():

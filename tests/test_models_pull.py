@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -114,6 +115,16 @@ def test_pull_downloads_into_models_dir(hub, tmp_path):
     assert hub.gets() == [None]
 
 
+def test_pull_json_from_the_cli(hub):
+    from deepkb.cli import main
+
+    out = CliRunner().invoke(main, ["models", "pull", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["name"] == models.DEFAULT_MODEL and data["size_bytes"] == len(PAYLOAD)
+    assert Path(data["path"]).read_bytes() == PAYLOAD
+
+
 def test_pull_resumes_an_interrupted_download(hub, tmp_path):
     partial = tmp_path / "models" / (ENTRY.filename + models.PARTIAL_SUFFIX)
     partial.parent.mkdir()
@@ -204,8 +215,9 @@ def test_list_rm_and_resolution(monkeypatch, tmp_path):
     out = CliRunner().invoke(main, ["models", "list", "--json"])
     assert out.exit_code == 0, out.output
     assert '"downloaded": true' in out.output
-    removed = CliRunner().invoke(main, ["models", "rm", "deepseek-r1-7b"])
+    removed = CliRunner().invoke(main, ["models", "rm", "deepseek-r1-7b", "--json"])
     assert removed.exit_code == 0 and not seven.exists()
+    assert json.loads(removed.output) == {"removed": [str(seven)]}
     missing = CliRunner().invoke(main, ["models", "rm", "deepseek-r1-7b"])
     assert missing.exit_code == 1 and "not in" in missing.output
 

@@ -76,7 +76,6 @@ def test_keyword_query_is_safe_and_drops_stopwords(sample_kb):
     assert sample_kb.search(hostile, k=3, mode="keyword")  # FTS5 syntax in a query is just words
     assert fts_query("the of and") is not None
     assert fts_query("?!") is None
-    assert fts_terms(hostile) == fts_query(hostile).split(" OR ")
     assert len(fts_terms(" ".join(f"word{i}" for i in range(100)))) == MAX_TERMS
 
 

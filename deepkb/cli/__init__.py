@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import warnings
+from pathlib import Path
 
 import click
 
@@ -20,11 +22,24 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except DeepKBError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-            sys.exit(exc.exit_code)
+            _fail(exc)
+        except (sqlite3.Error, OSError) as exc:  # a storage failure outside the KnowledgeBase's own guards
+            from deepkb.config import default_home
+            from deepkb.storage_errors import explain
+
+            home = Path(ctx.ensure_object(dict).get("kb") or os.environ.get("DEEPKB_HOME") or default_home())
+            error = explain(exc, home.expanduser().absolute())
+            if error is None:
+                raise
+            _fail(error)
         except KeyboardInterrupt:
             err_console.print("interrupted")
             sys.exit(130)
+
+
+def _fail(exc: DeepKBError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+    sys.exit(exc.exit_code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,11 +71,15 @@ def _register() -> None:
     """Each command module is imported here; heavy libraries load inside the commands, not at import."""
     from deepkb.cli import kb as kb_commands
     from deepkb.cli.ask import ask
+    from deepkb.cli.backup import backup, restore
+    from deepkb.cli.doctor import doctor
     from deepkb.cli.models import models
     from deepkb.cli.watch import watch
 
     for command in (kb_commands.ingest, kb_commands.search, kb_commands.status, kb_commands.remove,
                     kb_commands.reindex, watch, ask, models):  # fmt: skip
+        main.add_command(command)
+    for command in (backup, restore, doctor):
         main.add_command(command)
 
 

@@ -11,6 +11,7 @@ from deepkb.answer import CPU_SOURCE_TOKENS, CPU_TTFT_TARGET_S, DEFAULT_MIN_RELE
 from deepkb.cli._common import console, display_path, err_console, kb_option, location, open_kb
 from deepkb.llm import DEFAULT_CONTEXT_SIZE
 from deepkb.prompt import cite_label
+from deepkb.search import snippet
 
 
 class _Printer:
@@ -65,8 +66,7 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
             where = location(h.page, h.line_start, h.line_end)
             heading = f"  [magenta]{h.heading}[/]" if h.heading else ""
             console.print(f"[bold cyan][{c.n}][/] [bold]{display_path(h.path)}[/] {where}{heading}", soft_wrap=True)
-            snippet = " ".join(h.text.split())
-            console.print("    " + (snippet[:240] + "…" if len(snippet) > 240 else snippet), markup=False, style="dim")
+            console.print("    " + snippet(h.text, 240), markup=False, style="dim")
     if result.also_retrieved and not result.abstained:
         names = " · ".join(cite_label(h) for h in result.also_retrieved)
         console.print(f"[dim]Also retrieved (not cited): {names}[/]", soft_wrap=True)

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from deepkb.cli._common import console, display_path, err_console, kb_option, location, open_kb
+from deepkb.search import snippet
 
 
 class _IngestProgress:
@@ -71,6 +72,8 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], as_json: bool) -> None:
     else:
         for skipped in report.skipped:
             err_console.print(f"[yellow]skipped[/] {display_path(skipped.path)}: {skipped.reason}", soft_wrap=True)
+        for warning in report.warnings:
+            err_console.print(f"[yellow]partly read[/] {display_path(warning.path)}: {warning.reason}", soft_wrap=True)
         table = Table(show_header=False, box=None, pad_edge=False)
         for label, value in (
             ("added", report.added), ("updated", report.updated), ("renamed", report.renamed),
@@ -104,10 +107,7 @@ def search(ctx: click.Context, query: str, k: int, mode: str, as_json: bool) -> 
     kb = open_kb(ctx)
     hits = kb.search(query, k=k, mode=mode)
     if as_json:
-        fields = ("path", "page", "line_start", "line_end", "heading", "score", "text", "chunk_id", "dense_score")
-        click.echo(
-            json.dumps({"query": query, "mode": mode, "hits": [{f: getattr(h, f) for f in fields} for h in hits]})
-        )
+        click.echo(json.dumps({"query": query, "mode": mode, "hits": [h.to_json() for h in hits]}))
         return
     if not hits:
         err_console.print(
@@ -122,8 +122,7 @@ def search(ctx: click.Context, query: str, k: int, mode: str, as_json: bool) -> 
         )
         if hit.heading:
             console.print(f"   [magenta]{hit.heading}[/]", soft_wrap=True)
-        snippet = " ".join(hit.text.split())
-        console.print("   " + (snippet[:300] + "…" if len(snippet) > 300 else snippet), soft_wrap=False, markup=False)
+        console.print("   " + snippet(hit.text), soft_wrap=False, markup=False)
 
 
 @click.command()

@@ -67,7 +67,8 @@ def list_command(as_json: bool) -> None:
 
 @models.command()
 @click.argument("name", default=DEFAULT_MODEL, type=click.Choice(list(CATALOG)), required=False)
-def pull(name: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (no progress bar).")
+def pull(name: str, as_json: bool) -> None:
     """Download a model from the Hugging Face Hub (default: deepseek-r1-1.5b); an interrupted pull resumes.
 
     Honours HF_ENDPOINT (a mirror) and HF_TOKEN.
@@ -75,24 +76,32 @@ def pull(name: str) -> None:
     \b
     Example:
         deepkb models pull
-        deepkb models pull deepseek-r1-7b
+        deepkb models pull deepseek-r1-7b --json
     """
     from deepkb.models import pull as pull_model
 
-    path = pull_model(name, progress=err_console.is_terminal)
+    path = pull_model(name, progress=err_console.is_terminal and not as_json)
+    if as_json:
+        click.echo(json.dumps({"name": name, "path": str(path), "size_bytes": path.stat().st_size}))
+        return
     console.print(f"[green]ready[/] {display_path(str(path))}", soft_wrap=True)
 
 
 @models.command()
 @click.argument("name")
-def rm(name: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the removed files as JSON.")
+def rm(name: str, as_json: bool) -> None:
     """Delete a downloaded model (catalog name or file name), and any partial download of it.
 
     \b
     Example:
-        deepkb models rm deepseek-r1-7b
+        deepkb models rm deepseek-r1-7b --json
     """
     from deepkb.models import remove
 
-    for path in remove(name):
+    removed = remove(name)
+    if as_json:
+        click.echo(json.dumps({"removed": [str(p) for p in removed]}))
+        return
+    for path in removed:
         console.print(f"removed {display_path(str(path))}", soft_wrap=True)

@@ -61,5 +61,7 @@ def load(path: Path, data: bytes) -> LoadedDocument:
             doc = load_plain(text)
         doc.encoding = encoding
     if not any(u.text.strip() for u in doc.units):
+        if doc.failed_pages:
+            raise LoadError(f"unreadable PDF: {doc.failure_note()}")
         raise LoadError("no extractable text (a scanned PDF needs OCR first)" if doc.kind == "pdf" else "no text")
     return doc

@@ -27,6 +27,16 @@ class LoadedDocument:
     encoding: str | None = None
     pages: int | None = None
     empty_pages: list[int] = field(default_factory=list)  # PDF pages with no extractable text
+    failed_pages: dict[int, str] = field(default_factory=dict)  # PDF pages the parser failed on -> why
+
+    def failure_note(self) -> str | None:
+        """`pages 2, 5 could not be read (KeyError: ...)`, or None when every page was read."""
+        if not self.failed_pages:
+            return None
+        numbers = sorted(self.failed_pages)
+        shown = ", ".join(map(str, numbers[:10])) + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
+        word = "page" if len(numbers) == 1 else "pages"
+        return f"{word} {shown} could not be read ({self.failed_pages[numbers[0]]})"
 
 
 def normalize_newlines(text: str) -> str:

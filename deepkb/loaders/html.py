@@ -1,4 +1,9 @@
-"""HTML: visible text only (scripts, styles, navigation dropped), headings kept, lines of the source file."""
+"""HTML: visible text only (scripts, styles, navigation dropped), headings kept, lines of the source file.
+
+The standard library's tokenizer is the one Python parser that reports exact source positions; the tree rules
+that matter for text are HTML5's: `</head>` may be omitted, and the head then ends at the first tag or text that
+cannot live in it (the "in head" insertion mode), so a page without `</head>` is not lost.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ from html.parser import HTMLParser
 
 from deepkb.loaders.base import LoadedDocument, Unit, propagate_headings
 
-_SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "head", "iframe", "object", "nav"}
+_SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "iframe", "object", "nav"}
+# What HTML5 keeps inside <head>; any other start tag, or visible text, ends an unclosed head.
+_HEAD_TAGS = {"base", "basefont", "bgsound", "link", "meta", "title", "noscript", "noframes", "style", "script",
+              "template"}  # fmt: skip
 _BLOCK_TAGS = {
     "p", "div", "section", "article", "main", "aside", "header", "footer", "nav", "li", "ul", "ol", "dl", "dt",
     "dd", "table", "tr", "pre", "blockquote", "figure", "figcaption", "form", "br", "hr", "address", "details",
@@ -31,8 +39,14 @@ class _HTMLText(HTMLParser):
         self.first_line: int | None = None
         self.last_line = 0
         self.in_pre = 0
+        self.in_head = False
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "head":
+            self.in_head = True
+            return
+        if self.in_head and tag not in _HEAD_TAGS:
+            self.in_head = False
         if tag == "title":
             self.in_title = True
         if tag in _SKIP_TAGS:
@@ -49,6 +63,8 @@ class _HTMLText(HTMLParser):
             self.heading_level = int(tag[1])
 
     def handle_endtag(self, tag: str) -> None:
+        if tag in ("head", "html", "body"):
+            self.in_head = False
         if tag == "title":
             self.in_title = False
         if tag in _SKIP_TAGS:
@@ -64,6 +80,11 @@ class _HTMLText(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.in_title:
             self.title += data
+            return
+        if self.in_head and not self.skip_depth:
+            if not data.strip():
+                return
+            self.in_head = False  # text cannot live in the head: the body has begun
         if self.skip_depth or not data.strip() and not self.parts:
             return
         if data.strip():

@@ -36,7 +36,8 @@ def load_pdf(data: bytes) -> LoadedDocument:
     units: list[Unit] = []
     empty: list[int] = []
     path: list[tuple[int, str]] = [(0, title)] if title else []
-    page_lines = [_page_lines(page) for page in pages]
+    failed: dict[int, str] = {}
+    page_lines = [_page_lines(page, number, failed) for number, page in enumerate(pages, start=1)]
     running = _running_lines(page_lines)
     for number, all_lines in enumerate(page_lines, start=1):
         pending = outline.get(number, [])
@@ -46,7 +47,8 @@ def load_pdf(data: bytes) -> LoadedDocument:
             if _key(entry) not in matched:
                 path = [p for p in path if p[0] < level] + [(level, entry)]
         if not lines:
-            empty.append(number)
+            if number not in failed:
+                empty.append(number)
             continue
         for i, line in lines:
             level = _heading_level(line, pending, bool(outline))
@@ -54,14 +56,16 @@ def load_pdf(data: bytes) -> LoadedDocument:
             if level is not None:
                 path = [p for p in path if p[0] < level] + [(level, line)]
             units.append(Unit(line, i, i, number, " > ".join(p[1] for p in path) or None, boundary))
-    return LoadedDocument("pdf", units, title=title, pages=len(pages), empty_pages=empty)
+    return LoadedDocument("pdf", units, title=title, pages=len(pages), empty_pages=empty, failed_pages=failed)
 
 
-def _page_lines(page) -> list[tuple[int, str]]:
-    """A page's non-blank lines with their line numbers in the page's extracted text."""
+def _page_lines(page, number: int, failed: dict[int, str]) -> list[tuple[int, str]]:
+    """A page's non-blank lines with their line numbers in the page's extracted text; a page pypdf cannot read is
+    recorded in `failed` (it is not a scanned page) and gives no lines."""
     try:
         text = normalize_newlines(page.extract_text() or "")
-    except Exception:  # one unreadable page must not lose the rest of the document
+    except Exception as exc:  # one unreadable page must not lose the rest of the document
+        failed[number] = f"{type(exc).__name__}: {exc}"
         return []
     return [(i, line.strip()) for i, line in enumerate(text.split("\n"), 1) if line.strip()]
 
