@@ -201,18 +201,22 @@ class KnowledgeBase:
             index = self.index
             index.rebuild(self.store)
             self.save_index()
-            return {"chunks": len(index.live), "embedded": embedded, "seconds": round(time.perf_counter() - started, 3)}
+            chunks = self.store.counts()["chunks"]
+            return {"chunks": chunks, "embedded": embedded, "seconds": round(time.perf_counter() - started, 3)}
 
     def _reembed(self) -> int:
         embedder = self.embedder
-        rows = self.store.db.execute("SELECT id, text, heading FROM chunks ORDER BY id").fetchall()
+        rows = self.store.db.execute(
+            "SELECT v.id, c.text, c.heading FROM vectors v JOIN chunks c ON c.id = "
+            "(SELECT min(id) FROM chunks WHERE vector_id = v.id) ORDER BY v.id"
+        ).fetchall()  # each distinct text once
         batch = self.settings.embed_batch_size * 4
         with self.store.write():
             for i in range(0, len(rows), batch):
                 part = rows[i : i + batch]
                 vectors = embedder.embed([f"{h}\n{t}" if h else t for _, t, h in part])
                 self.store.db.executemany(
-                    "UPDATE chunks SET vector = ? WHERE id = ?", [(v.tobytes(), r[0]) for v, r in zip(vectors, part)]
+                    "UPDATE vectors SET vector = ? WHERE id = ?", [(v.tobytes(), r[0]) for v, r in zip(vectors, part)]
                 )
             self.store.set_meta("embedding_model", embedder.name)
             self.store.set_meta("embedding_dim", str(embedder.dim))

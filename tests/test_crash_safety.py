@@ -91,9 +91,9 @@ def test_kill_then_rerun_equals_clean_ingest(prepared, point, tmp_path, embedder
     with KnowledgeBase.open(kb_dir, embedder=embedder) as kb:
         kb.ingest([corpus])
         assert _snapshot(kb) == expected
-        assert kb.index.live == kb.store.all_chunk_ids()
+        assert kb.index.live == kb.store.all_vector_ids()
         found = kb.search("Brand new text number 3 about comets", k=1, mode="dense")[0]
         assert found.path.endswith("fresh3.md")
 
     with KnowledgeBase.open(kb_dir, embedder=embedder) as kb:  # and the saved index is the one it reopens
-        assert kb.index.state == "loaded" and kb.index.live == kb.store.all_chunk_ids()
+        assert kb.index.state == "loaded" and kb.index.live == kb.store.all_vector_ids()
