@@ -130,3 +130,45 @@ def test_pdf_running_footers_are_dropped_and_lines_keep_their_numbers():
 
     page2 = PdfReader(str(SAMPLE / "backup-retention-policy.pdf")).pages[1].extract_text().split("\n")
     assert all(page2[u.line_start - 1].strip() == u.text for u in doc.units if u.page == 2)
+
+
+def test_asciidoc_titles_are_heading_paths_and_listing_blocks_are_not_titles():
+    text = (
+        "= User Manual\n\n[[intro]]\n== Introduction\n\nSome words.\n\n"
+        "[[tags]]\n=== Creating tags\n\nRun this:\n\n"
+        "-------------------------------------------------\n$ git tag stable-1\n"
+        "-------------------------------------------------\n\n"
+        "A tag names a commit.\n\n== Internals\n\nObjects.\n"
+    )
+    doc = load(Path("manual.txt"), text.encode())
+    by_text = {u.text: u for u in doc.units}
+    assert doc.title == "User Manual"
+    assert by_text["A tag names a commit."].heading == "User Manual > Introduction > Creating tags"
+    assert by_text["Objects."].heading == "User Manual > Internals"
+    assert not any(u.boundary and "git tag" in u.text for u in doc.units)
+    assert by_text["Creating tags"].line_start == 9
+
+
+def test_rest_underlined_titles_take_levels_in_order_of_appearance():
+    text = (
+        ":mod:`argparse` --- Parser\n==========================\n\nIntro text.\n\n--------------\n\n"
+        "Example\n-------\n\nExample text.\n\nprog\n^^^^\n\nThe prog name.\n\nUsage\n-----\n\nUsage text.\n"
+    )
+    doc = load(Path("argparse.rst.txt"), text.encode())
+    by_text = {u.text: u for u in doc.units}
+    assert by_text["The prog name."].heading == "argparse --- Parser > Example > prog"
+    assert by_text["Usage text."].heading == "argparse --- Parser > Usage"  # the transition line is no block
+    assert (by_text["prog"].line_start, by_text["prog"].line_end) == (13, 14)
+
+
+def test_man_page_sections_and_subsections_are_heading_paths():
+    text = (
+        "tar(1)                     GNU TAR Manual                     tar(1)\n\nNAME\n"
+        "       tar - an archiving utility\n\nOPTIONS\n   Compression options\n       -z, --gzip\n"
+        "              Filter the archive through gzip(1).\n\nRETURN VALUE\n       Zero on success.\n"
+    )
+    doc = load(Path("tar.1.txt"), text.encode())
+    by_line = {u.line_start: u for u in doc.units}
+    assert doc.title == "tar - an archiving utility"
+    assert by_line[8].heading == "tar - an archiving utility > OPTIONS > Compression options"
+    assert by_line[12].heading == "tar - an archiving utility > RETURN VALUE"
