@@ -161,7 +161,7 @@ def test_rest_underlined_titles_take_levels_in_order_of_appearance():
     assert (by_text["prog"].line_start, by_text["prog"].line_end) == (13, 14)
 
 
-def test_man_page_sections_and_subsections_are_heading_paths():
+def test_man_page_sections_subsections_and_options_are_heading_paths():
     text = (
         "tar(1)                     GNU TAR Manual                     tar(1)\n\nNAME\n"
         "       tar - an archiving utility\n\nOPTIONS\n   Compression options\n       -z, --gzip\n"
@@ -169,6 +169,7 @@ def test_man_page_sections_and_subsections_are_heading_paths():
     )
     doc = load(Path("tar.1.txt"), text.encode())
     by_line = {u.line_start: u for u in doc.units}
-    assert doc.title == "tar - an archiving utility"
-    assert by_line[8].heading == "tar - an archiving utility > OPTIONS > Compression options"
-    assert by_line[12].heading == "tar - an archiving utility > RETURN VALUE"
+    assert by_line[9].text.strip() == "Filter the archive through gzip(1)."
+    assert by_line[9].heading == "tar(1) > OPTIONS > Compression options > -z, --gzip"
+    assert by_line[12].heading == "tar(1) > RETURN VALUE"
+    assert by_line[4].heading == "tar(1) > NAME"

@@ -47,6 +47,7 @@ _ADORNMENT = re.compile(r"^([=\-~^\"'*+#_:.`])\1{2,}\s*$")
 _MAN_HEADER = re.compile(r"^\S+\(\w+\)\s.*\S+\(\w+\)\s*$")
 _MAN_SECTION = re.compile(r"^[A-Z][A-Z0-9 ,/()&'-]{1,40}$")
 _MAN_SUBSECTION = re.compile(r"^ {3}(\S.{0,70})$")
+_MAN_TERM = re.compile(r"^ {7}(\S.{0,70})$")
 _ANCHOR = re.compile(r"^\[\[[^\]]*\]\]\s*$|^\[[a-z]+\]\s*$")
 _DELIMITER = re.compile(r"^(-{4,}|\.{4,}|={4,}|\*{4,}|_{4,}|\+{4,}|/{4,})\s*$")  # AsciiDoc listing, example, ... blocks
 _ROLE = re.compile(r":[\w-]+:`([^`]*)`|`+([^`]*)`+")
@@ -126,15 +127,17 @@ def _markup_headings(lines: list[str]) -> dict[int, tuple[int, str, int]]:
 
 
 def _man_headings(lines: list[str]) -> dict[int, tuple[int, str, int]]:
-    """A rendered man page: NAME's line is the title ("rsync - a fast, versatile, remote (and local) file-copying
-    tool"), then capitalised sections and 3-space indented subsections."""
-    name = next((lines[i + 1].strip() for i, ln in enumerate(lines[:-1]) if ln == "NAME"), "") or lines[0].split()[0]
-    found: dict[int, tuple[int, str, int]] = {0: (1, name, 1)}
+    """A rendered man page: its name (`rsync(1)`), capitalised sections, 3-space indented subsections, and the
+    terms of its definition lists (an option at 7 spaces whose description is indented further)."""
+    found: dict[int, tuple[int, str, int]] = {0: (1, lines[0].split()[0], 1)}
     for i, line in enumerate(lines[1:], start=1):
+        after = lines[i + 1] if i + 1 < len(lines) else ""
         if _MAN_SECTION.match(line):
             found[i] = (2, line.strip(), 1)
-        elif _MAN_SUBSECTION.match(line) and i + 1 < len(lines) and lines[i + 1].startswith("       "):
+        elif _MAN_SUBSECTION.match(line) and after.startswith("       "):
             found[i] = (3, line.strip(), 1)
+        elif _MAN_TERM.match(line) and after.startswith("        ") and after.strip():
+            found[i] = (4, line.strip(), 1)  # a definition list's term: an option (`--partial`, `-mmin n`)
     return found
 
 
