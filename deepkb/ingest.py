@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 # Bump when loaders or the chunker change what they produce: older documents are then re-chunked on the next
 # sync (their unchanged chunk texts keep their stored vectors).
-PIPELINE_VERSION = 6
+PIPELINE_VERSION = 3
 
 
 @dataclass

@@ -42,103 +42,17 @@ def _control_ratio(text: str) -> float:
     return bad / max(1, len(sample))
 
 
-_ASCIIDOC = re.compile(r"^(={1,6})\s+(\S.*?)\s*=*\s*$")
-_ADORNMENT = re.compile(r"^([=\-~^\"'*+#_:.`])\1{2,}\s*$")
-_MAN_HEADER = re.compile(r"^\S+\(\w+\)\s.*\S+\(\w+\)\s*$")
-_MAN_SECTION = re.compile(r"^[A-Z][A-Z0-9 ,/()&'-]{1,40}$")
-_MAN_SUBSECTION = re.compile(r"^ {3}(\S.{0,70})$")
-_MAN_TERM = re.compile(r"^ {7}(\S.{0,70})$")
-_ANCHOR = re.compile(r"^\[\[[^\]]*\]\]\s*$|^\[[a-z]+\]\s*$")
-_DELIMITER = re.compile(r"^(-{4,}|\.{4,}|={4,}|\*{4,}|_{4,}|\+{4,}|/{4,})\s*$")  # AsciiDoc listing, example, ... blocks
-_ROLE = re.compile(r":[\w-]+:`([^`]*)`|`+([^`]*)`+")
-
-
 def load_plain(text: str) -> LoadedDocument:
-    """Plain text: paragraphs under the headings of AsciiDoc (`== Title`), reST or setext (underlined, maybe
-    overlined) and rendered man pages (`OPTIONS`, an indented subsection), each heading a boundary and a path."""
+    """Plain text and source code: paragraphs, with setext-style (underlined) headings recognised."""
     lines = text.split("\n")
-    headings = _man_headings(lines) if lines and _MAN_HEADER.match(lines[0]) else _markup_headings(lines)
-    units: list[Unit] = []
-    path: list[tuple[int, str]] = []
-    title = None
-    start = 0
-    for i in sorted(headings):
-        level, name, span = headings[i]
-        units.extend(paragraphs(lines[start:i], start + 1))
-        path = [p for p in path if p[0] < level] + [(level, name)]
-        title = title or name
-        units.append(Unit(name, i + 1, i + span, heading=" > ".join(p[1] for p in path), boundary=True))
-        start = i + span
-    units.extend(paragraphs(lines[start:], start + 1))
+    units = paragraphs(lines)
+    for unit in units:
+        block = unit.text.split("\n")
+        if len(block) >= 2 and re.fullmatch(r"(=+|-+)\s*", block[1]) and len(block[0].strip()) < 100:
+            unit.boundary = True
+            unit.heading = block[0].strip()
     propagate_headings(units)
-    return LoadedDocument("text", units, title=title)
-
-
-def _markup_headings(lines: list[str]) -> dict[int, tuple[int, str, int]]:
-    """line index -> (level, title, lines it spans): AsciiDoc `=` titles and underlined (reST, setext) titles."""
-    found: dict[int, tuple[int, str, int]] = {}
-    styles: list[tuple[str, bool]] = []  # reST: a title's level is the order its adornment style first appears
-    block: str | None = None  # the delimiter of the AsciiDoc block we are in: no titles inside
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        before = lines[i - 1] if i else ""
-        fresh = not before.strip() or _ANCHOR.match(before)
-        if block is not None:
-            block = None if line.rstrip() == block else block
-            i += 1
-            continue
-        if _DELIMITER.match(line) and fresh and i + 1 < len(lines) and lines[i + 1].strip():
-            if line.rstrip() in (ln.rstrip() for ln in lines[i + 1 :]):  # a block closes it (else a reST transition)
-                block = line.rstrip()
-                i += 1
-                continue
-        m = _ASCIIDOC.match(line)
-        if m and fresh and len(line) < 120:
-            found[i] = (len(m.group(1)), m.group(2), 1)
-            i += 1
-            continue
-        nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        under = _ADORNMENT.match(nxt)
-        name = line.strip()
-        if (
-            under
-            and name
-            and not _ADORNMENT.match(line)
-            and len(name) < 100
-            and abs(len(nxt.rstrip()) - len(name)) <= 2
-        ):
-            over = i >= 1 and lines[i - 1].strip() and lines[i - 1].rstrip() == nxt.rstrip()
-            above = lines[i - 2] if over and i >= 2 else before
-            if over or not above.strip():
-                style = (under.group(1), bool(over))
-                if style not in styles:
-                    styles.append(style)
-                first = i - 1 if over else i
-                found[first] = (
-                    styles.index(style) + 1,
-                    _ROLE.sub(lambda r: r.group(1) or r.group(2), name),
-                    3 if over else 2,
-                )
-                i += 2
-                continue
-        i += 1
-    return found
-
-
-def _man_headings(lines: list[str]) -> dict[int, tuple[int, str, int]]:
-    """A rendered man page: its name (`rsync(1)`), capitalised sections, 3-space indented subsections, and the
-    terms of its definition lists (an option at 7 spaces whose description is indented further)."""
-    found: dict[int, tuple[int, str, int]] = {0: (1, lines[0].split()[0], 1)}
-    for i, line in enumerate(lines[1:], start=1):
-        after = lines[i + 1] if i + 1 < len(lines) else ""
-        if _MAN_SECTION.match(line):
-            found[i] = (2, line.strip(), 1)
-        elif _MAN_SUBSECTION.match(line) and after.startswith("       "):
-            found[i] = (3, line.strip(), 1)
-        elif _MAN_TERM.match(line) and after.startswith("        ") and after.strip():
-            found[i] = (4, line.strip(), 1)  # a definition list's term: an option (`--partial`, `-mmin n`)
-    return found
+    return LoadedDocument("text", units)
 
 
 _ATX = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
