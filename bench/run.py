@@ -381,8 +381,8 @@ def write_report(results: dict) -> None:
 
 
 # bench/<name>.py modules with run() and markdown(), in the order they run and appear in BENCHMARKS.md.
-OTHERS = ("fusion_sweep", "context_recall", "search_latency", "search_process", "reingest", "llm_speed", "memory", "encoder_options",
-          "peer_txtai", "watch_latency")  # fmt: skip
+OTHERS = ("fusion_sweep", "manuals", "context_recall", "search_latency", "search_process", "reingest", "llm_speed",
+          "memory", "encoder_options", "peer_txtai", "watch_latency")  # fmt: skip
 # Run at their smaller size unless --full: together they would take the 30-minute `make bench` past its budget.
 QUICK_BY_DEFAULT = ("memory", "encoder_options", "peer_txtai")
 
