@@ -154,7 +154,7 @@ def _vector_index(ctx: _Context) -> Finding:
         index = VectorIndex.open(
             s.home, store, int(dim), m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef_search=s.hnsw_ef_search
         )
-        truth = store.all_chunk_ids()
+        truth = store.all_vector_ids()
         lost = _self_recall_misses(store, index, truth)
         data = {"state": index.state, "chunks": len(truth), "indexed": len(index.live), "self_recall_misses": lost}
         healthy = index.state in ("loaded", "new") and index.live == truth and not lost
@@ -242,7 +242,9 @@ def _agreement_with_stored(ctx: _Context, embedder) -> float | None:
         recorded = conn.execute("SELECT value FROM meta WHERE key = 'embedding_model'").fetchone()
         if not recorded or recorded[0] != getattr(embedder, "name", None):
             return None
-        rows = conn.execute("SELECT text, heading, vector FROM chunks ORDER BY id LIMIT 8").fetchall()
+        rows = conn.execute(
+            "SELECT c.text, c.heading, v.vector FROM chunks c JOIN vectors v ON v.id = c.vector_id ORDER BY c.id LIMIT 8"
+        ).fetchall()
     finally:
         conn.close()
     if not rows:
