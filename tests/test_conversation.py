@@ -16,6 +16,7 @@ from deepkb.conversation import (
     Delta,
     Done,
     Notice,
+    Retrieved,
     conversation_query,
     fuse_hits,
 )
@@ -98,6 +99,17 @@ def test_cancel_from_another_thread_keeps_the_partial_answer(docs_kb, llm):
     assert nxt.answer == ANSWER and not nxt.cancelled
     saved = ConversationStore(docs_kb.home).get(session.id)
     assert [t.cancelled for t in saved.turns] == [True, False]
+
+
+def test_cancel_while_another_answer_holds_the_model(docs_kb, llm):
+    session = ChatSession(docs_kb, llm, options=AskOptions(k=2), save=False)
+    with llm.lock:  # another conversation is generating
+        events = session.send("How long are backups kept?")
+        assert isinstance(next(events), Retrieved)
+        threading.Timer(0.2, session.cancel).start()
+        rest = list(events)  # waits for the model until the cancel, then gives up
+    assert _kinds(rest) == ["Notice", "Done"] and rest[-1].result.cancelled and rest[-1].result.answer == ""
+    assert rest[-1].result.also_retrieved  # the passages are still listed
 
 
 def test_two_threads_share_one_model(docs_kb, llm):
@@ -223,5 +235,5 @@ def test_a_resumed_session_carries_its_history(docs_kb):
     resumed = ChatSession(docs_kb, None, conversation_id=session.id[:5])
     assert resumed.previous_questions() == ["How long are backups kept?"]
     assert resumed.history() == []  # passages are not a model's answer: nothing to carry into the prompt
-    given = ChatSession(docs_kb, None, history=[("Q?", "A.")], save=False)
-    assert given.history() == [("Q?", "A.")] and given.previous_questions() == ["Q?"]
+    given = ChatSession(docs_kb, None, history=[("Q?", "A."), ("R?", "")], save=False)
+    assert given.history() == [("Q?", "A.")] and given.previous_questions() == ["Q?", "R?"]
