@@ -48,7 +48,13 @@ def _kinds(events) -> list[str]:
 
 def test_events_come_in_order_and_end_with_one_done(docs_kb, llm):
     session = ChatSession(docs_kb, llm, options=AskOptions(k=2))
-    events = list(session.send("How long are backups kept?"))
+    events = []
+    for event in session.send("How long are backups kept?"):
+        events.append(event)
+        if isinstance(event, Done):
+            assert not llm.lock.locked()  # released before the Done: a shell may stop reading there
+        elif isinstance(event, Delta):
+            assert llm.lock.locked()  # held while the model writes
     kinds = _kinds(events)
     assert kinds[0] == "Retrieved" and kinds[-1] == "Done" and kinds.count("Done") == 1
     assert events[0].hits and events[0].hits[0].path.endswith("backup.md")  # sources before any token
