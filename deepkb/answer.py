@@ -66,6 +66,8 @@ class AskOptions:
     """Passages shown when no model can answer."""
     source_tokens: int | None = None
     """Prompt tokens the sources may take (the best always goes in); None: cpu_source_tokens() on a CPU, else all."""
+    history_tokens: int | None = None
+    """Prompt tokens earlier turns may take (newest first); None: as many as the sources on a CPU, else all that fit."""
 
 
 @dataclass
@@ -246,8 +248,13 @@ def _generate(
     # Under a source budget only 2-3 chunks fit: spend them on different documents first (on SciFact this puts a
     # relevant abstract in the prompt for 69% of questions instead of 65%; bench/context_recall.py).
     candidates = spread_documents(hits) if source_tokens is not None else hits
+    history_tokens = opts.history_tokens
+    if history_tokens is None and llm.runs_on_cpu:  # a new process prefills the history again: it costs time
+        history_tokens = source_tokens
     try:
-        prompt = build_prompt(question, candidates, llm, room, prefill, source_tokens, history=history)
+        prompt = build_prompt(
+            question, candidates, llm, room, prefill, source_tokens, history=history, history_tokens=history_tokens
+        )
     except LLMError as exc:
         return list(_fallback(result, hits, opts, f"{exc} Showing the best passages instead."))
     result.model = llm.name

@@ -146,10 +146,12 @@ def test_history_goes_into_the_prompt_and_the_oldest_turn_goes_first(llm):
     assert [m["content"] for m in prompt.messages[1:-1:2]] == [q for q, _ in kept]
     assert "[1]" not in "".join(m["content"] for m in prompt.messages[2:-1:2])  # old markers are not citable
     assert prompt.messages[-1]["content"].startswith("Sources:") and "thirty days" in prompt.messages[-1]["content"]
+    capped = build_prompt("And offsite?", [hit], llm, 512, history=history, history_tokens=120)
+    assert 0 < capped.history_turns < prompt.history_turns  # a CPU keeps the history it prefills short
 
 
 def test_a_follow_up_reuses_the_kv_state_of_the_conversation_so_far(docs_kb, llm):
-    session = ChatSession(docs_kb, llm, options=AskOptions(k=1, source_tokens=60), save=False)
+    session = ChatSession(docs_kb, llm, options=AskOptions(k=1, source_tokens=60, history_tokens=400), save=False)
     session.ask("How long are backups kept?")
     session.ask("And where?")
     third = session.ask("Who rotates the keys?")
