@@ -228,7 +228,9 @@ def test_conversations_are_saved_resumed_listed_shown_and_deleted(tmp_path, embe
     assert runner.invoke(main, [*kb, "ingest", str(docs)]).exit_code == 0
     again = _json(runner.invoke(main, [*kb, "chats", "show", cid, "--json"]))
     assert again["turns"][0]["citations"][0] == cited
-    assert runner.invoke(main, [*kb, "chats", "show", cid]).exit_code == 0
+    text = runner.invoke(main, [*kb, "chats", "show", cid])
+    assert text.exit_code == 0 and "1. How often do I have to change my password?" in text.output
+    assert "[bold]" not in text.output and "security-policy.md" in text.output
 
     gone = runner.invoke(main, [*kb, "chats", "rm", cid[:8]])
     assert gone.exit_code == 0 and cid in gone.output
