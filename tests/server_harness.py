@@ -89,8 +89,9 @@ def running(
             assert time.monotonic() < deadline, "the server did not start in time"
             time.sleep(0.02)
         if wait_ready:
-            while http.get("/ready").status_code != 200:
-                assert time.monotonic() < deadline, f"never ready: {http.get('/ready').text}"
+            auth = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+            while http.get("/ready", headers=auth).status_code != 200:
+                assert time.monotonic() < deadline, f"never ready: {http.get('/ready', headers=auth).text}"
                 time.sleep(0.05)
         yield Running(url, app, http)
     finally:

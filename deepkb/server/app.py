@@ -361,7 +361,7 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
             try:
                 state.queue.check()
             except QueueFull as exc:
-                state.metrics.rejections.labels(reason="full").inc()
+                state.metrics.rejections.labels(reason=exc.reason).inc()
                 raise _busy(exc) from None
         headers = {"X-DeepKB-Cache": "hit" if hit else "miss"}
         if body.stream:

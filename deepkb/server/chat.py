@@ -232,8 +232,8 @@ class Answerer:
                 if not acquire.done():
                     yield KEEPALIVE
             slot = acquire.result()
-        except QueueFull:
-            self.metrics.rejections.labels(reason="timeout").inc()
+        except QueueFull as exc:  # the wait ran out (or, rarely, the queue filled since the route checked it)
+            self.metrics.rejections.labels(reason=exc.reason).inc()
             raise
         finally:
             if slot is None and not acquire.done():
@@ -267,7 +267,9 @@ class Answerer:
         complete = False
 
         def text(kind: str, piece: str) -> Iterator[TextItem]:
-            released = screen.feed(kind, piece)
+            if kind == "content" and not (out.content or screen.held(kind)):
+                piece = piece.lstrip()  # the blank line after </think>
+            released = screen.feed(kind, piece) if piece else ""
             if released:
                 if kind == "content":
                     out.content += released

@@ -18,9 +18,10 @@ from collections.abc import Callable
 class QueueFull(Exception):
     """No slot and no room to wait (or the wait ran out): the request is refused with 429."""
 
-    def __init__(self, message: str, retry_after: int) -> None:
+    def __init__(self, message: str, retry_after: int, reason: str = "full") -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.reason = reason  # "full" or "timeout"
 
 
 class Slot:
@@ -87,7 +88,7 @@ class GenerationQueue:
             if not self._abandon(future):  # granted in the same instant: keep it
                 return Slot(self, time.perf_counter() - started)
             raise QueueFull(
-                f"no generation slot became free within {self.wait:g} s; retry later.", self.retry_after()
+                f"no generation slot became free within {self.wait:g} s; retry later.", self.retry_after(), "timeout"
             ) from None
         except asyncio.CancelledError:  # the client left while waiting
             if not self._abandon(future):

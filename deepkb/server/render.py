@@ -71,6 +71,11 @@ class ChunkWriter:
                  "choices": choices, **extra}  # fmt: skip
         return b"data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
 
+    @property
+    def empty(self) -> list[dict[str, Any]]:
+        """The choice of a chunk that carries no text (naive clients read choices[0] of every chunk)."""
+        return [{"index": 0, "delta": {}, "finish_reason": None}]
+
     def delta(self, delta: dict[str, Any], finish_reason: str | None = None, **choice: Any) -> bytes:
         return self.frame([{"index": 0, "delta": delta, "finish_reason": finish_reason, **choice}])
 
@@ -82,7 +87,7 @@ class ChunkWriter:
                 if item is KEEPALIVE:
                     yield KEEPALIVE_BYTES
                 elif isinstance(item, SourceItem):
-                    yield self.delta({}, event={"type": "source", "data": item.data})
+                    yield self.frame(self.empty, event={"type": "source", "data": item.data})
                 elif isinstance(item, TextItem):
                     key = "content" if item.kind == "content" else "reasoning_content"
                     yield self.delta({key: item.text})
