@@ -83,6 +83,24 @@ class Settings:
     candidates: int = 100
     """How many hits each side (dense, keyword) contributes to hybrid fusion."""
 
+    model: str = ""
+    """Answer model: a GGUF file or a catalog name (see `deepkb models list`); empty: the pulled default model."""
+
+    llm_url: str = ""
+    """An OpenAI-compatible server (llama-server, vLLM, Ollama) to answer with instead of a local model."""
+
+    llm_api_key_env: str = ""
+    """Name of the environment variable whose API key is sent to llm_url; empty: no key is sent."""
+
+    llm_context: int = 4096
+    """The answer model's context size in tokens (prompt and reply)."""
+
+    gpu_layers: int = -1
+    """Answer-model layers put on the GPU: -1 all (when llama.cpp was built with a GPU backend), 0 none."""
+
+    llm_threads: int = 0
+    """CPU threads for the answer model; 0: the physical cores this process may use."""
+
     @classmethod
     def load(cls, kb: str | os.PathLike | None = None, **overrides: object) -> Settings:
         """Build settings: explicit overrides (CLI flags) > DEEPKB_* environment > <home>/config.toml > defaults."""

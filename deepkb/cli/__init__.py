@@ -49,12 +49,13 @@ def _register() -> None:
     """Each command module is imported here; heavy libraries load inside the commands, not at import."""
     from deepkb.cli import kb as kb_commands
     from deepkb.cli.ask import ask
+    from deepkb.cli.chats import chats
     from deepkb.cli.models import models
     from deepkb.cli.serve import serve
     from deepkb.cli.watch import watch
 
     for command in (kb_commands.ingest, kb_commands.search, kb_commands.status, kb_commands.remove,
-                    kb_commands.reindex, watch, ask, models, serve):  # fmt: skip
+                    kb_commands.reindex, watch, ask, chats, models, serve):  # fmt: skip
         main.add_command(command)
 
 
