@@ -394,3 +394,22 @@ def test_model_that_fails_to_load_degrades_to_the_fallback_then_to_passages(sett
         assert "[1]" in content and answer["choices"][0]["sources"][0]["n"] == 1  # the best passages, cited
         assert answer["sources"] and answer["usage"]["completion_tokens"] == 0
         assert errors == (0 if degraded.retrieval_only else 1)
+
+
+def test_cors_is_off_unless_origins_are_listed(settings, embedder):
+    import dataclasses
+
+    preflight = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type"}  # fmt: skip
+    with running(settings, embedder) as srv:
+        closed = srv.http.options("/v1/chat/completions", headers=preflight)
+        plain = srv.http.get("/v1/models", headers={"Origin": "http://localhost:3000"})
+    listed = dataclasses.replace(settings, cors_origins=("http://localhost:3000",), api_key="k")
+    with running(listed, embedder) as srv:
+        opened = srv.http.options("/v1/chat/completions", headers=preflight)  # browsers send no key on a preflight
+        allowed = srv.http.get("/v1/models", headers={"Origin": "http://localhost:3000", "Authorization": "Bearer k"})
+        other = srv.http.get("/v1/models", headers={"Origin": "http://evil.example", "Authorization": "Bearer k"})
+    assert "access-control-allow-origin" not in closed.headers and "access-control-allow-origin" not in plain.headers
+    assert opened.status_code == 200 and opened.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert "access-control-allow-origin" not in other.headers
