@@ -201,3 +201,56 @@ def test_an_upstream_failing_mid_answer_degrades_to_passages_then_the_fallback_m
     assert answer.status_code == 200 and "fallback model" in answer.text and answer.text.rstrip().endswith("[DONE]")
     assert ready["mode"] == "fallback-model" and ready["model"] == tiny_model.stem
     assert again["choices"][0]["message"]["content"] and again["usage"]["completion_tokens"] > 0 and up.requests == 1
+
+
+def test_queue_grants_slots_in_order_and_a_waiter_that_leaves_holds_nothing():
+    import asyncio
+
+    from deepkb.server.queue import GenerationQueue, QueueFull
+
+    async def scenario() -> None:
+        queue = GenerationQueue(slots=1, size=2, wait=5.0)
+        first = await queue.acquire()
+        leaving = asyncio.create_task(queue.acquire())
+        staying = asyncio.create_task(queue.acquire())
+        await asyncio.sleep(0.01)
+        assert queue.busy == 1 and queue.waiting == 2
+        with pytest.raises(QueueFull) as refused:
+            queue.check()
+        assert refused.value.reason == "full" and refused.value.retry_after >= 1
+        leaving.cancel()  # its client disconnected while waiting
+        await asyncio.sleep(0.01)
+        assert queue.waiting == 1
+        first.release()
+        second = await asyncio.wait_for(staying, 1)
+        assert queue.busy == 1 and queue.waiting == 0
+        second.release()
+        second.release()  # idempotent
+        await asyncio.sleep(0.01)
+        assert queue.busy == 0
+
+        short = GenerationQueue(slots=1, size=1, wait=0.05)
+        held = await short.acquire()
+        with pytest.raises(QueueFull) as timed_out:
+            await short.acquire()
+        assert timed_out.value.reason == "timeout" and short.waiting == 0
+        held.release()
+        await asyncio.sleep(0.01)
+        assert short.busy == 0
+
+    asyncio.run(scenario())
+
+
+def test_answer_cache_is_bounded_least_recently_used_first():
+    from deepkb.server.cache import AnswerCache, CachedAnswer, cache_key
+
+    cache = AnswerCache(2)
+    keys = [cache_key([(f"q{i}", "")], "deepkb:m", "7", {"max_tokens": 64}) for i in range(3)]
+    assert len(set(keys)) == 3 and cache_key([("q0", "")], "deepkb:m", "8", {"max_tokens": 64}) != keys[0]
+    for key in keys[:2]:
+        cache.put(key, CachedAnswer(key, ""))
+    assert cache.get(keys[0]) is not None  # now the most recently used
+    cache.put(keys[2], CachedAnswer(keys[2], ""))
+    assert len(cache) == 2 and cache.get(keys[1]) is None and cache.get(keys[0]) is not None
+    cache.clear()
+    assert len(cache) == 0 and AnswerCache(0).get(keys[0]) is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import threading
 import time
@@ -19,10 +18,11 @@ from deepkb.errors import DeepKBError, UsageError
 from deepkb.server.cache import AnswerCache
 from deepkb.server.chat import Answerer, BadRequest
 from deepkb.server.engine import ModelHost
+from deepkb.server.guard import ApiError, Guard, error_response
 from deepkb.server.metrics import Metrics
 from deepkb.server.policy import Blocklist
 from deepkb.server.queue import GenerationQueue, QueueFull
-from deepkb.server.render import SSE_HEADERS, ChunkWriter, collect, completion, error_body
+from deepkb.server.render import SSE_HEADERS, ChunkWriter, collect, completion
 from deepkb.server.schema import MODELS, ChatCompletionRequest, SearchRequest
 from deepkb.server.settings import ServerSettings
 
@@ -34,22 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("deepkb.server")
 
 SEARCH_FIELDS = ("path", "page", "line_start", "line_end", "heading", "score", "text", "chunk_id", "dense_score")
-OPEN_PATHS = {"/health"}  # the one route without authentication
-
-
-class ApiError(Exception):
-    """An error answered in OpenAI's error shape."""
-
-    def __init__(
-        self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-        param: str | None = None, headers: dict[str, str] | None = None,
-    ) -> None:  # fmt: skip
-        super().__init__(message)
-        self.status, self.type, self.code, self.param, self.headers = status, type_, code, param, headers
-
-
-def _error(exc: ApiError) -> JSONResponse:
-    return JSONResponse(error_body(str(exc), exc.type, exc.code, exc.param), exc.status, headers=exc.headers)
 
 
 def _busy(exc: QueueFull) -> ApiError:
@@ -174,69 +158,6 @@ class ServerState:
             return self.kb.store.counts()
 
 
-class Guard:
-    """ASGI middleware: Bearer auth on every route but /health, request-size limit, per-route metrics."""
-
-    def __init__(self, app: Any, state: ServerState) -> None:
-        self.app, self.state = app, state
-        self.key = (state.settings.api_key or "").encode("utf-8")
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started, status = time.perf_counter(), [500]
-
-        async def sending(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            problem = self._check(scope)
-            if problem is not None:
-                await _error(problem)(scope, receive, sending)
-                return
-            await self.app(scope, self._limited(receive), sending)
-        finally:
-            route = scope.get("route")
-            label = getattr(route, "path", None) or ("/health" if scope["path"] == "/health" else "other")
-            metrics = self.state.metrics
-            metrics.requests.labels(route=label, method=scope["method"], status=str(status[0])).inc()
-            metrics.latency.labels(route=label).observe(time.perf_counter() - started)
-
-    def _check(self, scope: dict) -> ApiError | None:
-        headers = dict(scope["headers"])
-        if self.key and scope["path"] not in OPEN_PATHS and scope["method"] != "OPTIONS":
-            given = headers.get(b"authorization", b"")
-            scheme, _, token = given.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
-                return ApiError(401, "missing or wrong API key: send `Authorization: Bearer <key>`.",
-                                "invalid_request_error", "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-        length = headers.get(b"content-length")
-        limit = self.state.settings.max_body_bytes
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return ApiError(413, f"the request body is larger than this server accepts ({limit} bytes).",
-                            code="request_too_large")  # fmt: skip
-        return None
-
-    def _limited(self, receive: Any) -> Any:
-        """Count a body sent without Content-Length (chunked) and stop it at the limit."""
-        limit, seen = self.state.settings.max_body_bytes, [0]
-
-        async def receiving() -> dict:
-            message = await receive()
-            if message["type"] == "http.request":
-                seen[0] += len(message.get("body", b""))
-                if seen[0] > limit:
-                    raise StarletteHTTPException(
-                        413, f"the request body is larger than this server accepts ({limit} bytes)."
-                    )
-            return message
-
-        return receiving
-
-
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     errors = exc.errors()
     if not errors:
@@ -270,13 +191,13 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
         app.add_middleware(Guard, state=state)
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc)
+    async def _apierror_response(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _validation_message(exc)
-        return _error(ApiError(400, message, param=param, code="invalid_request"))
+        return error_response(ApiError(400, message, param=param, code="invalid_request"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -284,11 +205,11 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
         if exc.status_code == 404:
             detail = f"no route {request.method} {request.url.path}; see /v1/models, /v1/chat/completions, /v1/search."
-        return _error(ApiError(exc.status_code, detail, code=code))
+        return error_response(ApiError(exc.status_code, detail, code=code))
 
     @app.exception_handler(UsageError)
     async def _usage(request: Request, exc: UsageError) -> JSONResponse:
-        return _error(ApiError(400, str(exc), code="invalid_request"))
+        return error_response(ApiError(400, str(exc), code="invalid_request"))
 
     @app.get("/health")
     async def health() -> dict:

@@ -7,31 +7,26 @@ as the answer's [n] markers), Text items (answer or reasoning), KEEPALIVE while 
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepkb.answer import AskOptions, AskResult
-from deepkb.search import Hit, display_path, location
 from deepkb.server.cache import AnswerCache, CachedAnswer, cache_key
-from deepkb.server.engine import ModelHost, Worker
+from deepkb.server.engine import ModelHost, Worker, model_alone
 from deepkb.server.metrics import Metrics
 from deepkb.server.policy import WITHHELD, Blocklist, Screen, Withheld
 from deepkb.server.queue import GenerationQueue, QueueFull, Slot
 from deepkb.server.schema import MODEL_NORAG, ChatCompletionRequest, ChatMessage
 from deepkb.server.settings import ServerSettings
+from deepkb.server.sources import footer, numbered_sources, source_data, strip_footer
 
 if TYPE_CHECKING:
     from deepkb.kb import KnowledgeBase
 
 KEEPALIVE = object()
-FOOTER_HEAD = "Sources:"
-_FOOTER_RE = re.compile(rf"\n\n{FOOTER_HEAD}\n(?:\[\d+\] [^\n]*\n?)+\Z")
 
 
 class BadRequest(Exception):
@@ -93,36 +88,6 @@ class Job:
     llm_name: str | None
 
 
-# Open WebUI / structured source shapes -------------------------------------------------------------------------
-def source_name(hit: Hit) -> str:
-    """`notes.md p.4 L3-10`: short enough for a citation chip."""
-    where = location(hit.page, hit.line_start, hit.line_end)
-    return f"{Path(hit.path).name} {where}".strip()
-
-
-def source_data(n: int, hit: Hit) -> dict[str, Any]:
-    """What Open WebUI lists as one citation: {source, document, metadata}; ids are unique per passage so that
-    Open WebUI keeps one entry per [n] marker."""
-    ident = f"{hit.path}#chunk-{hit.chunk_id}"
-    name = source_name(hit)
-    meta = {
-        "source": ident, "name": name, "n": n, "path": hit.path, "page": hit.page, "line_start": hit.line_start,
-        "line_end": hit.line_end, "heading": hit.heading, "chunk_id": hit.chunk_id,
-    }  # fmt: skip
-    return {"source": {"id": ident, "name": name}, "document": [hit.text], "metadata": [meta]}
-
-
-def footer(citations: list[dict[str, Any]]) -> str:
-    """A plain Sources list for clients that show only the text."""
-    if not citations:
-        return ""
-    lines = []
-    for c in citations:
-        where = location(c["page"], c["line_start"], c["line_end"])
-        lines.append(f"[{c['n']}] {display_path(c['path'])} {where}".rstrip())
-    return f"\n\n{FOOTER_HEAD}\n" + "\n".join(lines)
-
-
 def conversation(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, str]]]:
     """(question, earlier (question, answer) turns) from OpenAI messages; system prompts are deepkb's own."""
     turns: list[tuple[str, str]] = []
@@ -132,7 +97,7 @@ def conversation(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, str]
         if message.role == "user":
             asked.append(text)
         elif message.role == "assistant":
-            answer = _FOOTER_RE.sub("", text)
+            answer = strip_footer(text)
             if asked:
                 turns.append(("\n\n".join(asked), answer))
                 asked = []
@@ -144,23 +109,6 @@ def conversation(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, str]
     if not question:
         raise BadRequest("the user's last message is empty.", "messages")
     return question, turns
-
-
-def numbered_sources(result: AskResult) -> list[tuple[int, Hit]]:
-    """The passages as the answer's [n] markers number them: the cited ones at their numbers, the uncited prompt
-    passages (first in also_retrieved, in prompt order) in the gaps, then the rest of what was retrieved."""
-    if result.abstained:
-        return []
-    cited = {c.n: c.hit for c in result.citations}
-    rest = iter(result.also_retrieved)
-    numbered: list[tuple[int, Hit]] = []
-    for n in range(1, max(cited, default=0) + 1):
-        hit = cited.get(n) or next(rest, None)
-        if hit is None:
-            break
-        numbered.append((n, hit))
-    numbered += [(len(numbered) + i, hit) for i, hit in enumerate(rest, 1)]
-    return numbered
 
 
 # the answerer -------------------------------------------------------------------------------------------------
@@ -408,50 +356,9 @@ class Answerer:
 
     def _norag(self, job: Job, cancel: threading.Event, used: dict[str, Any]) -> Iterator[object]:
         """deepkb-norag: the conversation as given, straight to the model (front-ends' title and tag tasks)."""
-        from deepkb.answer import Delta, Done, Notice
-        from deepkb.citations import ThinkSplitter, split_think
-        from deepkb.errors import LLMError
-        from deepkb.llm import Usage
-
         llm = self.host.llm
         used["llm_name"] = llm.name if llm is not None else None
-        result = AskResult(job.question, "", model=llm.name if llm is not None else None)
-        if llm is None:
-            result.fallback = True
-            yield Notice(f"No model is loaded ({self.host.mode}); deepkb-norag cannot answer.")
-            yield Done(result)
-            return
-        usage, pieces, splitter = Usage(), [], None
-        room = min(job.options.answer_tokens, llm.context_size // 2)
-        first: float | None = None
-        # A local model is exclusive: the queue lets one generation through at a time, and the core's answers take
-        # the same lock, so this never waits on another server request.
-        with llm.lock if llm.exclusive else nullcontext():
-            stream = llm.stream_chat(job.messages, max_tokens=room, temperature=job.options.temperature, usage=usage)
-            try:
-                for piece in stream:
-                    if splitter is None:
-                        first, splitter = time.perf_counter(), ThinkSplitter(starts_in_think=usage.opens_thinking)
-                    pieces.append(piece)
-                    for kind, text in splitter.feed(piece):
-                        yield Delta("answer" if kind == "answer" else "reasoning", text)
-                    if cancel.is_set():
-                        result.cancelled = True
-                        break
-            except LLMError as exc:
-                result.fallback = True  # not cached
-                yield Notice(str(exc))
-            finally:
-                stream.close()
-        for kind, text in splitter.flush() if splitter else []:
-            yield Delta("answer" if kind == "answer" else "reasoning", text)
-        ended = time.perf_counter()
-        result.thinking, result.answer = split_think("".join(pieces))
-        t = result.timings
-        t.prompt_tokens, t.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-        if first is not None and (usage.completion_tokens or 0) > 1 and ended > first:
-            t.tokens_per_s = round((usage.completion_tokens - 1) / (ended - first), 2)
-        yield Done(result)
+        return model_alone(llm, job.question, job.messages, job.options, cancel, self.host.mode)
 
 
 def _to_cached(out: Outcome) -> CachedAnswer:
