@@ -173,11 +173,16 @@ def test_an_upstream_serves_several_answers_at_once(kb_home, docs, embedder):
     assert statuses == [200] * 4 and refused.status_code == 429 and up.max_active == 3
 
 
-def test_parallel_needs_an_upstream(kb_home):
+def test_parallel_needs_an_upstream_which_the_knowledge_base_config_may_name(kb_home, embedder):
     from deepkb.errors import UsageError
+    from deepkb.server.app import create_app
 
     with pytest.raises(UsageError, match="--llm-url"):
-        ServerSettings(kb=kb_home, parallel=4).check()
+        create_app(ServerSettings(kb=kb_home, parallel=4), embedder=embedder)
+    (kb_home / "config.toml").write_text('llm_url = "http://127.0.0.1:9/v1"\n')  # setting, not flag
+    app = create_app(ServerSettings(kb=kb_home, parallel=4), embedder=embedder)
+    assert app.state.deepkb.kb.settings.llm_url == "http://127.0.0.1:9/v1"
+    app.state.deepkb.kb.close()
 
 
 def test_an_upstream_failing_mid_answer_degrades_to_passages_then_the_fallback_model(

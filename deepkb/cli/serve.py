@@ -29,13 +29,13 @@ _D = ServerSettings()
     metavar="DIR",
     help="Keep this folder in step while serving (repeat for more).",
 )
-@click.option(
-    "--model", envvar="DEEPKB_MODEL", help="GGUF file or catalog name; with --llm-url the upstream's model name."
-)
+@click.option("--model", help="GGUF file or catalog name; with --llm-url the upstream's model name (setting `model`).")
 @click.option(
     "--llm-url",
-    envvar="DEEPKB_LLM_URL",
-    help="Forward generation to an OpenAI-compatible server (llama.cpp server, vLLM, Ollama).",
+    help="Forward generation to an OpenAI-compatible server: llama.cpp server, vLLM, Ollama (setting `llm_url`).",
+)
+@click.option(
+    "--llm-api-key-env", metavar="NAME", help="Send the API key held in environment variable NAME to --llm-url."
 )
 @click.option(
     "--parallel",
@@ -95,18 +95,22 @@ _D = ServerSettings()
     help="Default room for a reply (reasoning included) when a request sets none.",
 )
 @click.option(
-    "--ctx", "context_size", type=int, default=DEFAULT_CONTEXT_SIZE, show_default=True, help="Context size in tokens."
+    "--ctx",
+    "context_size",
+    type=int,
+    default=None,
+    help=f"Context size in tokens (default {DEFAULT_CONTEXT_SIZE}; setting `llm_context`).",
 )
 @click.option(
-    "--gpu-layers", type=int, default=None, help="Layers to put on the GPU (-1 all, 0 none; default: all if possible)."
+    "--gpu-layers", type=int, default=None, help="Layers to put on the GPU (-1 all, 0 none; setting `gpu_layers`)."
 )
 @kb_option
 @click.pass_context
 def serve(
     ctx: click.Context, host: str, port: int, watch: tuple[str, ...], model: str | None, llm_url: str | None,
-    parallel: int, fallback_model: str | None, retrieval_only: bool, api_key: str | None, queue_size: int,
+    llm_api_key_env: str | None, parallel: int, fallback_model: str | None, retrieval_only: bool, api_key: str | None, queue_size: int,
     queue_wait: float, cors_origins: tuple[str, ...], sources_footer: bool, blocklist: Path | None, cache_size: int,
-    max_tokens: int, context_size: int, gpu_layers: int | None,
+    max_tokens: int, context_size: int | None, gpu_layers: int | None,
 ) -> None:  # fmt: skip
     """Serve the knowledge base over an OpenAI-compatible HTTP API, with citations.
 
@@ -129,6 +133,7 @@ def serve(
 
     settings = ServerSettings(
         host=host, port=port, kb=ctx.ensure_object(dict).get("kb"), watch=watch, model=model, llm_url=llm_url,
+        llm_api_key_env=llm_api_key_env,
         fallback_model=fallback_model, retrieval_only=retrieval_only, api_key=api_key or None, parallel=parallel,
         queue_size=queue_size, queue_wait=queue_wait, cors_origins=cors_origins, sources_footer=sources_footer,
         blocklist=blocklist, cache_size=cache_size, max_tokens=max_tokens, context_size=context_size,

@@ -51,10 +51,15 @@ class ServerState:
         self.settings = settings
         self.metrics = Metrics()
         self.blocklist = Blocklist.load(settings.blocklist)
-        self.kb: KnowledgeBase = KnowledgeBase.open(settings.kb, embedder=embedder)
+        self.kb: KnowledgeBase = KnowledgeBase.open(settings.kb, embedder=embedder, **settings.llm_overrides())
+        try:
+            settings.check_model(self.kb.settings.llm_url)
+        except UsageError:
+            self.kb.close()
+            raise
         self.kb_lock = threading.Lock()  # one thread at a time on the reader KB (SQLite connection + HNSW)
         self.cache = AnswerCache(settings.cache_size)
-        self.host = ModelHost(settings, self.metrics, cache_dir=self.kb.home / "cache" / "prompts")
+        self.host = ModelHost(settings, self.kb.settings, self.metrics)
         self.watcher: Watcher | None = None
         self.watch_error: str | None = None
         self.kb_ready = False
@@ -70,7 +75,7 @@ class ServerState:
     @asynccontextmanager
     async def lifespan(self, app: FastAPI):
         s = self.settings
-        slots = s.parallel if s.llm_url else 1
+        slots = s.parallel if self.kb.settings.llm_url else 1
         self.queue = GenerationQueue(slots, s.queue_size, s.queue_wait, on_change=self._queue_changed)
         self.answerer = Answerer(
             s, self.kb, self.kb_lock, self.host, self.queue, self.cache, self.metrics, self.blocklist
@@ -106,7 +111,7 @@ class ServerState:
         from deepkb.kb import KnowledgeBase
         from deepkb.watch import Watcher
 
-        kb = KnowledgeBase.open(self.settings.kb, embedder=self.kb.embedder)
+        kb = KnowledgeBase.open(self.kb.home, embedder=self.kb.embedder)
         watcher = Watcher(
             kb, self.settings.watch, holder="deepkb serve", on_batch=self._watch_batch,
             on_error=lambda message: log.warning("watch: %s", message),

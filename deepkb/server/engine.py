@@ -14,11 +14,11 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import nullcontext
-from pathlib import Path
 
 from deepkb.answer import AskOptions
+from deepkb.config import Settings
 from deepkb.errors import DeepKBError
-from deepkb.llm import LLM
+from deepkb.llm import LLM, open_configured_llm, open_llm
 from deepkb.server.metrics import Metrics
 from deepkb.server.settings import ServerSettings
 
@@ -33,19 +33,15 @@ class ModelHost:
     mode is one of loading, model, fallback-model, retrieval-only; `reason` says why the server degraded.
     """
 
-    def __init__(self, settings: ServerSettings, metrics: Metrics, cache_dir: Path | None = None) -> None:
+    def __init__(self, settings: ServerSettings, llm_settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
+        self.llm_settings = llm_settings  # the knowledge base's settings: model, llm_url, context, GPU layers
         self.metrics = metrics
-        self.cache_dir = cache_dir
         self.mode = "loading"
         self.reason: str | None = None
         self.llm: LLM | None = None
         self._lock = threading.Lock()  # guards switching models; generations never wait on it
         self.loaded = threading.Event()
-
-    @property
-    def remote(self) -> bool:
-        return bool(self.settings.llm_url) and self.mode == "model"
 
     def load(self) -> None:
         """Load the configured model (blocking; the server runs this on a thread at startup)."""
@@ -55,7 +51,7 @@ class ModelHost:
                 self._set(None, "retrieval-only", "retrieval-only mode was asked for (--retrieval-only)")
                 return
             try:
-                llm = self._open(s.model, s.llm_url)
+                llm = open_configured_llm(self.llm_settings)
             except DeepKBError as exc:
                 self.failed(None, f"the model could not be loaded: {exc}")
                 return
@@ -77,21 +73,23 @@ class ModelHost:
             s = self.settings
             if self.mode in ("loading", "model") and s.fallback_model:
                 try:
-                    fallback = self._open(s.fallback_model, None)
+                    fallback = self._open_fallback()
                 except DeepKBError as exc:
                     reason = f"{reason}; the fallback model failed too: {exc}"
                 else:
                     self._set(fallback, "fallback-model", reason)
                     return
-            if self.mode == "model" and s.llm_url and llm is not None:
+            if self.mode == "model" and self.llm_settings.llm_url and llm is not None:
                 return
             self._set(None, "retrieval-only", reason)
 
-    def _open(self, model: str | None, url: str | None) -> LLM:
-        from deepkb.llm import open_llm
-
-        s = self.settings
-        return open_llm(model, url=url, context_size=s.context_size, gpu_layers=s.gpu_layers, cache_dir=self.cache_dir)
+    def _open_fallback(self) -> LLM:
+        """The fallback GGUF, run locally with the knowledge base's context, GPU and thread settings."""
+        s = self.llm_settings
+        return open_llm(
+            self.settings.fallback_model, context_size=s.llm_context, gpu_layers=s.gpu_layers,
+            threads=s.llm_threads or None, cache_dir=s.home / "cache" / "prompts",
+        )  # fmt: skip
 
     def _set(self, llm: LLM | None, mode: str, reason: str | None) -> None:
         self.llm, self.mode, self.reason = llm, mode, reason

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from deepkb.answer import AskOptions
 from deepkb.errors import UsageError
-from deepkb.llm import DEFAULT_CONTEXT_SIZE
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -36,9 +35,11 @@ class ServerSettings:
     watch: tuple[str, ...] = ()
     """Folders (or files) kept in step with the knowledge base while the server runs."""
     model: str | None = None
-    """GGUF path or catalog name; with llm_url, the upstream's model name."""
+    """GGUF path or catalog name; with llm_url, the upstream's model name (None: the KB's `model` setting)."""
     llm_url: str | None = None
-    """Forward generation to this OpenAI-compatible server instead of a local model."""
+    """Forward generation to this OpenAI-compatible server (None: the KB's `llm_url` setting)."""
+    llm_api_key_env: str | None = None
+    """Environment variable holding the key sent to llm_url (None: the KB's `llm_api_key_env` setting)."""
     fallback_model: str | None = None
     """A smaller GGUF to switch to when the model fails to load or errors mid-run."""
     retrieval_only: bool = False
@@ -65,12 +66,17 @@ class ServerSettings:
     """Most messages accepted in one chat request."""
     cache_size: int = 256
     """Answers kept in the answer cache (least recently used are dropped)."""
-    context_size: int = DEFAULT_CONTEXT_SIZE
-    """Model context in tokens."""
+    context_size: int | None = None
+    """Model context in tokens (None: the KB's `llm_context` setting)."""
     gpu_layers: int | None = None
-    """Layers offloaded to the GPU (None: all when possible)."""
+    """Layers offloaded to the GPU (None: the KB's `gpu_layers` setting)."""
     max_tokens: int = AskOptions.answer_tokens
     """Default room for a reply (reasoning included) when the request gives none."""
+
+    def llm_overrides(self) -> dict[str, object]:
+        """The model settings given here, as overrides of the knowledge base's own (deepkb.config.Settings)."""
+        return {"model": self.model, "llm_url": self.llm_url, "llm_api_key_env": self.llm_api_key_env,
+                "llm_context": self.context_size, "gpu_layers": self.gpu_layers}  # fmt: skip
 
     def check(self) -> None:
         """Refuse unsafe or impossible settings before anything starts."""
@@ -81,7 +87,8 @@ class ServerSettings:
             )
         if self.parallel < 1 or self.queue_size < 0 or self.queue_wait <= 0:
             raise UsageError("--parallel must be at least 1, --queue-size at least 0, --queue-wait above 0.")
-        if self.parallel > 1 and not self.llm_url:
+
+    def check_model(self, llm_url: str) -> None:
+        """Checks that need the resolved upstream URL (it may come from the knowledge base's config.toml)."""
+        if self.parallel > 1 and not llm_url:
             raise UsageError("--parallel above 1 needs --llm-url: a local model generates one answer at a time.")
-        if self.llm_url and self.retrieval_only:
-            raise UsageError("--llm-url and --retrieval-only exclude each other.")
