@@ -216,6 +216,16 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
     async def _usage(request: Request, exc: UsageError) -> JSONResponse:
         return error_response(ApiError(400, str(exc), code="invalid_request"))
 
+    @app.exception_handler(DeepKBError)
+    async def _deepkb(request: Request, exc: DeepKBError) -> JSONResponse:
+        return error_response(ApiError(500, str(exc), "server_error", "internal_error"))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:  # logged by uvicorn; the server stays up
+        return error_response(
+            ApiError(500, f"internal error ({type(exc).__name__}).", "server_error", "internal_error")
+        )
+
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok"}

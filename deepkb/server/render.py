@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -10,6 +11,8 @@ from typing import Any
 
 from deepkb.server.chat import KEEPALIVE, Outcome, SourceItem, TextItem
 from deepkb.server.queue import QueueFull
+
+log = logging.getLogger("deepkb.server")
 
 KEEPALIVE_BYTES = b": keep-alive\n\n"
 DONE_BYTES = b"data: [DONE]\n\n"
@@ -103,5 +106,9 @@ class ChunkWriter:
                         yield self.frame([], usage=usage(item))
         except QueueFull as exc:  # waited too long for a slot: the stream had already begun
             body = error_body(str(exc), "rate_limit_error", "rate_limit_exceeded")
+            yield b"data: " + json.dumps(body).encode() + b"\n\n"
+        except Exception as exc:  # a failure nothing degraded: the client gets an error, not a cut-off stream
+            log.exception("answer failed")
+            body = error_body(f"the answer failed ({type(exc).__name__}: {exc}).", "server_error", "internal_error")
             yield b"data: " + json.dumps(body).encode() + b"\n\n"
         yield DONE_BYTES
