@@ -1,7 +1,8 @@
 """Chat completions: a request's conversation answered by the core, as items the routes render as JSON or SSE.
 
-The item stream is the same for streamed and whole responses: Source items (one per retrieved passage, numbered
-as the answer's [n] markers), Text items (answer or reasoning), KEEPALIVE while nothing happens, and one Outcome.
+The item stream is the same for streamed and whole responses: Text items (answer or reasoning) as they come,
+KEEPALIVE while nothing happens, then Source items (the passages, numbered exactly as the answer's [n] markers:
+the core numbers them in prompt order, known once the answer is done) and one Outcome.
 """
 
 from __future__ import annotations
@@ -309,7 +310,7 @@ class Answerer:
     # producers: run on the worker thread ---------------------------------------------------------------------
     def _rag(self, job: Job, cancel: threading.Event, used: dict[str, Any]) -> Iterator[object]:
         """The conversation core's events; a model failing mid-answer is replaced and the question asked again."""
-        from deepkb.conversation import ChatSession, Done
+        from deepkb.conversation import ChatSession, Done, Notice
 
         for attempt in (1, 2):
             llm = self.host.llm
@@ -322,11 +323,17 @@ class Answerer:
                     first = next(events)
                 if attempt == 1:
                     yield first  # Retrieved: a second attempt retrieves the same passages
+                notices: list[object] = []  # held until it is known whether the answer is asked again
                 for event in events:
+                    if isinstance(event, Notice):
+                        notices.append(event)
+                        continue
                     error = getattr(event.result, "error", None) if isinstance(event, Done) else None
                     if error and llm is not None and attempt == 1 and not cancel.is_set():
-                        failure = error
+                        failure = error  # its notice says the same as the Retry that follows
                         break
+                    yield from notices
+                    notices.clear()
                     yield event
             except Exception as exc:  # noqa: BLE001 - a backend failure must not take the server down
                 if llm is None or attempt == 2:
