@@ -154,7 +154,11 @@ def serve(
         soft_wrap=True,
     )
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])  # Ctrl-C: running answers are cancelled, the watcher stops
+    except KeyboardInterrupt:
+        pass
+    err_console.print("stopped.")
 
 
 def _bind(host: str, port: int) -> socket.socket:
