@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 		$(BIN)/pip install "torch==$(TORCH_VERSION)+cpu" 2>/dev/null || \
 		$(BIN)/pip install "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(BIN)/pip install -e ".[test,dev]"
+	$(BIN)/pip install -e ".[tui,test,dev]"
 	touch $@
 
 demo: install

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.markup import escape
 
 from deepkb import __version__
 from deepkb.cli._common import _store_kb, err_console
@@ -18,7 +19,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except DeepKBError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             err_console.print("interrupted")
@@ -48,12 +49,13 @@ def _register() -> None:
     """Each command module is imported here; heavy libraries load inside the commands, not at import."""
     from deepkb.cli import kb as kb_commands
     from deepkb.cli.ask import ask
+    from deepkb.cli.chat import chat
     from deepkb.cli.chats import chats
     from deepkb.cli.models import models
     from deepkb.cli.watch import watch
 
     for command in (kb_commands.ingest, kb_commands.search, kb_commands.status, kb_commands.remove,
-                    kb_commands.reindex, watch, ask, chats, models):  # fmt: skip
+                    kb_commands.reindex, watch, ask, chat, chats, models):  # fmt: skip
         main.add_command(command)
 
 
