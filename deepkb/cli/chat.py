@@ -54,21 +54,22 @@ def chat(
         raise UsageError(
             "the chat needs Textual; install it with `pip install 'deepkb[tui]'` (or `pip install textual`)."
         )
+    from deepkb.config import kb_home
+    from deepkb.conversation import ConversationStore
     from deepkb.llm import open_llm
     from deepkb.tui.app import ChatApp, ChatConfig
 
-    kb = open_kb(ctx)
+    home = kb_home(ctx.ensure_object(dict).get("kb"))
     if conversation_id:
-        from deepkb.conversation import ConversationStore
-
-        conversation_id = ConversationStore(kb.home).resolve(conversation_id)
+        conversation_id = ConversationStore(home).resolve(conversation_id)
     load_llm = None
     if not no_model:
-        cache_dir = kb.settings.home / "cache" / "prompts"
+        cache_dir = home / "cache" / "prompts"
         load_llm = partial(
             open_llm, model, url=llm_url, context_size=context_size, gpu_layers=gpu_layers, cache_dir=cache_dir
         )
     label = llm_url or (model and click.format_filename(model, shorten=True)) or "the model"
     options = AskOptions(k=k, skip_reasoning=skip_reasoning)
-    config = ChatConfig(kb, load_llm, label, options, watch=watch, conversation_id=conversation_id)
+    # The knowledge base opens in a worker behind the screen: its imports (numpy, hnswlib, the embedder) take a while.
+    config = ChatConfig(partial(open_kb, ctx), load_llm, label, options, watch=watch, conversation_id=conversation_id)
     ChatApp(config).run()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -23,7 +24,6 @@ from textual.widgets import Input
 from deepkb.answer import AskOptions
 from deepkb.conversation import ChatSession, ConversationInfo, ConversationStore
 from deepkb.errors import DeepKBError
-from deepkb.kb import KnowledgeBase
 from deepkb.llm import LLM
 from deepkb.search import display_path
 from deepkb.tui.screens.chat import ChatScreen
@@ -32,12 +32,16 @@ from deepkb.tui.screens.history import Saved
 from deepkb.tui.system import clipboard_file, clipboard_mode, copy_with_tool, editor_command, pdf_command
 from deepkb.tui.widgets.sources import Source
 
+if TYPE_CHECKING:
+    from deepkb.kb import KnowledgeBase
+
 
 @dataclass
 class ChatConfig:
     """What `deepkb chat` was started with."""
 
-    kb: KnowledgeBase
+    kb: KnowledgeBase | Callable[[], KnowledgeBase]
+    """The knowledge base, or what opens it (in a worker: its imports take a while, the screen does not wait)."""
     load_llm: Callable[[], LLM] | None = None
     """Loads the answer model (run in a worker); None: retrieval only."""
     model_label: str = ""
@@ -74,9 +78,10 @@ class ChatApp(App):
     def __init__(self, config: ChatConfig) -> None:
         super().__init__()
         self.config = config
-        self.kb = config.kb
+        self.kb: KnowledgeBase | None = None  # set by the _open_kb worker
+        self.session: ChatSession | None = None
+        self.conversations: ConversationStore | None = None
         self.options = config.options
-        self.conversations = ConversationStore(self.kb.home)
         self.has_model = config.load_llm is not None
         self._llm: LLM | None = None
         self._llm_error: DeepKBError | None = None
@@ -84,7 +89,6 @@ class ChatApp(App):
         self._searchable = threading.Event()  # the embedder and the vector index are loaded
         self.watcher = None
         self._watch_last = ""
-        self.session = self._new_session(config.conversation_id)
         self._chat: ChatScreen | None = None
 
     # lifecycle --------------------------------------------------------------------------------------------
@@ -99,9 +103,7 @@ class ChatApp(App):
         status.model = f"loading {self.config.model_label or 'the model'}…" if self.has_model else "no model"
         if self.has_model:
             self._load_model()
-        self._warm_up()
-        if self.config.conversation_id:
-            self.call_later(self.chat.resume, self.config.conversation_id)
+        self._open_kb()
 
     @property
     def chat(self) -> ChatScreen:
@@ -185,20 +187,38 @@ class ChatApp(App):
 
     # the knowledge base -----------------------------------------------------------------------------------
     @work(thread=True, group="kb", exit_on_error=False)
-    def _warm_up(self) -> None:
-        """Load the embedding model and the vector index with a first search, so the first question is quick."""
+    def _open_kb(self) -> None:
+        """Open the knowledge base and warm up the embedding model and vector index with a first search."""
         try:
-            self.kb.search("warm up", k=1)
-            self.post_message(_KBState(self.kb.status()))
+            opened = self.config.kb() if callable(self.config.kb) else self.config.kb
+            self.conversations = ConversationStore(opened.home)
+            self.kb = opened
+            self.session = self._new_session()
+            opened.search("warm up", k=1)
+            self.post_message(_KBState(opened.status()))
         except DeepKBError as exc:
             self.post_message(_KBState(error=str(exc)))
+            return
         finally:
             self._searchable.set()
+        if self.config.conversation_id:
+            self.call_from_thread(self.chat.resume, self.config.conversation_id)
         if self.config.watch:
             self._start_watch()
 
-    def wait_until_searchable(self) -> None:
+    def wait_until_searchable(self) -> ChatSession:
+        """The session to answer with, once the knowledge base is open and warm (from a worker thread)."""
         self._searchable.wait()
+        if self.session is None:
+            raise DeepKBError("the knowledge base could not be opened; see the message above.")
+        return self.session
+
+    def ready(self) -> bool:
+        """True once the knowledge base is open; otherwise says so."""
+        if self.session is None:
+            self.notify("The knowledge base is still opening…", severity="warning", timeout=3)
+            return False
+        return True
 
     def on__kbstate(self, message: _KBState) -> None:
         if message.error:
@@ -209,6 +229,7 @@ class ChatApp(App):
 
     def _start_watch(self) -> None:
         """Runs in the warm-up worker: the watch engine on its own KnowledgeBase (it holds the writer lock)."""
+        from deepkb.kb import KnowledgeBase
         from deepkb.watch import Watcher
 
         try:
@@ -278,6 +299,8 @@ class ChatApp(App):
         return list(self.session.turns)
 
     def saved_conversations(self) -> list[Saved]:
+        if self.conversations is None:
+            return []
         return [Saved(c.id, c.title or "(untitled)", _describe(c)) for c in self.conversations.list()]
 
     def rename_conversation(self, conversation_id: str, title: str) -> None:
@@ -285,11 +308,13 @@ class ChatApp(App):
 
     def delete_conversation(self, conversation_id: str) -> None:
         self.conversations.delete(conversation_id)
-        if self.session.id == conversation_id:
+        if self.session is not None and self.session.id == conversation_id:
             self.new_session()
 
     def export_conversation(self, target: str | None) -> None:
         """/export [FILE]: the conversation as Markdown with its citations."""
+        if not self.ready():
+            return
         if self.session.id is None:
             self.notify("Nothing to export yet: ask a question first.", severity="warning")
             return

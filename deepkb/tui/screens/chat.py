@@ -135,8 +135,8 @@ class ChatScreen(Screen):
     def _answer(self, question: str, answer: AnswerMessage, cancel: threading.Event) -> None:
         """Runs off the UI thread: retrieval, waiting for the model, generation; events go back as messages."""
         try:
-            self.app.wait_until_searchable()
-            for event in self.app.session.send(question, options=self.app.options, cancel=cancel):
+            session = self.app.wait_until_searchable()
+            for event in session.send(question, options=self.app.options, cancel=cancel):
                 self.post_message(SessionEvent(event, answer))
         except DeepKBError as exc:
             self.post_message(SessionFailed(str(exc), answer))
@@ -225,6 +225,8 @@ class ChatScreen(Screen):
         self.app.copy_text(answer.text, "answer")
 
     async def action_new_chat(self) -> None:
+        if not self.app.ready():
+            return
         if self.answering:
             self.notify("Stop the running answer first (Esc).", severity="warning")
             return
@@ -235,6 +237,8 @@ class ChatScreen(Screen):
         self.notify("New conversation.", timeout=2)
 
     def action_history(self) -> None:
+        if not self.app.ready():
+            return
         if self.answering:
             self.notify("Stop the running answer first (Esc).", severity="warning")
             return
