@@ -57,7 +57,7 @@ def chat(
     from deepkb.config import kb_home
     from deepkb.conversation import ConversationStore
     from deepkb.llm import open_llm
-    from deepkb.tui.app import ChatApp, ChatConfig
+    from deepkb.tui.app import ChatConfig, run_chat
 
     home = kb_home(ctx.ensure_object(dict).get("kb"))
     if conversation_id:
@@ -72,4 +72,4 @@ def chat(
     options = AskOptions(k=k, skip_reasoning=skip_reasoning)
     # The knowledge base opens in a worker behind the screen: its imports (numpy, hnswlib, the embedder) take a while.
     config = ChatConfig(partial(open_kb, ctx), load_llm, label, options, watch=watch, conversation_id=conversation_id)
-    ChatApp(config).run()
+    run_chat(config)

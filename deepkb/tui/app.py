@@ -6,7 +6,9 @@ index warm up with a first search, and (with --watch) the watch engine keeps the
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -110,8 +112,8 @@ class ChatApp(App):
         return self._chat  # the default screen, under any modal one
 
     def on_unmount(self) -> None:
-        if self.chat._cancel is not None:
-            self.chat._cancel.set()
+        if self._chat is not None and self._chat._cancel is not None:
+            self._chat._cancel.set()
         if self.watcher is not None:
             self.watcher.stop()
 
@@ -403,3 +405,23 @@ def _describe(info: ConversationInfo) -> str:
     """`2026-12-01 15:40 · 3 questions · 3f2a9c1d` for the history list."""
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.updated))
     return f"{when} · {info.turns} question{'s' if info.turns != 1 else ''} · {info.id}"
+
+
+def run_chat(config: ChatConfig) -> None:
+    """Run the chat with the screen on a private duplicate of the terminal's descriptor.
+
+    While llama-cpp-python loads a model (verbose off) it points descriptors 1 and 2 at /dev/null; Textual writes
+    the screen to stderr, so every update drawn during the load (seconds of typing) would be lost.
+    """
+    original = sys.__stderr__
+    try:
+        private = open(os.dup(original.fileno()), "w", encoding=original.encoding, errors=original.errors)
+    except (AttributeError, OSError, ValueError):  # no real terminal descriptor: nothing to protect
+        ChatApp(config).run()
+        return
+    sys.__stderr__ = private  # the terminal driver writes to sys.__stderr__
+    try:
+        ChatApp(config).run()
+    finally:
+        sys.__stderr__ = original
+        private.close()
