@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from deepkb.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic
@@ -66,6 +66,8 @@ class AskOptions:
     """Passages shown when no model can answer."""
     source_tokens: int | None = None
     """Prompt tokens the sources may take (the best always goes in); None: cpu_source_tokens() on a CPU, else all."""
+    history_tokens: int | None = None
+    """Prompt tokens earlier turns may take (newest first); None: as many as the sources on a CPU, else all that fit."""
 
 
 @dataclass
@@ -222,17 +224,20 @@ def answer_events(
     if stop.is_set():
         yield from _cancelled(result, hits)
         return
+    closing: list[Event] = []
     with _Holding(llm, stop) as held:
-        if not held:  # cancelled while another answer had the model
-            yield from _cancelled(result, hits)
-            return
-        yield from _generate(question, hits, llm, opts, history, result, stop)
+        if held:
+            closing = yield from _generate(question, hits, llm, opts, history, result, stop)
+    if not held:  # cancelled while another answer had the model
+        closing = list(_cancelled(result, hits))
+    yield from closing  # the Done comes after the lock is released: a consumer may stop reading there
 
 
 def _generate(
     question: str, hits: list[Hit], llm: LLM, opts: AskOptions, history: History, result: AskResult, stop
-) -> Iterator[Event]:
-    """Prompt, stream and check citations; runs with the model's lock held."""
+) -> Generator[Event, None, list[Event]]:
+    """Prompt, stream and check citations, with the model's lock held; yields the deltas and returns the closing
+    events (a Notice or none, then the Done)."""
     timings = result.timings
     room = min(opts.answer_tokens, llm.context_size // 2)
     source_tokens = opts.source_tokens
@@ -243,11 +248,15 @@ def _generate(
     # Under a source budget only 2-3 chunks fit: spend them on different documents first (on SciFact this puts a
     # relevant abstract in the prompt for 69% of questions instead of 65%; bench/context_recall.py).
     candidates = spread_documents(hits) if source_tokens is not None else hits
+    history_tokens = opts.history_tokens
+    if history_tokens is None and llm.runs_on_cpu:  # a new process prefills the history again: it costs time
+        history_tokens = source_tokens
     try:
-        prompt = build_prompt(question, candidates, llm, room, prefill, source_tokens, history=history)
+        prompt = build_prompt(
+            question, candidates, llm, room, prefill, source_tokens, history=history, history_tokens=history_tokens
+        )
     except LLMError as exc:
-        yield from _fallback(result, hits, opts, f"{exc} Showing the best passages instead.")
-        return
+        return list(_fallback(result, hits, opts, f"{exc} Showing the best passages instead."))
     result.model = llm.name
     timings.prompt_tokens = prompt.prompt_tokens
     usage = Usage()
@@ -256,8 +265,7 @@ def _generate(
         yield from stream.run(prompt.messages, room, opts.temperature, usage)
     except _NoFirstToken as exc:  # e.g. the LLM server is down
         result.model = None
-        yield from _fallback(result, hits, opts, f"{exc} Showing the best passages instead.")
-        return
+        return list(_fallback(result, hits, opts, f"{exc} Showing the best passages instead."))
     except LLMError as exc:  # failed mid-answer: keep what came
         result.error = str(exc)
     thinking, answer = split_think(stream.raw)
@@ -279,9 +287,7 @@ def _generate(
         result.notice = LOOP_NOTICE
     elif not answer and thinking:
         result.notice = f"The model spent all {room} answer tokens reasoning; raise --max-tokens or try --no-think."
-    if result.notice:
-        yield Notice(result.notice)
-    yield Done(result)
+    return ([Notice(result.notice)] if result.notice else []) + [Done(result)]
 
 
 class _Holding:

@@ -107,7 +107,8 @@ class ChatSession:
     # what the next answer sees ------------------------------------------------------------------------------
     def history(self) -> list[tuple[str, str]]:
         """The (question, answer) turns the next prompt carries, oldest first (the prompt drops the oldest)."""
-        return self.given_history + [(t.question, t.answer) for t in self.turns if t.answered]
+        given = [(q, a) for q, a in self.given_history if a.strip()]
+        return given + [(t.question, t.answer) for t in self.turns if t.answered]
 
     def previous_questions(self) -> list[str]:
         return [q for q, _ in self.given_history] + [t.question for t in self.turns]

@@ -101,13 +101,14 @@ def build_prompt(
     prefill: str | None = None,
     source_tokens: int | None = None,
     history: Sequence[tuple[str, str]] = (),
+    history_tokens: int | None = None,
 ) -> Prompt:
     """Number the best hits [1].. and add them while the prompt plus `answer_tokens` fit the context.
 
     `source_tokens` caps what the sources may take (the first always goes in, whole if it fits the context):
     on a CPU every prompt token costs prefill time before the first answer token. `history`, earlier
     (question, answer) turns oldest first, goes between the system prompt and the question with what room the
-    sources leave: the newest turns first, the oldest dropped. The turns come before this turn's sources so the
+    sources leave (and at most `history_tokens`): the newest turns first, the oldest dropped. The turns come before this turn's sources so the
     next question's prompt starts like this one (llama.cpp reuses that KV state).
     """
     budget = llm.context_size - answer_tokens - SAFETY_TOKENS
@@ -139,12 +140,14 @@ def build_prompt(
         used += cost
         source_used += cost
     turns: list[tuple[str, str]] = []
+    history_used = 0
     for turn in reversed(history):  # the newest first; the first that does not fit ends the history
         cost = sum(llm.count_tokens(m["content"]) + 8 for m in history_messages([turn]))
-        if used + cost > budget:
+        if used + cost > budget or (history_tokens is not None and history_used + cost > history_tokens):
             break
         turns.insert(0, turn)
         used += cost
+        history_used += cost
     messages = _messages(blocks, question, prefill, turns)
     total = llm.count_messages(messages)
     while total > budget + SAFETY_TOKENS and (turns or len(blocks) > 1):  # the estimate was off

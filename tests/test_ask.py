@@ -222,7 +222,16 @@ def test_cli_json_contract(tiny_model, tmp_path, embedder):
 
 def test_every_command_has_help_with_an_example():
     runner = CliRunner()
-    for args in (["ask"], ["models"], ["models", "list"], ["models", "pull"], ["models", "rm"]):
+    commands = (
+        ["ask"],
+        ["chats"],
+        ["chats", "show"],
+        ["chats", "rm"],
+        ["chats", "rename"],
+        ["models"],
+        ["models", "list"],
+    )
+    for args in (*commands, ["models", "pull"], ["models", "rm"]):
         result = runner.invoke(main, [*args, "--help"])
         assert result.exit_code == 0 and "Example" in result.output, args
 

@@ -16,6 +16,7 @@ from deepkb.conversation import (
     Delta,
     Done,
     Notice,
+    Retrieved,
     conversation_query,
     fuse_hits,
 )
@@ -47,7 +48,13 @@ def _kinds(events) -> list[str]:
 
 def test_events_come_in_order_and_end_with_one_done(docs_kb, llm):
     session = ChatSession(docs_kb, llm, options=AskOptions(k=2))
-    events = list(session.send("How long are backups kept?"))
+    events = []
+    for event in session.send("How long are backups kept?"):
+        events.append(event)
+        if isinstance(event, Done):
+            assert not llm.lock.locked()  # released before the Done: a shell may stop reading there
+        elif isinstance(event, Delta):
+            assert llm.lock.locked()  # held while the model writes
     kinds = _kinds(events)
     assert kinds[0] == "Retrieved" and kinds[-1] == "Done" and kinds.count("Done") == 1
     assert events[0].hits and events[0].hits[0].path.endswith("backup.md")  # sources before any token
@@ -100,6 +107,17 @@ def test_cancel_from_another_thread_keeps_the_partial_answer(docs_kb, llm):
     assert [t.cancelled for t in saved.turns] == [True, False]
 
 
+def test_cancel_while_another_answer_holds_the_model(docs_kb, llm):
+    session = ChatSession(docs_kb, llm, options=AskOptions(k=2), save=False)
+    with llm.lock:  # another conversation is generating
+        events = session.send("How long are backups kept?")
+        assert isinstance(next(events), Retrieved)
+        threading.Timer(0.2, session.cancel).start()
+        rest = list(events)  # waits for the model until the cancel, then gives up
+    assert _kinds(rest) == ["Notice", "Done"] and rest[-1].result.cancelled and rest[-1].result.answer == ""
+    assert rest[-1].result.also_retrieved  # the passages are still listed
+
+
 def test_two_threads_share_one_model(docs_kb, llm):
     results: dict[int, object] = {}
     start = threading.Barrier(2)
@@ -128,10 +146,12 @@ def test_history_goes_into_the_prompt_and_the_oldest_turn_goes_first(llm):
     assert [m["content"] for m in prompt.messages[1:-1:2]] == [q for q, _ in kept]
     assert "[1]" not in "".join(m["content"] for m in prompt.messages[2:-1:2])  # old markers are not citable
     assert prompt.messages[-1]["content"].startswith("Sources:") and "thirty days" in prompt.messages[-1]["content"]
+    capped = build_prompt("And offsite?", [hit], llm, 512, history=history, history_tokens=120)
+    assert 0 < capped.history_turns < prompt.history_turns  # a CPU keeps the history it prefills short
 
 
 def test_a_follow_up_reuses_the_kv_state_of_the_conversation_so_far(docs_kb, llm):
-    session = ChatSession(docs_kb, llm, options=AskOptions(k=1, source_tokens=60), save=False)
+    session = ChatSession(docs_kb, llm, options=AskOptions(k=1, source_tokens=60, history_tokens=400), save=False)
     session.ask("How long are backups kept?")
     session.ask("And where?")
     third = session.ask("Who rotates the keys?")
@@ -208,7 +228,9 @@ def test_conversations_are_saved_resumed_listed_shown_and_deleted(tmp_path, embe
     assert runner.invoke(main, [*kb, "ingest", str(docs)]).exit_code == 0
     again = _json(runner.invoke(main, [*kb, "chats", "show", cid, "--json"]))
     assert again["turns"][0]["citations"][0] == cited
-    assert runner.invoke(main, [*kb, "chats", "show", cid]).exit_code == 0
+    text = runner.invoke(main, [*kb, "chats", "show", cid])
+    assert text.exit_code == 0 and "1. How often do I have to change my password?" in text.output
+    assert "[bold]" not in text.output and "security-policy.md" in text.output
 
     gone = runner.invoke(main, [*kb, "chats", "rm", cid[:8]])
     assert gone.exit_code == 0 and cid in gone.output
@@ -223,5 +245,5 @@ def test_a_resumed_session_carries_its_history(docs_kb):
     resumed = ChatSession(docs_kb, None, conversation_id=session.id[:5])
     assert resumed.previous_questions() == ["How long are backups kept?"]
     assert resumed.history() == []  # passages are not a model's answer: nothing to carry into the prompt
-    given = ChatSession(docs_kb, None, history=[("Q?", "A.")], save=False)
-    assert given.history() == [("Q?", "A.")] and given.previous_questions() == ["Q?"]
+    given = ChatSession(docs_kb, None, history=[("Q?", "A."), ("R?", "")], save=False)
+    assert given.history() == [("Q?", "A.")] and given.previous_questions() == ["Q?", "R?"]

@@ -18,8 +18,9 @@ from deepkb.answer import (
     CPU_TTFT_TARGET_S,
     cpu_source_tokens,
 )
+from deepkb.config import Settings
 from deepkb.errors import LLMError, ModelLoadError, UsageError
-from deepkb.llm import LlamaCppLLM, OpenAICompatLLM, Usage, get_backend, physical_cores
+from deepkb.llm import LlamaCppLLM, OpenAICompatLLM, Usage, get_backend, open_configured_llm, physical_cores
 from deepkb.prompt import build_prompt
 from deepkb.search import Hit
 
@@ -287,3 +288,20 @@ def test_cpu_source_budget_follows_the_measured_prefill_speed():
     assert slow == CPU_SOURCE_TOKENS_RANGE[0] < usual < fast < CPU_SOURCE_TOKENS_RANGE[1]
     assert usual == int(40.0 * CPU_TTFT_TARGET_S) - CPU_PROMPT_OVERHEAD_TOKENS  # the sources fill the target time
     assert cpu_source_tokens(10_000.0) == CPU_SOURCE_TOKENS_RANGE[1]
+
+
+def test_llm_settings_come_from_config_toml_and_flags_win(tiny_model, tmp_path, monkeypatch):
+    home = tmp_path / "kb"
+    home.mkdir()
+    (home / "config.toml").write_text(f'model = "{tiny_model}"\nllm_context = 768\nllm_threads = 1\ngpu_layers = 0\n')
+    settings = Settings.load(home)
+    llm = open_configured_llm(settings)
+    assert isinstance(llm, LlamaCppLLM) and llm.context_size == 768 and llm.path == tiny_model.resolve()
+    assert llm._llama.n_threads == 1 and llm.runs_on_cpu
+    monkeypatch.setenv("DEEPKB_LLM_CONTEXT", "1024")
+    assert Settings.load(home).llm_context == 1024  # the environment over the file
+    assert Settings.load(home, llm_context=512).llm_context == 512  # a flag over both
+    monkeypatch.setenv("DEEPKB_LLM_URL", "http://127.0.0.1:9/v1")
+    remote = open_configured_llm(Settings.load(home))
+    assert isinstance(remote, OpenAICompatLLM) and remote.url == "http://127.0.0.1:9/v1/chat/completions"
+    assert remote.model is None  # a GGUF path is no server model name

@@ -77,7 +77,7 @@ def show(ctx: click.Context, conversation_id: str, as_json: bool, as_markdown: b
         return
     console.print(f"[bold]{conversation.title}[/]  [dim]{conversation.id} · {_when(conversation.created)}[/]")
     for n, turn in enumerate(conversation.turns, 1):
-        console.print(f"\n[bold]{n}. {turn.question}[/]", soft_wrap=True, markup=False, style="bold")
+        console.print(f"\n{n}. {turn.question}", soft_wrap=True, markup=False, style="bold")
         console.print(turn.answer, markup=False, soft_wrap=True)
         if turn.cancelled:
             console.print("[dim](cancelled)[/]")
