@@ -4,28 +4,34 @@ from __future__ import annotations
 
 import importlib.util
 from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from deepkb.answer import AskOptions
-from deepkb.cli._common import kb_option, open_kb
+from deepkb.cli._common import kb_option
 from deepkb.errors import UsageError
-from deepkb.llm import DEFAULT_CONTEXT_SIZE
+
+if TYPE_CHECKING:
+    from deepkb.kb import KnowledgeBase
 
 
 @click.command()
 @click.option(
     "--watch", "watch", multiple=True, type=click.Path(), help="Keep this folder in step while chatting (repeatable)."
 )
-@click.option("--model", envvar="DEEPKB_MODEL", help="GGUF file or catalog name (default: the pulled default model).")
-@click.option("--llm-url", envvar="DEEPKB_LLM_URL", help="Answer with an OpenAI-compatible server at this URL instead.")
+@click.option("--model", help="GGUF file or catalog name (default: setting `model`, else the pulled default model).")
+@click.option("--llm-url", help="Answer with an OpenAI-compatible server at this URL instead (setting `llm_url`).")
+@click.option(
+    "--llm-api-key-env", metavar="NAME", help="Send the API key held in environment variable NAME to --llm-url."
+)
 @click.option("--no-model", is_flag=True, help="Retrieval only: show the best passages, never load a model.")
 @click.option(
     "--gpu-layers", type=int, default=None, help="Layers to put on the GPU (-1 all, 0 none; default: all if possible)."
 )
-@click.option(
-    "--ctx", "context_size", type=int, default=DEFAULT_CONTEXT_SIZE, show_default=True, help="Context size in tokens."
-)
+@click.option("--ctx", "context_size", type=int, default=None, help="Context size in tokens (setting `llm_context`).")
+@click.option("--threads", type=int, default=None, help="CPU threads for the model (default: the physical cores).")
 @click.option("-k", "k", type=int, default=AskOptions.k, show_default=True, help="Passages to retrieve per question.")
 @click.option("--no-think", "skip_reasoning", is_flag=True, help="Start with reasoning off (/think on turns it on).")
 @click.option(
@@ -34,8 +40,9 @@ from deepkb.llm import DEFAULT_CONTEXT_SIZE
 @kb_option
 @click.pass_context
 def chat(
-    ctx: click.Context, watch: tuple[str, ...], model: str | None, llm_url: str | None, no_model: bool,
-    gpu_layers: int | None, context_size: int, k: int, skip_reasoning: bool, conversation_id: str | None,
+    ctx: click.Context, watch: tuple[str, ...], model: str | None, llm_url: str | None, llm_api_key_env: str | None,
+    no_model: bool, gpu_layers: int | None, context_size: int | None, threads: int | None, k: int,
+    skip_reasoning: bool, conversation_id: str | None,
 ) -> None:  # fmt: skip
     """Chat with the knowledge base in a full-screen terminal UI, with sources beside each answer.
 
@@ -54,22 +61,28 @@ def chat(
         raise UsageError(
             "the chat needs Textual; install it with `pip install 'deepkb[tui]'` (or `pip install textual`)."
         )
-    from deepkb.config import kb_home
+    from deepkb.config import Settings
     from deepkb.conversation import ConversationStore
-    from deepkb.llm import open_llm
+    from deepkb.llm import open_configured_llm
     from deepkb.tui.app import ChatConfig, run_chat
 
-    home = kb_home(ctx.ensure_object(dict).get("kb"))
+    obj = ctx.ensure_object(dict)
+    settings = Settings.load(
+        obj.get("kb"), **obj.get("settings", {}), model=model, llm_url=llm_url, llm_api_key_env=llm_api_key_env,
+        gpu_layers=gpu_layers, llm_context=context_size, llm_threads=threads,
+    )  # fmt: skip
     if conversation_id:
-        conversation_id = ConversationStore(home).resolve(conversation_id)
-    load_llm = None
-    if not no_model:
-        cache_dir = home / "cache" / "prompts"
-        load_llm = partial(
-            open_llm, model, url=llm_url, context_size=context_size, gpu_layers=gpu_layers, cache_dir=cache_dir
-        )
-    label = llm_url or (model and click.format_filename(model, shorten=True)) or "the model"
+        conversation_id = ConversationStore(settings.home).resolve(conversation_id)
+    load_llm = None if no_model else partial(open_configured_llm, settings)
+    label = settings.llm_url or (Path(settings.model).name if settings.model else "the model")
     options = AskOptions(k=k, skip_reasoning=skip_reasoning)
-    # The knowledge base opens in a worker behind the screen: its imports (numpy, hnswlib, the embedder) take a while.
-    config = ChatConfig(partial(open_kb, ctx), load_llm, label, options, watch=watch, conversation_id=conversation_id)
-    run_chat(config)
+
+    def open_kb() -> KnowledgeBase:
+        """Runs in a worker behind the screen: the knowledge base's imports (numpy, hnswlib, embedder) take a while."""
+        from deepkb.kb import KnowledgeBase
+
+        kb = KnowledgeBase(settings)
+        ctx.call_on_close(kb.close)
+        return kb
+
+    run_chat(ChatConfig(open_kb, load_llm, label, options, watch=watch, conversation_id=conversation_id))
