@@ -275,7 +275,12 @@ def test_selecting_a_source_shows_the_whole_passage_and_opens_it_in_the_editor(d
     run(scenario)
 
 
-def test_no_model_shows_the_best_passages_and_how_to_get_a_model(docs_kb):
+def test_no_model_shows_the_best_passages_and_how_to_get_a_model(docs_kb, tmp_path, monkeypatch):
+    log = tmp_path / "viewer-args.json"
+    viewer = tmp_path / "bin" / "zathura"  # a viewer deepkb knows how to open at a page
+    write(viewer, f"#!{sys.executable}\nimport json, sys\nopen({str(log)!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+    viewer.chmod(0o755)
+    monkeypatch.setenv("DEEPKB_PDF_VIEWER", str(viewer))
     app = _app(docs_kb)
 
     async def scenario():
@@ -289,6 +294,19 @@ def test_no_model_shows_the_best_passages_and_how_to_get_a_model(docs_kb):
             assert chat(pilot).sources.query_one("#sources-title").render().plain.startswith("Best passages")
             await pilot.press("tab", "1")  # digit n in the sources pane reads [n]
             assert isinstance(app.screen, SourceScreen) and app.screen.source.n == 1
+            hit = app.screen.source.hit
+            assert hit.path.endswith(".pdf") and hit.page
+            await pilot.press("e")  # a PDF opens in the viewer at its page
+            await until(pilot, log.exists, timeout=20, what="the PDF viewer")
+            assert json.loads(log.read_text()) == [f"--page={hit.page}", hit.path]
+            await pilot.press("escape")
+
+            await pilot.resize_terminal(50, 16)  # a small terminal keeps the input and status line on screen
+            await pilot.pause()
+            for widget in ("#question", "#status"):
+                region = app.query_one(widget).region
+                assert region.height and region.bottom <= 16
+            await pilot.resize_terminal(*SIZE)
 
     run(scenario)
 
