@@ -91,6 +91,7 @@ class ChatApp(App):
         self._searchable = threading.Event()  # the embedder and the vector index are loaded
         self.watcher = None
         self._watch_last = ""
+        self._told_empty = False
         self._chat: ChatScreen | None = None
 
     # lifecycle --------------------------------------------------------------------------------------------
@@ -228,6 +229,13 @@ class ChatApp(App):
         if message.counts is not None:
             c = message.counts
             self.chat.status.kb = f"{c['documents']} documents · {c['chunks']} chunks"
+            if not c["chunks"] and not self.config.watch and not self._told_empty:
+                self._told_empty = True
+                self.notify(
+                    "The knowledge base is empty: quit and run `deepkb ingest PATH`, or start with --watch DIR.",
+                    severity="warning",
+                    timeout=10,
+                )
 
     def _start_watch(self) -> None:
         """Runs in the warm-up worker: the watch engine on its own KnowledgeBase (it holds the writer lock)."""
@@ -295,9 +303,13 @@ class ChatApp(App):
     def new_session(self) -> None:
         self.session = self._new_session()
 
-    def resume_session(self, conversation_id: str) -> list:
-        """Continue a saved conversation; returns its turns to show."""
-        self.session = self._new_session(conversation_id)
+    def resume_session(self, conversation_id: str) -> list | None:
+        """Continue a saved conversation; returns its turns to show (None, and a notification, if it is gone)."""
+        try:
+            self.session = self._new_session(conversation_id)
+        except DeepKBError as exc:
+            self.notify(str(exc), severity="error")
+            return None
         return list(self.session.turns)
 
     def saved_conversations(self) -> list[Saved]:
@@ -306,10 +318,17 @@ class ChatApp(App):
         return [Saved(c.id, c.title or "(untitled)", _describe(c)) for c in self.conversations.list()]
 
     def rename_conversation(self, conversation_id: str, title: str) -> None:
-        self.conversations.rename(conversation_id, title)
+        try:
+            self.conversations.rename(conversation_id, title)
+        except DeepKBError as exc:
+            self.notify(str(exc), severity="error")
 
     def delete_conversation(self, conversation_id: str) -> None:
-        self.conversations.delete(conversation_id)
+        try:
+            self.conversations.delete(conversation_id)
+        except DeepKBError as exc:
+            self.notify(str(exc), severity="error")
+            return
         if self.session is not None and self.session.id == conversation_id:
             self.new_session()
 
@@ -320,7 +339,11 @@ class ChatApp(App):
         if self.session.id is None:
             self.notify("Nothing to export yet: ask a question first.", severity="warning")
             return
-        text = self.conversations.export_markdown(self.session.id)
+        try:
+            text = self.conversations.export_markdown(self.session.id)
+        except DeepKBError as exc:
+            self.notify(str(exc), severity="error")
+            return
         path = Path(target).expanduser() if target else Path.cwd() / f"deepkb-chat-{self.session.id}.md"
         try:
             path.write_text(text, encoding="utf-8")

@@ -255,6 +255,8 @@ class ChatScreen(Screen):
     async def resume(self, conversation_id: str) -> None:
         """Show a saved conversation and continue it: follow-ups see its earlier turns."""
         turns = self.app.resume_session(conversation_id)
+        if turns is None:
+            return
         await self.conversation.clear()
         for turn in turns:
             answer = await self.conversation.add_question(turn.question)
