@@ -197,13 +197,25 @@ def test_the_screen_opens_while_the_model_is_still_loading(docs_kb, tiny_llm):
     run(scenario)
 
 
-def test_esc_stops_the_answer_and_keeps_what_was_written(docs_kb, slow_server):
+def test_the_answer_is_followed_until_the_user_scrolls_up_and_esc_stops_it(docs_kb, slow_server):
     app = _app(docs_kb, lambda: OpenAICompatLLM(slow_server.url))
 
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
             await ask(pilot, wait=False)
-            await until(pilot, lambda: "word3" in (chat(pilot).last_answer.text or ""), what="the first words")
+            view = chat(pilot).conversation
+            await until(pilot, lambda: view.max_scroll_y > 5, what="an answer taller than the view")
+            await pilot.pause(0.3)
+            assert view.scroll_y == view.max_scroll_y  # following the stream
+            view.scroll_home(animate=False)  # the user scrolls up to read: the view stays there
+            grown = view.max_scroll_y
+            await until(pilot, lambda: view.max_scroll_y > grown + 3, what="more words")
+            assert view.scroll_y == 0
+            view.scroll_end(animate=False)  # back at the bottom: following again
+            grown = view.max_scroll_y
+            await until(pilot, lambda: view.max_scroll_y > grown + 3, what="more words")
+            await pilot.pause(0.3)
+            assert view.scroll_y == view.max_scroll_y
             await pilot.press("escape")
             await until(pilot, lambda: not chat(pilot).answering, what="the stop")
             await pilot.pause()

@@ -84,6 +84,7 @@ class AnswerMessage(Vertical):
                 self.reasoning_box.remove_class("-empty")
                 self._reasoning_stream = Markdown.get_stream(self.query_one(".reasoning-text", Markdown))
             await self._reasoning_stream.write(text)
+            self._follow()
             return
         self.text += text
         pending = self._held + text
@@ -96,6 +97,7 @@ class AnswerMessage(Vertical):
             if self._answer_stream is None:
                 self._answer_stream = Markdown.get_stream(self.answer_markdown)
             await self._answer_stream.write(link_markers(pending))
+        self._follow()
 
     async def finish(self, answer: str, *, stopped: bool = False, meta: str = "") -> None:
         """End the stream; the verified answer replaces the streamed one when they differ."""
@@ -114,6 +116,12 @@ class AnswerMessage(Vertical):
         meta_line = self.query_one(".meta", Static)
         meta_line.update(" · ".join(parts))
         meta_line.display = bool(parts)
+        self._follow()
+
+    def _follow(self) -> None:
+        parent = self.parent
+        if isinstance(parent, Conversation):
+            parent.call_after_refresh(parent.follow)
 
     async def show(self, answer: str, reasoning: str = "", meta: str = "", stopped: bool = False) -> None:
         """Fill in a finished answer at once (a resumed conversation)."""
@@ -132,16 +140,27 @@ class AnswerMessage(Vertical):
 
 
 class Conversation(VerticalScroll):
-    """The scrolling transcript; anchored to the bottom while the user has not scrolled up (Textual's anchor)."""
+    """The scrolling transcript. Once it is taller than the view it is anchored to the bottom (Textual's anchor):
+    a streaming answer stays in sight until the user scrolls up, and again once they scroll back down."""
 
-    def on_mount(self) -> None:
-        self.anchor()
+    def follow(self, jump: bool = False) -> None:
+        """Anchor when the transcript overflows (a short one reads from the top); `jump` re-anchors after a scroll."""
+        if self.virtual_size.height <= self.scrollable_content_region.height:
+            if self.is_anchored:
+                self.anchor(False)
+            if self.scroll_y:  # an anchored view sits at a negative offset (bottom-aligned) until moved
+                self.scroll_to(y=0, animate=False, immediate=True)
+        elif jump or not self.is_anchored:
+            self.anchor()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.follow)
 
     async def add_question(self, question: str) -> AnswerMessage:
-        """Show a question and an empty answer below it; returns the answer to stream into."""
+        """Show a question and an empty answer below it (scrolled into view); returns the answer to stream into."""
         answer = AnswerMessage()
         await self.mount_all([UserMessage(question), answer])
-        self.anchor()
+        self.call_after_refresh(self.follow, True)
         return answer
 
     @property
