@@ -373,6 +373,23 @@ def test_slash_commands(docs_kb, tmp_path, monkeypatch):
     run(scenario)
 
 
+def test_the_command_palette_runs_chat_commands(docs_kb):
+    from textual.command import CommandPalette
+
+    app = _app(docs_kb)
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+p")
+            await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
+            await pilot.press(*"toggle sources")
+            await pilot.pause(0.5)
+            await pilot.press("enter")
+            await until(pilot, lambda: not chat(pilot).sources.display, what="the sources pane to hide")
+
+    run(scenario)
+
+
 def test_copy_falls_back_to_a_file_and_says_where(docs_kb, tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPKB_CLIPBOARD", "file")
     monkeypatch.setenv("DEEPKB_CLIPBOARD_DIR", str(tmp_path / "clip"))
