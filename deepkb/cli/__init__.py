@@ -73,6 +73,7 @@ def _register() -> None:
     from deepkb.cli import kb as kb_commands
     from deepkb.cli.ask import ask
     from deepkb.cli.backup import backup, restore
+    from deepkb.cli.chat import chat
     from deepkb.cli.chats import chats
     from deepkb.cli.doctor import doctor
     from deepkb.cli.models import models
@@ -80,7 +81,7 @@ def _register() -> None:
     from deepkb.cli.watch import watch
 
     for command in (kb_commands.ingest, kb_commands.search, kb_commands.status, kb_commands.remove,
-                    kb_commands.reindex, watch, ask, chats, models, serve):  # fmt: skip
+                    kb_commands.reindex, watch, ask, chat, chats, models, serve):  # fmt: skip
         main.add_command(command)
     for command in (backup, restore, doctor):
         main.add_command(command)
