@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deepkb.server")
 
-SEARCH_FIELDS = ("path", "page", "line_start", "line_end", "heading", "score", "text", "chunk_id", "dense_score")
-
 
 def _busy(exc: QueueFull) -> ApiError:
     return ApiError(
@@ -268,7 +266,7 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
         return {
             "query": body.query,
             "mode": body.mode,
-            "hits": [{f: getattr(h, f) for f in SEARCH_FIELDS} for h in hits],
+            "hits": [h.to_json() for h in hits],  # the one hit shape, as `deepkb search --json`
         }
 
     @app.get("/v1/documents")

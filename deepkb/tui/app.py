@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input
@@ -275,7 +276,11 @@ class ChatApp(App):
             state = "syncing…"
         else:
             state = f"idle, last {self._watch_last}" if self._watch_last else "idle"
-        self.chat.status.watch = f"watch: {state}"
+        try:
+            status = self.chat.status
+        except NoMatches:  # the timer ticked while the app was closing and its widgets were gone
+            return
+        status.watch = f"watch: {state}"
 
     # conversations ----------------------------------------------------------------------------------------
     @property
