@@ -7,13 +7,26 @@ TORCH_VERSION ?= 2.13.0
 # TORCH=skip keeps whatever torch is installed (Jetson: install NVIDIA's JetPack wheel first).
 TORCH ?= auto
 DEMO_KB := .deepkb-demo
+# The exact versions CI tested (pip constraints, torch excluded: it is chosen above). `make lock` refreshes them.
+CONSTRAINTS := constraints.txt
+# The lowest Python deepkb claims; `make test-py310` proves it (CI runs it after `make test`).
+PY310 ?= $(shell command -v python3.10 >/dev/null 2>&1 && python3.10 -c 'print(1)' >/dev/null 2>&1 && command -v python3.10 || ls $(HOME)/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10 2>/dev/null | head -n 1)
+VENV310 := .venv-py310
+# pyproject's dependencies and extras, less torch and the packages that need it
+define PY310_REQUIREMENTS
+import tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+wanted = project["dependencies"] + [r for name, reqs in project["optional-dependencies"].items() if name != "dev" for r in reqs]
+print("\n".join(r for r in wanted if not r.startswith(("torch", "transformers", "sentence-transformers"))))
+endef
+export PY310_REQUIREMENTS
 QUESTION ?= What does the retention policy say about backups?
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test test-py310 lock bench lint clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	@if [ "$(TORCH)" = skip ]; then echo "keeping the installed torch"; \
@@ -23,8 +36,15 @@ $(VENV)/.installed: pyproject.toml
 		$(BIN)/pip install "torch==$(TORCH_VERSION)+cpu" 2>/dev/null || \
 		$(BIN)/pip install "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(BIN)/pip install -e ".[test,dev]"
+	$(BIN)/pip install -c $(CONSTRAINTS) -e ".[test,dev]"
 	touch $@
+
+# Refresh the pins on purpose: newest versions within pyproject's bounds, then `make test` before committing them.
+lock:
+	test -x $(BIN)/python || $(MAKE) install
+	$(BIN)/pip install --upgrade --upgrade-strategy eager -e ".[test,dev]"
+	$(BIN)/pip freeze --exclude-editable | grep -v -i -E '^(torch|nvidia-|triton|pip|setuptools)([=+]|$$)' > $(CONSTRAINTS)
+	touch $(VENV)/.installed
 
 demo: install
 	$(BIN)/deepkb --kb $(DEMO_KB) ingest data
@@ -34,6 +54,19 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Python 3.10 (the floor in pyproject): the whole suite on a 3.10 venv. torch has no CPU wheel for 3.10 here, so
+# this venv has no torch: the OpenVINO engine (no torch needed once converted) reads the IR the 3.11 venv converts,
+# and the tests that compare against torch skip, saying so.
+test-py310: install
+	@test -n "$(PY310)" || { echo "no python3.10 found: install it (pyenv install 3.10, or Debian's python3.10)"; exit 1; }
+	test -x $(VENV310)/bin/python || $(PY310) -m venv $(VENV310)
+	$(VENV310)/bin/pip install -q --upgrade pip
+	$(VENV310)/bin/pip install -q -c $(CONSTRAINTS) --no-deps -e .
+	$(BIN)/python -c "$$PY310_REQUIREMENTS" > $(VENV310)/requirements.txt
+	$(VENV310)/bin/pip install -q -c $(CONSTRAINTS) -r $(VENV310)/requirements.txt
+	DEEPKB_CACHE=$(CURDIR)/.test-cache $(BIN)/python -c "from deepkb.embedder import create_embedder; create_embedder('all-MiniLM-L6-v2', 'openvino')"
+	DEEPKB_TEST_CACHE=$(CURDIR)/.test-cache $(VENV310)/bin/python -m pytest -q
+
 bench: install
 	$(BIN)/python bench/run.py
 
@@ -42,4 +75,4 @@ lint: install
 	$(BIN)/ruff format --check deepkb tests bench
 
 clean:
-	rm -rf $(VENV) $(DEMO_KB) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(VENV310) $(DEMO_KB) .test-cache .pytest_cache build *.egg-info

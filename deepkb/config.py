@@ -9,7 +9,10 @@ import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
 
 from deepkb.errors import UsageError
 

@@ -219,10 +219,7 @@ def _embedder(ctx: _Context) -> Finding:
 
 
 def _precision(embedder) -> str | None:
-    """The precision the engine really computes in: what it says, else what OpenVINO compiled, else torch's dtype."""
-    for attr in ("precision", "inference_precision"):
-        if getattr(embedder, attr, None):
-            return str(getattr(embedder, attr))
+    """The precision the engine really computes in: what OpenVINO compiled, else torch's dtype, else what it says."""
     for request in (getattr(embedder, "_compiled", None) or {}).values():
         try:
             hint = request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT")
@@ -232,7 +229,11 @@ def _precision(embedder) -> str | None:
     try:
         return str(next(embedder.model.parameters()).dtype).removeprefix("torch.")
     except Exception:
-        return None
+        pass
+    for attr in ("precision", "inference_precision"):
+        if getattr(embedder, attr, None):
+            return str(getattr(embedder, attr))
+    return None
 
 
 def _agreement_with_stored(ctx: _Context, embedder) -> float | None:

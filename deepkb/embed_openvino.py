@@ -22,10 +22,19 @@ from pathlib import Path
 import numpy as np
 
 from deepkb.checksum import file_sha256
-from deepkb.embedder import QUERY_TEXTS, Embedder, KnownModel, plain_copy, resolve_model, verify_weights
+from deepkb.embedder import (
+    QUERY_TEXTS,
+    Embedder,
+    KnownModel,
+    plain_copy,
+    quiet_third_party,
+    resolve_model,
+    verify_weights,
+)
 from deepkb.errors import EmbeddingModelError
 
 FORMAT = 2  # bump when the IR layout or the manifest changes
+PRECISION = "f32"  # inference precision, pinned: the same vectors on every CPU (see _request)
 IR_FILES = ("model.xml", "model.bin", "tokenizer.json")  # checksummed in the manifest, checked on every load
 PROBE_MIN_COSINE = 0.99999  # the converted model must give the torch model's vectors, or it is not used
 PROBES = [
@@ -88,12 +97,18 @@ class OpenVINOEmbedder(Embedder):
             folder, known = resolve_model(name_or_path, verify=False)
             ir = _ir_folder(folder, known, ov.get_version())
             if not _usable(ir):
+                _refuse_if_rejected(ir)
                 if known:
                     verify_weights(folder, known)
-                _convert(folder, ir)
+                try:
+                    _convert(folder, ir)
+                except ConversionRejected as exc:
+                    _remember_rejection(ir, exc)
+                    raise
                 self.converted = True
             name_or_path = known.name if known else name_or_path
         self.name, self.folder = name_or_path, ir
+        self.precision = PRECISION
         manifest = json.loads((ir / "manifest.json").read_text())
         self.dim = int(manifest["dim"])
         self.max_tokens = int(manifest["max_seq_length"]) - 2
@@ -113,7 +128,7 @@ class OpenVINOEmbedder(Embedder):
         if threads not in self._compiled:
             # f32 pinned: OpenVINO's CPU plugin infers in bf16 by default where the CPU has native bf16 (AVX-512
             # BF16, AMX), and then the vectors depend on the machine (cosine 0.99998 to torch's on such a CPU).
-            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION}
             if threads:
                 config["INFERENCE_NUM_THREADS"] = threads
             self._compiled[threads] = self._core.compile_model(self._model, "CPU", config).create_infer_request()
@@ -154,9 +169,51 @@ def _ir_folder(source: Path, known: KnownModel | None, ov_version: str) -> Path:
         weights = source / "model.safetensors"
         stat = weights.stat() if weights.exists() else None
         identity = f"{source.resolve()}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}"
-    digest = hashlib.sha256(f"{identity}|{ov_version}|{FORMAT}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{identity}|{ov_version}|{FORMAT}|{PRECISION}".encode()).hexdigest()[:16]
     name = known.name if known else source.name
     return cache_root() / "embedders" / f"{name}-openvino-{digest}"
+
+
+class ConversionRejected(EmbeddingModelError):
+    """OpenVINO cannot take this model (it does not convert, or its vectors differ from torch's): a fact about the
+    model, the OpenVINO version and the precision, remembered so that later processes go straight to the fallback.
+    `first_time` is False when the rejection was remembered from an earlier process (nothing to announce again)."""
+
+    def __init__(self, message: str, first_time: bool = True) -> None:
+        super().__init__(message)
+        self.first_time = first_time
+
+
+def rejection_file(ir: Path) -> Path:
+    """Where a rejected conversion of the model behind `ir` is remembered (beside the IR folder it would be)."""
+    return ir.with_name(f"{ir.name}.rejected.json")
+
+
+def _remember_rejection(ir: Path, exc: ConversionRejected) -> None:
+    record = {"reason": str(exc), "openvino": _import_openvino().get_version(), "precision": PRECISION}
+    try:
+        ir.parent.mkdir(parents=True, exist_ok=True)
+        rejection_file(ir).write_text(json.dumps(record, indent=2))
+    except OSError:  # an unwritable cache only costs the conversion again next time
+        pass
+
+
+def _refuse_if_rejected(ir: Path) -> None:
+    try:
+        record = json.loads(rejection_file(ir).read_text())
+    except (OSError, ValueError):
+        return
+    raise ConversionRejected(str(record.get("reason", "OpenVINO could not take this model")), first_time=False)
+
+
+def remembered_rejection(name_or_path: str) -> str | None:
+    """The reason OpenVINO was refused for this model on this OpenVINO version, if an earlier process found one."""
+    try:
+        folder, known = resolve_model(name_or_path, verify=False)
+        record = json.loads(rejection_file(_ir_folder(folder, known, _import_openvino().get_version())).read_text())
+    except (EmbeddingModelError, OSError, ValueError):
+        return None
+    return str(record.get("reason", "OpenVINO could not take this model"))
 
 
 _checked: set[Path] = set()
@@ -181,10 +238,15 @@ def _usable(folder: Path) -> bool:
 def _convert(source: Path, target: Path) -> None:
     """sentence-transformers model -> OpenVINO IR, kept only when its vectors match torch's on the probe texts."""
     ov = _import_openvino()
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    import torch
-    from sentence_transformers import SentenceTransformer
+    quiet_third_party()
+    try:
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise EmbeddingModelError(
+            f"converting the embedding model for OpenVINO needs torch and sentence-transformers ({exc}); "
+            "run `make install` or `pip install sentence-transformers`."
+        ) from exc
 
     model = SentenceTransformer(str(source), device="cpu", local_files_only=True)
     kinds = [type(module).__name__ for module in model]
@@ -193,7 +255,7 @@ def _convert(source: Path, target: Path) -> None:
     if mode is None and hasattr(pooling, "get_pooling_mode_str"):  # sentence-transformers < 6
         mode = pooling.get_pooling_mode_str()
     if mode not in ("mean", ("mean",)) or kinds[2:] not in ([], ["Normalize"]):
-        raise EmbeddingModelError(f"{source}: only mean-pooled models convert to OpenVINO; use sentence-transformers.")
+        raise ConversionRejected(f"{source}: only mean-pooled models convert to OpenVINO.")
     bert = transformer.auto_model.eval()
 
     class LastHidden(torch.nn.Module):
@@ -216,7 +278,7 @@ def _convert(source: Path, target: Path) -> None:
             try:
                 converted = ov.convert_model(LastHidden(), example_input=example)
             except Exception as exc:  # the converter raises many types for graphs it cannot take
-                raise EmbeddingModelError(f"{source}: OpenVINO cannot convert this model ({exc}).") from exc
+                raise ConversionRejected(f"{source}: OpenVINO cannot convert this model ({exc}).") from exc
         ov.save_model(converted, str(work / "model.xml"), compress_to_fp16=False)
         shutil.copy2(source / "tokenizer.json", work / "tokenizer.json")
         tokenizer = transformer.tokenizer
@@ -235,7 +297,10 @@ def _convert(source: Path, target: Path) -> None:
         got = OpenVINOEmbedder(str(source), ir=work).embed(PROBES)
         cosine = float(np.min(np.sum(expected * got, axis=1)))
         if cosine < PROBE_MIN_COSINE:
-            raise EmbeddingModelError(f"{source}: the OpenVINO conversion drifts (cosine {cosine:.6f}); not used.")
+            raise ConversionRejected(
+                f"{source}: the OpenVINO conversion drifts from torch's vectors (cosine {cosine:.6f}, "
+                f"{PRECISION} inference); not used."
+            )
         manifest["probe_min_cosine"] = cosine
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
         if target.exists():  # another process converted meanwhile: keep one

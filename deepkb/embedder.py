@@ -89,16 +89,19 @@ class SentenceTransformerEmbedder(Embedder):
 
     backend = "sentence-transformers"
 
+    precision = "f32"
+    fallback_reason: str | None = None  # why "auto" ended here instead of at OpenVINO
+
     def __init__(self, name_or_path: str, batch_size: int = 32, device: str | None = None) -> None:
         super().__init__()
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        quiet_third_party()
         path, known = resolve_model(name_or_path)
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbeddingModelError(
+                f"the sentence-transformers embedding backend is not installed ({exc}); run `make install`."
+            ) from exc
         try:
             self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
         except Exception as exc:  # a broken model folder raises many types
@@ -136,6 +139,34 @@ class SentenceTransformerEmbedder(Embedder):
         return [len(e) for e in encode(texts, add_special_tokens=False)]
 
 
+def quiet_third_party() -> None:
+    """Keep the ML libraries' progress bars, advisories and fork warnings out of deepkb's output.
+
+    The environment variables must be set before transformers / tokenizers / huggingface_hub are imported; the
+    calls below cover a library that was imported already.
+    """
+    for name, value in _QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+    import sys
+
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
+_QUIET_ENV = {
+    "TOKENIZERS_PARALLELISM": "false",  # "the current process just got forked" warnings
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' "Loading weights" bar goes through huggingface_hub's tqdm
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_OFFLINE": "1",  # deepkb resolves model files itself and never downloads at run time
+}
+
 QUERY_TEXTS = 4  # inputs this small (search queries) are encoded on one thread
 _COUNT_CACHE_SIZE = 50_000  # remembered token counts, of short texts only: at most about 8 MB
 _COUNT_CACHE_CHARS = 64
@@ -158,9 +189,22 @@ def plain_copy(tokenizer: Tokenizer) -> Tokenizer:
 BACKENDS = ("auto", "openvino", "sentence-transformers")
 
 
-def resolve_backend(name: str) -> str:
-    """A backend name with "auto" replaced by what pick_backend() chooses on this machine."""
-    return pick_backend() if name == "auto" else name
+def resolve_backend(name: str, model: str | None = None) -> str:
+    """A backend name with "auto" replaced by what this machine uses: pick_backend()'s choice, or
+    sentence-transformers where an earlier process found that OpenVINO cannot take `model` (remembered)."""
+    if name != "auto":
+        return name
+    picked = pick_backend()
+    if picked == "openvino" and model is not None and openvino_rejection(model):
+        return "sentence-transformers"
+    return picked
+
+
+def openvino_rejection(model: str) -> str | None:
+    """Why OpenVINO was refused for `model` with the installed OpenVINO, if a process found out before."""
+    from deepkb.embed_openvino import remembered_rejection
+
+    return remembered_rejection(model)
 
 
 def backend_class(name: str) -> type[Embedder]:
@@ -193,7 +237,9 @@ _loaded: dict[tuple, Embedder] = {}
 def create_embedder(name_or_path: str, backend: str = "auto", **options: object) -> Embedder:
     """Pick a backend by name (an unknown name lists the valid ones); a model is loaded once per process.
 
-    "auto" falls back to sentence-transformers, with one warning line, when OpenVINO cannot take the model.
+    "auto" falls back to sentence-transformers when OpenVINO cannot take the model. That is a fact about the model
+    and the OpenVINO version, remembered on disk (embed_openvino.ConversionRejected), so it is announced once, by
+    the process that found it, and later processes go straight to the fallback.
     """
     key = (backend, name_or_path, tuple(sorted(options.items())))
     if key not in _loaded:
@@ -203,8 +249,16 @@ def create_embedder(name_or_path: str, backend: str = "auto", **options: object)
         except EmbeddingModelError as exc:
             if backend != "auto" or cls is SentenceTransformerEmbedder:
                 raise
-            log.warning("%s Using sentence-transformers instead.", exc)
-            _loaded[key] = SentenceTransformerEmbedder(name_or_path, **options)
+            if getattr(exc, "first_time", True):
+                log.warning(
+                    "%s deepkb embeds with sentence-transformers (torch) instead: the same vectors, slower to start. "
+                    'This is remembered until OpenVINO is upgraded; `embedding_backend = "sentence-transformers"` '
+                    "in config.toml makes it explicit.",
+                    exc,
+                )
+            fallback = SentenceTransformerEmbedder(name_or_path, **options)
+            fallback.fallback_reason = str(exc)
+            _loaded[key] = fallback
     return _loaded[key]
 
 

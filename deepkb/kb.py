@@ -16,7 +16,7 @@ import numpy as np
 
 from deepkb.chunker import Chunk
 from deepkb.config import CONFIG_FILE, DEFAULT_EMBEDDING_MODEL, LIMITS, Settings
-from deepkb.embedder import Embedder, create_embedder, resolve_backend
+from deepkb.embedder import Embedder, create_embedder, openvino_rejection, pick_backend, resolve_backend
 from deepkb.errors import EmbeddingModelError, LockedError, UsageError
 from deepkb.ingest import IngestReport, Progress, embed_chunks, sync
 from deepkb.search import Hit, search
@@ -269,9 +269,7 @@ class KnowledgeBase:
             **counts,
             "embedding_model": self.store.get_meta("embedding_model") or self.settings.embedding_model,
             "embedding_dim": self.dim,
-            "embedding_backend": (
-                self._embedder.backend if self._embedder else resolve_backend(self.settings.embedding_backend)
-            ),
+            **self._engine(),
             "home": str(self.home),
             "roots": self.store.roots(),
             "documents_with_empty_pages": empty_pages,
@@ -288,6 +286,22 @@ class KnowledgeBase:
                 f"setting chunk_tokens = {wanted} is out of range: the embedding model {self.embedder.name} reads at "
                 f"most {limit} tokens; valid: {low} to {limit} (config.toml, DEEPKB_CHUNK_TOKENS or a flag)."
             )
+
+    def _engine(self) -> dict:
+        """The embedding engine this KB's commands really use, without loading it when nothing has yet."""
+        if self._embedder is not None:
+            e = self._embedder
+            return {
+                "embedding_backend": e.backend,
+                "embedding_precision": getattr(e, "precision", None),
+                "embedding_fallback": getattr(e, "fallback_reason", None),
+            }
+        model = self.store.get_meta("embedding_model") or self.settings.embedding_model
+        backend = resolve_backend(self.settings.embedding_backend, model)
+        fallback = None
+        if self.settings.embedding_backend == "auto" and backend == "sentence-transformers":
+            fallback = openvino_rejection(model) if pick_backend() == "openvino" else None
+        return {"embedding_backend": backend, "embedding_precision": "f32", "embedding_fallback": fallback}
 
     def _remember_model(self) -> None:
         """A new KB built with a non-default model writes it to its config.toml, so later opens agree."""

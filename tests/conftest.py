@@ -19,8 +19,12 @@ SAMPLE_DATA = REPO / "data"
 
 @pytest.fixture(scope="session", autouse=True)
 def deepkb_cache(tmp_path_factory) -> Path:
-    """Derived model files (the OpenVINO IR) go to a per-session folder: converted once, never the user's cache."""
-    folder = tmp_path_factory.mktemp("deepkb-cache")
+    """Derived model files (the OpenVINO IR) go to a per-session folder: converted once, never the user's cache.
+
+    DEEPKB_TEST_CACHE names a folder that already holds the converted IR instead (`make test-py310`: that venv has
+    no torch to convert with)."""
+    given = os.environ.get("DEEPKB_TEST_CACHE")
+    folder = Path(given) if given else tmp_path_factory.mktemp("deepkb-cache")
     os.environ["DEEPKB_CACHE"] = str(folder)
     return folder
 

@@ -96,15 +96,40 @@ def test_an_unknown_backend_names_the_valid_ones():
         create_embedder("all-MiniLM-L6-v2", "onnx")
 
 
-def test_auto_falls_back_to_torch_when_openvino_cannot_take_the_model(monkeypatch, caplog):
-    def refuse(*args, **kwargs):
-        raise EmbeddingModelError("OpenVINO cannot convert this model (test).")
+def test_auto_falls_back_to_torch_once_and_remembers_why(tmp_path, monkeypatch, caplog):
+    """A rejected conversion is announced by the process that finds it; the next process goes straight to torch."""
+    import openvino
 
+    from deepkb.config import Settings
+    from deepkb.kb import KnowledgeBase
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("unsupported operation (test)")
+
+    monkeypatch.setenv("DEEPKB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(embedder_module, "_loaded", {})
     monkeypatch.setattr(embedder_module, "_NVIDIA_NODES", ())
-    monkeypatch.setattr(OpenVINOEmbedder, "__init__", refuse)
+    monkeypatch.setattr(openvino, "convert_model", refuse)
     got = create_embedder("all-MiniLM-L6-v2", "auto", batch_size=7)
-    assert got.backend == "sentence-transformers" and got.batch_size == 7
-    assert "cannot convert this model (test). Using sentence-transformers instead." in caplog.text
-    with pytest.raises(EmbeddingModelError, match="cannot convert"):
+    assert got.backend == "sentence-transformers" and got.batch_size == 7 and calls == [1]
+    assert "OpenVINO cannot convert this model (unsupported operation (test))" in caplog.text
+    assert "deepkb embeds with sentence-transformers (torch) instead" in caplog.text
+    remembered = list((tmp_path / "cache" / "embedders").glob("*.rejected.json"))
+    assert len(remembered) == 1 and json.loads(remembered[0].read_text())["precision"] == "f32"
+
+    caplog.clear()
+    embedder_module._loaded.clear()  # as a new process would start
+    again = create_embedder("all-MiniLM-L6-v2", "auto", batch_size=7)
+    assert again.backend == "sentence-transformers" and calls == [1]  # not converted again
+    assert caplog.text == ""  # not announced again
+    assert "cannot convert" in again.fallback_reason
+    with KnowledgeBase.open(tmp_path / "kb", check_model=False) as kb:  # status tells the engine really used
+        status = kb.status()
+    assert status["embedding_backend"] == "sentence-transformers"
+    assert "cannot convert" in status["embedding_fallback"]
+    with pytest.raises(EmbeddingModelError, match="cannot convert"):  # asked for by name, it is an error
         create_embedder("all-MiniLM-L6-v2", "openvino", batch_size=7)
+    assert Settings().embedding_backend == "auto"

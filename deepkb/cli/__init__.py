@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -58,6 +59,12 @@ def main() -> None:
         deepkb ingest ~/notes ~/papers
         deepkb search "how do I rotate the keys" -k 5
     """
+    if not os.environ.get("DEEPKB_DEBUG"):
+        # The libraries' own warnings (deprecations, tracer notes) are for their developers, not deepkb's users.
+        warnings.simplefilter("ignore")
+    from deepkb.embedder import quiet_third_party
+
+    quiet_third_party()
 
 
 def _register() -> None:
