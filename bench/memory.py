@@ -257,7 +257,8 @@ def markdown(f: dict) -> list[str]:
     )
     p = f["pdf"]
     return [
-        "## Peak memory (RSS)",
+        "## Peak memory (RSS) against what a user would otherwise run (raw = pypdf + sentence-transformers on torch; "
+        "llama_cpp alone)",
         "",
         "| process | peak RSS MB | anonymous MB | file-backed MB | seconds |",
         "| --- | --- | --- | --- | --- |",

@@ -252,12 +252,45 @@ def machine() -> str:
     )
 
 
+# CPU features that change which kernels the engines run (bf16/AMX: OpenVINO's default precision; AVX-512: llama.cpp)
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+PACKAGES = ("openvino", "torch", "transformers", "sentence-transformers", "llama_cpp_python", "hnswlib", "numpy",
+            "tokenizers", "sqlite-utils", "pypdf")  # fmt: skip
+
+
+def software() -> dict:
+    """The versions and CPU flags the figures were taken with (BENCHMARKS.md's header)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    flags = set()
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    import sqlite3
+
+    return {
+        "packages": {name: ver(name) for name in PACKAGES} | {"SQLite": sqlite3.sqlite_version},
+        "cpu_flags": {flag: flag in flags for flag in CPU_FLAGS},
+    }
+
+
 def write_report(results: dict) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     load = f"load average {results['load_before'][0]:.1f} at the start, {results.get('load_after', [float('nan')])[0]:.1f} at the end"
     took = results.get("wall_seconds") or sum(results.get("seconds", {}).values())
-    lines = ["# deepkb benchmarks", "", f"Machine: {results['machine']}  ", f"Run: {results['date']}, {load}, "
+    sw = results.get("software") or software()
+    lines = ["# deepkb benchmarks", "", f"Machine: {results['machine']}  ",
+             "CPU flags: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in sw["cpu_flags"].items()) + "  ",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in sw["packages"].items()) + "  ",
+             f"Run: {results['date']}, {load}, "
              f"{took / 60:.0f} minutes in all  ",
              "Reproduce: `make bench` (or `.venv/bin/python bench/run.py [--quick | --full] [--only NAME,...]`); raw "
              "figures: `bench/out/results.json`. Every speed figure is measured beside the raw engine in the same run, "
@@ -348,8 +381,8 @@ def write_report(results: dict) -> None:
 
 
 # bench/<name>.py modules with run() and markdown(), in the order they run and appear in BENCHMARKS.md.
-OTHERS = ("fusion_sweep", "context_recall", "search_latency", "search_process", "reingest", "llm_speed", "memory", "encoder_options",
-          "peer_txtai", "watch_latency")  # fmt: skip
+OTHERS = ("fusion_sweep", "manuals", "context_recall", "search_latency", "search_process", "reingest", "llm_speed",
+          "memory", "encoder_options", "peer_txtai", "watch_latency")  # fmt: skip
 # Run at their smaller size unless --full: together they would take the 30-minute `make bench` past its budget.
 QUICK_BY_DEFAULT = ("memory", "encoder_options", "peer_txtai")
 
@@ -412,7 +445,8 @@ def main() -> None:
         run_others(results, size, only)
         write_report(results)
         return
-    results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": os.getloadavg()}
+    results: dict = {"machine": machine(), "software": software(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                     "load_before": os.getloadavg()}  # fmt: skip
     started = time.perf_counter()
     folder = Path(args.scifact)
     if not (folder / "corpus.jsonl").exists():

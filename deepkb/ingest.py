@@ -331,17 +331,17 @@ def _commit(
     report.chunks_embedded += len(fresh)
     report.chunks_reused += len(all_chunks) - len(new)
     faults.checkpoint("embedded")
-    added: list[tuple[int, np.ndarray]] = []
+    added: list[tuple[int, np.ndarray]] = []  # (vector id, vector) of vectors new to the store
     with stage("index"):
         index = kb.index  # opened, or brought in step with SQLite, here: "store" times the transaction alone
     with stage("store"), kb.writing():
         removed: list[int] = []
         for item in pending:
             matrix = np.array([vectors[c.hash] for c in item.chunks], dtype=np.float32).reshape(-1, embedder.dim)
-            gone, ids = store.put_document(item.fields, item.chunks, matrix)
+            gone, new_vectors = store.put_document(item.fields, item.chunks, matrix)
             store.set_failure(item.path, 0, 0, None)
             removed += gone
-            added += list(zip(ids, matrix))
+            added += new_vectors
             faults.checkpoint("in-transaction")
     faults.checkpoint("committed")
     with stage("index"):

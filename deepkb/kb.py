@@ -229,15 +229,17 @@ class KnowledgeBase:
             index = self.index
             index.rebuild(self.store)
             self.save_index()
-            return {"chunks": len(index.live), "embedded": embedded, "seconds": round(time.perf_counter() - started, 3)}
+            chunks = self.store.counts()["chunks"]
+            return {"chunks": chunks, "embedded": embedded, "seconds": round(time.perf_counter() - started, 3)}
 
     def _reembed(self) -> int:
         """Embed every stored chunk again, as ingest embeds it (the same text, batches and de-duplication)."""
         embedder = self.embedder
         count, last = 0, -1
-        sql = (
-            "SELECT id, text, page, line_start, line_end, heading, n_tokens FROM chunks WHERE id > ? "
-            "ORDER BY id LIMIT ?"
+        sql = (  # each distinct text once: the chunk that first holds each vector row stands for it
+            "SELECT v.id, c.text, c.page, c.line_start, c.line_end, c.heading, c.n_tokens FROM vectors v "
+            "JOIN chunks c ON c.id = (SELECT min(id) FROM chunks WHERE vector_id = v.id) "
+            "WHERE v.id > ? ORDER BY v.id LIMIT ?"
         )
         with self.store.write():
             while rows := self.store.db.execute(sql, [last, REEMBED_SLICE]).fetchall():
@@ -245,7 +247,7 @@ class KnowledgeBase:
                 chunks = [Chunk(r[1], r[2], r[3], r[4], r[5], r[6] or 0) for r in rows]
                 vectors = embed_chunks(embedder, chunks, self.settings.embed_batch_size)
                 self.store.db.conn.executemany(
-                    "UPDATE chunks SET vector = ? WHERE id = ?",
+                    "UPDATE vectors SET vector = ? WHERE id = ?",
                     [(np.asarray(vectors[c.hash], dtype=np.float32).tobytes(), r[0]) for c, r in zip(chunks, rows)],
                 )
                 count += len(rows)
@@ -277,16 +279,6 @@ class KnowledgeBase:
             "db_bytes": self.store.path.stat().st_size,
         }
 
-    def _check_chunk_size(self) -> None:
-        """chunk_tokens beyond what the embedding model reads would leave most of each chunk unembedded."""
-        limit, wanted = self.embedder.max_tokens, self.settings.chunk_tokens
-        if wanted > limit:
-            low = LIMITS["chunk_tokens"][0]
-            raise UsageError(
-                f"setting chunk_tokens = {wanted} is out of range: the embedding model {self.embedder.name} reads at "
-                f"most {limit} tokens; valid: {low} to {limit} (config.toml, DEEPKB_CHUNK_TOKENS or a flag)."
-            )
-
     def _engine(self) -> dict:
         """The embedding engine this KB's commands really use, without loading it when nothing has yet."""
         if self._embedder is not None:
@@ -302,6 +294,16 @@ class KnowledgeBase:
         if self.settings.embedding_backend == "auto" and backend == "sentence-transformers":
             fallback = openvino_rejection(model) if pick_backend() == "openvino" else None
         return {"embedding_backend": backend, "embedding_precision": "f32", "embedding_fallback": fallback}
+
+    def _check_chunk_size(self) -> None:
+        """chunk_tokens beyond what the embedding model reads would leave most of each chunk unembedded."""
+        limit, wanted = self.embedder.max_tokens, self.settings.chunk_tokens
+        if wanted > limit:
+            low = LIMITS["chunk_tokens"][0]
+            raise UsageError(
+                f"setting chunk_tokens = {wanted} is out of range: the embedding model {self.embedder.name} reads at "
+                f"most {limit} tokens; valid: {low} to {limit} (config.toml, DEEPKB_CHUNK_TOKENS or a flag)."
+            )
 
     def _remember_model(self) -> None:
         """A new KB built with a non-default model writes it to its config.toml, so later opens agree."""

@@ -93,11 +93,11 @@ def dense(kb: KnowledgeBase, query: str, k: int) -> list[tuple[int, float]]:
     """HNSW nearest neighbours of the query embedding: (chunk id, cosine similarity)."""
     if kb.dim is None:  # nothing ingested yet
         return []
-    return _nearest(kb.embedder, kb.index, query, k)
+    return kb.store.chunks_for_vectors(_nearest(kb.embedder, kb.index, query, k), k)
 
 
 def _nearest(embedder: Embedder, index: VectorIndex, query: str, k: int) -> list[tuple[int, float]]:
-    """Encode the query and ask the HNSW index: no SQLite, so it may run on another thread."""
+    """Encode the query and ask the HNSW index for (vector id, cosine): no SQLite, so it may run on another thread."""
     return index.query(embedder.embed([query])[0], k)
 
 
@@ -127,7 +127,8 @@ def fuse_convex(
 
     d, k = normalized(dense_hits), normalized(keyword_hits)
     scores = {c: alpha * d.get(c, 0.0) + (1.0 - alpha) * k.get(c, 0.0) for c in d.keys() | k.keys()}
-    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+    # Equal scores: a chunk both sides found before one that only one side found, then the older chunk.
+    return sorted(scores.items(), key=lambda item: (-item[1], -(item[0] in d) - (item[0] in k), item[0]))
 
 
 def fuse(ranked_lists: list[list[tuple[int, float]]], rrf_k: int) -> list[tuple[int, float]]:
@@ -155,7 +156,7 @@ def search(kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybrid") -> l
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepkb-dense") as pool:
             pending = pool.submit(_nearest, embedder, index, query, depth)
             keyword_hits = keyword(kb, query, depth)
-            dense_hits = pending.result()
+            dense_hits = kb.store.chunks_for_vectors(pending.result(), depth)
     else:
         dense_hits = dense(kb, query, depth) if mode in ("hybrid", "dense") else []
         keyword_hits = keyword(kb, query, depth) if mode in ("hybrid", "keyword") else []

@@ -64,6 +64,19 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE failures (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, reason TEXT);
     """,
+    # 4: identical chunk texts share one vector row, and the HNSW index holds each vector once (keyed by vector id):
+    # 6,000 copies of one chunk no longer flood the graph and hide other documents. A vector lives as long as one
+    # chunk refers to it.
+    """
+    CREATE TABLE vectors (id INTEGER PRIMARY KEY AUTOINCREMENT, hash TEXT NOT NULL UNIQUE, vector BLOB NOT NULL);
+    INSERT INTO vectors (hash, vector) SELECT hash, vector FROM chunks WHERE id IN (SELECT min(id) FROM chunks GROUP BY hash)
+        ORDER BY id;
+    ALTER TABLE chunks ADD COLUMN vector_id INTEGER REFERENCES vectors(id);
+    UPDATE chunks SET vector_id = (SELECT v.id FROM vectors v WHERE v.hash = chunks.hash);
+    ALTER TABLE chunks DROP COLUMN vector;
+    DROP INDEX chunks_hash;
+    CREATE INDEX chunks_vector_id ON chunks(vector_id, doc_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)  # the newest schema this deepkb knows; a higher user_version is a newer deepkb
@@ -212,22 +225,27 @@ class Store:
             )
 
     def remove_document(self, doc_id: int) -> list[int]:
-        """Delete a document and its chunks; returns the chunk ids the vector index must drop."""
-        ids = self.chunk_ids(doc_id)
+        """Delete a document and its chunks; returns the vector ids no chunk refers to any more (the index drops them)."""
+        used = self._vector_ids_of(doc_id)
         self.db.execute("DELETE FROM chunks WHERE doc_id = ?", [doc_id])
         self.db.execute("DELETE FROM documents WHERE id = ?", [doc_id])
-        return ids
+        return self._drop_orphans(used)
 
     def chunk_ids(self, doc_id: int) -> list[int]:
         return [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc_id = ? ORDER BY ord", [doc_id])]
 
-    def put_document(self, fields: dict, chunks: Sequence[Chunk], vectors: np.ndarray) -> tuple[list[int], list[int]]:
-        """Insert or replace a document with its chunks; returns (removed chunk ids, added chunk ids)."""
+    def put_document(
+        self, fields: dict, chunks: Sequence[Chunk], vectors: np.ndarray
+    ) -> tuple[list[int], list[tuple[int, np.ndarray]]]:
+        """Insert or replace a document with its chunks.
+
+        Returns (vector ids no chunk refers to any more, [(vector id, vector)] of the vectors new to the store): what
+        the vector index must drop and add. A chunk whose text is already stored shares that vector row."""
         existing = self.document(fields["path"])
-        removed: list[int] = []
+        used: list[int] = []
         names, values = list(fields), list(fields.values())
         if existing:
-            removed = self.chunk_ids(existing.id)
+            used = self._vector_ids_of(existing.id)
             self.db.execute("DELETE FROM chunks WHERE doc_id = ?", [existing.id])
             assignments = ", ".join(f"{name} = ?" for name in names)
             self.db.execute(f"UPDATE documents SET {assignments} WHERE id = ?", [*values, existing.id])
@@ -235,17 +253,62 @@ class Store:
         else:
             marks = ", ".join("?" * len(names))
             doc_id = self.db.execute(f"INSERT INTO documents ({', '.join(names)}) VALUES ({marks})", values).lastrowid
+        ids, added = self._vector_rows(chunks, vectors)
         rows = [
             (doc_id, ord_, chunk.text, chunk.heading, chunk.page, chunk.line_start, chunk.line_end, chunk.n_tokens,
-             chunk.hash, np.asarray(vector, dtype=np.float32).tobytes())
-            for ord_, (chunk, vector) in enumerate(zip(chunks, vectors))
+             chunk.hash, ids[chunk.hash])
+            for ord_, chunk in enumerate(chunks)
         ]  # fmt: skip
         self.db.conn.executemany(
-            "INSERT INTO chunks (doc_id, ord, text, heading, page, line_start, line_end, n_tokens, hash, vector)"
+            "INSERT INTO chunks (doc_id, ord, text, heading, page, line_start, line_end, n_tokens, hash, vector_id)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        return removed, self.chunk_ids(doc_id)
+        return self._drop_orphans(used), added
+
+    def _vector_ids_of(self, doc_id: int) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT vector_id FROM chunks WHERE doc_id = ?", [doc_id])]
+
+    def _vector_rows(
+        self, chunks: Sequence[Chunk], vectors: np.ndarray
+    ) -> tuple[dict[str, int], list[tuple[int, np.ndarray]]]:
+        """The vector id of each chunk hash, inserting the vectors the store lacks (returned as added)."""
+        ids = self._ids_for_hashes(c.hash for c in chunks)
+        added: list[tuple[int, np.ndarray]] = []
+        for chunk, vector in zip(chunks, vectors):
+            if chunk.hash not in ids:
+                vector = np.asarray(vector, dtype=np.float32)
+                cursor = self.db.execute(
+                    "INSERT INTO vectors (hash, vector) VALUES (?, ?)", [chunk.hash, vector.tobytes()]
+                )
+                ids[chunk.hash] = cursor.lastrowid
+                added.append((cursor.lastrowid, vector))
+        return ids, added
+
+    def _ids_for_hashes(self, hashes: Iterable[str]) -> dict[str, int]:
+        wanted = list(set(hashes))
+        found: dict[str, int] = {}
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            marks = ",".join("?" * len(part))
+            found.update(self.db.execute(f"SELECT hash, id FROM vectors WHERE hash IN ({marks})", part).fetchall())
+        return found
+
+    def _drop_orphans(self, vector_ids: Sequence[int]) -> list[int]:
+        """Delete those of these vectors that no chunk refers to any more; returns their ids."""
+        dropped: list[int] = []
+        for i in range(0, len(vector_ids), 500):
+            part = list(vector_ids[i : i + 500])
+            marks = ",".join("?" * len(part))
+            dropped += [
+                r[0]
+                for r in self.db.execute(
+                    f"DELETE FROM vectors WHERE id IN ({marks}) AND NOT EXISTS "
+                    "(SELECT 1 FROM chunks c WHERE c.vector_id = vectors.id) RETURNING id",
+                    part,
+                ).fetchall()
+            ]
+        return dropped
 
     # vectors and chunks ---------------------------------------------------------------------------------
     def vectors_for_hashes(self, hashes: Iterable[str]) -> dict[str, bytes]:
@@ -255,25 +318,42 @@ class Store:
         for i in range(0, len(wanted), 500):
             part = wanted[i : i + 500]
             marks = ",".join("?" * len(part))
-            for h, v in self.db.execute(f"SELECT hash, vector FROM chunks WHERE hash IN ({marks})", part):
-                found.setdefault(h, v)
+            found.update(self.db.execute(f"SELECT hash, vector FROM vectors WHERE hash IN ({marks})", part).fetchall())
         return found
 
-    def all_chunk_ids(self) -> set[int]:
-        return {r[0] for r in self.db.execute("SELECT id FROM chunks")}
+    def all_vector_ids(self) -> set[int]:
+        return {r[0] for r in self.db.execute("SELECT id FROM vectors")}
+
+    def chunks_for_vectors(self, hits: Sequence[tuple[int, float]], limit: int) -> list[tuple[int, float]]:
+        """Nearest vectors to nearest chunks: each vector's chunks, one per document (its first), best vector first.
+
+        Identical chunks of one document (a file that repeats one line 6,000 times) are one hit, so they never
+        crowd other documents out of the list; the same text in several documents is a hit per document."""
+        if not hits:
+            return []
+        marks = ",".join("?" * len(hits))
+        rows = self.db.execute(
+            f"SELECT vector_id, min(id) FROM chunks WHERE vector_id IN ({marks}) GROUP BY vector_id, doc_id",
+            [vector_id for vector_id, _ in hits],
+        ).fetchall()
+        by_vector: dict[int, list[int]] = {}
+        for vector_id, chunk_id in rows:
+            by_vector.setdefault(vector_id, []).append(chunk_id)
+        out = [(c, score) for vector_id, score in hits for c in sorted(by_vector.get(vector_id, ()))]
+        return out[:limit]
 
     def iter_vectors(
         self, ids: Iterable[int] | None = None, batch: int = 4096
     ) -> Iterator[tuple[list[int], np.ndarray]]:
-        """Stored vectors in batches of (ids, matrix): what the vector index is rebuilt from."""
+        """Stored vectors in batches of (vector ids, matrix): what the vector index is rebuilt from."""
         if ids is None:
-            cursor = self.db.execute("SELECT id, vector FROM chunks ORDER BY id")
+            cursor = self.db.execute("SELECT id, vector FROM vectors ORDER BY id")
             rows_iter: Iterable = iter(lambda: cursor.fetchmany(batch), [])
         else:
             wanted = sorted(ids)
             rows_iter = (
                 self.db.execute(
-                    f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(part))})", part
+                    f"SELECT id, vector FROM vectors WHERE id IN ({','.join('?' * len(part))})", part
                 ).fetchall()
                 for part in (wanted[i : i + 500] for i in range(0, len(wanted), 500))
             )
@@ -313,13 +393,13 @@ class Store:
         either = " OR ".join(rare)
         common = " OR ".join(t for t in terms if t not in rare)
         if not common:
-            return self._bm25(either, limit)
+            return self._one_per_text(self._bm25(either, limit))
         # The rare terms alone score exactly the chunks that hold no common term; all the terms score those that hold
         # both. One of these missing from the second list is missing because that list is full of chunks scoring
         # above it, so its partial score from the first list never makes the cut.
         scores = dict(self._bm25(either, limit))
         scores.update(self._bm25(f"({either}) AND ({common})", limit))
-        return sorted(scores.items(), key=lambda item: item[1], reverse=True)[:limit]
+        return self._one_per_text(sorted(scores.items(), key=lambda item: item[1], reverse=True)[:limit])
 
     def _bm25(self, match: str, limit: int) -> list[tuple[int, float]]:
         # Headings weigh as much as text: every chunk of a section already repeats its heading, and the first also
@@ -330,6 +410,22 @@ class Store:
             [match, limit],
         )
         return [(r[0], -r[1]) for r in rows]
+
+    def _one_per_text(self, hits: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """Identical chunks of one document (equal vector, equal document) count once, at the best of them."""
+        if not hits:
+            return []
+        marks = ",".join("?" * len(hits))
+        rows = self.db.execute(f"SELECT id, doc_id, vector_id FROM chunks WHERE id IN ({marks})", [c for c, _ in hits])
+        group = {r[0]: (r[1], r[2]) for r in rows}
+        seen: set[tuple[int, int]] = set()
+        out: list[tuple[int, float]] = []
+        for chunk_id, score in hits:
+            key = group.get(chunk_id, (-chunk_id, 0))
+            if key not in seen:
+                seen.add(key)
+                out.append((chunk_id, score))
+        return out
 
     def _fts_matches(self, match: str, cap: int) -> int:
         """How many chunks match, counted up to `cap`: past it the number does not matter, and a common word has many."""

@@ -1,4 +1,7 @@
-"""Vector index: hnswlib (cosine) keyed by chunk id, a cache of SQLite that is repaired or rebuilt from it."""
+"""Vector index: hnswlib (cosine) keyed by vector id, a cache of SQLite that is repaired or rebuilt from it.
+
+Identical chunk texts share one vector row in SQLite, so the graph holds each distinct vector once: thousands of
+copies of one chunk would otherwise fill the neighbour lists with equal points and hide everything else."""
 
 from __future__ import annotations
 
@@ -15,10 +18,11 @@ from deepkb.store import Store
 
 INDEX_FILE = "vectors.hnsw"
 SIDECAR_FILE = "vectors.json"
+KEYS = "vector-id"  # what the labels are; an index file labelled by chunk id (schema < 4) is rebuilt
 
 
 class VectorIndex:
-    """HNSW over chunk vectors. Deleted chunks are marked deleted and their slots reused by new ones."""
+    """HNSW over the distinct chunk vectors. Deleted vectors are marked deleted and their slots reused by new ones."""
 
     def __init__(self, home: Path, dim: int, m: int = 16, ef_construction: int = 200, ef_search: int = 96) -> None:
         import hnswlib
@@ -62,7 +66,7 @@ class VectorIndex:
             return False
         try:
             meta = json.loads(sidecar.read_text())
-            if meta["dim"] != self.dim:
+            if meta["dim"] != self.dim or meta.get("keys") != KEYS:
                 return False
             index = self._hnswlib.Index(space="cosine", dim=self.dim)
             index.load_index(str(index_path), max_elements=meta["capacity"], allow_replace_deleted=True)
@@ -77,7 +81,7 @@ class VectorIndex:
 
     def rebuild(self, store: Store) -> None:
         """Build the whole index again from the vectors stored in SQLite."""
-        total = store.counts()["chunks"]
+        total = store.db.execute("SELECT count(*) FROM vectors").fetchone()[0]
         self.index = self._empty(max(1024, int(total * 1.25)))
         self.live = set()
         for ids, vectors in store.iter_vectors():
@@ -86,7 +90,7 @@ class VectorIndex:
 
     def repair(self, store: Store) -> None:
         """Bring a lagging index in step with SQLite: add what it lacks, drop what SQLite no longer has."""
-        truth = store.all_chunk_ids()
+        truth = store.all_vector_ids()
         self.delete(self.live - truth)
         missing = truth - self.live
         for ids, vectors in store.iter_vectors(missing):
@@ -112,7 +116,7 @@ class VectorIndex:
                 self.live.discard(chunk_id)
 
     def query(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """Nearest chunks as (chunk id, cosine similarity), best first."""
+        """Nearest vectors as (vector id, cosine similarity), best first (Store.chunks_for_vectors maps them)."""
         k = min(k, len(self.live))
         if k <= 0:
             return []
@@ -130,6 +134,7 @@ class VectorIndex:
             meta = {
                 "epoch": epoch,
                 "dim": self.dim,
+                "keys": KEYS,
                 "capacity": self.index.get_max_elements(),
                 "live": sorted(self.live),
             }

@@ -123,9 +123,9 @@ def _opens_searches_and_completes(kb_dir: Path, corpus: Path, expected: dict, em
     with KnowledgeBase.open(kb_dir, embedder=embedder) as kb:
         kb.ingest([corpus])
         assert _snapshot(kb) == expected
-        assert kb.index.live == kb.store.all_chunk_ids()
+        assert kb.index.live == kb.store.all_vector_ids()
         found = kb.search("Brand new text number 3 about comets", k=1, mode="dense")[0]
         assert found.path.endswith("fresh3.md")
 
     with KnowledgeBase.open(kb_dir, embedder=embedder) as kb:  # and the saved index is the one it reopens
-        assert kb.index.state == "loaded" and kb.index.live == kb.store.all_chunk_ids()
+        assert kb.index.state == "loaded" and kb.index.live == kb.store.all_vector_ids()

@@ -27,6 +27,7 @@ QUERIES = ["How long are backups kept?", "incremental sync after a rename", "Whi
 @pytest.fixture(scope="module")
 def both():
     """The same model through both backends (the torch one only for the comparison)."""
+    pytest.importorskip("sentence_transformers", reason="no torch in this venv (make test-py310)")
     return create_embedder("all-MiniLM-L6-v2", "openvino"), create_embedder("all-MiniLM-L6-v2", "sentence-transformers")
 
 
@@ -98,6 +99,7 @@ def test_an_unknown_backend_names_the_valid_ones():
 
 def test_auto_falls_back_to_torch_once_and_remembers_why(tmp_path, monkeypatch, caplog):
     """A rejected conversion is announced by the process that finds it; the next process goes straight to torch."""
+    pytest.importorskip("sentence_transformers", reason="no torch in this venv (make test-py310)")
     import openvino
 
     from deepkb.config import Settings

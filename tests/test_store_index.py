@@ -31,7 +31,7 @@ def test_missing_index_is_rebuilt_from_sqlite(filled, embedder):
     (home / INDEX_FILE).unlink()
     with KnowledgeBase.open(home, embedder=embedder) as kb:
         assert kb.search("LS-31 lockout tag", k=1, mode="dense")
-        assert kb.index.state == "rebuilt" and kb.index.live == kb.store.all_chunk_ids()
+        assert kb.index.state == "rebuilt" and kb.index.live == kb.store.all_vector_ids()
     assert (home / INDEX_FILE).exists()
 
 
@@ -56,7 +56,7 @@ def test_stale_index_is_repaired_not_rebuilt(filled, sample_copy, embedder):
     (home / INDEX_FILE).write_bytes(stale_index)
     with KnowledgeBase.open(home, embedder=embedder) as kb:
         assert kb.index.state == "repaired"
-        assert kb.index.live == kb.store.all_chunk_ids()
+        assert kb.index.live == kb.store.all_vector_ids()
         assert kb.search("platypus exhibit renovation", k=1, mode="dense")[0].path.endswith("late.md")
 
 
