@@ -154,7 +154,7 @@ def _vector_index(ctx: _Context) -> Finding:
         index = VectorIndex.open(
             s.home, store, int(dim), m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef_search=s.hnsw_ef_search
         )
-        truth = store.all_chunk_ids()
+        truth = store.all_vector_ids()
         lost = _self_recall_misses(store, index, truth)
         data = {"state": index.state, "chunks": len(truth), "indexed": len(index.live), "self_recall_misses": lost}
         healthy = index.state in ("loaded", "new") and index.live == truth and not lost
@@ -178,15 +178,15 @@ def _vector_index(ctx: _Context) -> Finding:
 
 
 def _self_recall_misses(store, index, truth: set[int], samples: int = 20) -> int:
-    """Stored vectors, asked of the index, must find their own chunk: a garbled index file does not."""
+    """Stored vectors, asked of the index, must find themselves: a garbled index file does not."""
     if index.state != "loaded" or not truth:
         return 0
     chosen = random.Random(0).sample(sorted(truth), min(samples, len(truth)))
     misses = 0
     for ids, vectors in store.iter_vectors(chosen):
-        for chunk_id, vector in zip(ids, vectors):
+        for vector_id, vector in zip(ids, vectors):
             found = index.query(vector, 3)
-            if not found or chunk_id not in [i for i, _ in found]:
+            if not found or vector_id not in [i for i, _ in found]:
                 misses += 1
     return misses
 
@@ -243,7 +243,9 @@ def _agreement_with_stored(ctx: _Context, embedder) -> float | None:
         recorded = conn.execute("SELECT value FROM meta WHERE key = 'embedding_model'").fetchone()
         if not recorded or recorded[0] != getattr(embedder, "name", None):
             return None
-        rows = conn.execute("SELECT text, heading, vector FROM chunks ORDER BY id LIMIT 8").fetchall()
+        rows = conn.execute(
+            "SELECT c.text, c.heading, v.vector FROM chunks c JOIN vectors v ON v.id = c.vector_id ORDER BY c.id LIMIT 8"
+        ).fetchall()
     finally:
         conn.close()
     if not rows:

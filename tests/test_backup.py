@@ -93,7 +93,7 @@ def test_index_newer_than_the_database_snapshot_is_repaired(kb, tmp_path, embedd
     with KnowledgeBase.open(tmp_path / "restored", embedder=embedder) as copy:
         hits = copy.search("booby dives for fish", k=5, mode="dense")
         assert all(h.path.endswith("a.md") for h in hits)  # b.md was never in the snapshot
-        assert copy.index.live == copy.store.all_chunk_ids()
+        assert copy.index.live == copy.store.all_vector_ids()
 
 
 def test_refusals(kb, sample_copy, tmp_path):

@@ -83,16 +83,16 @@ def test_missing_vector_index_is_rebuilt_and_saved(home, embedder):
     assert found.status == "warn" and "missing" in found.detail and "--repair" in found.fix
     assert _by_check(run(settings, repair=True))["vector index"].repaired
     with KnowledgeBase.open(home, embedder=embedder) as kb:
-        assert kb.index.state == "loaded" and kb.index.live == kb.store.all_chunk_ids()
+        assert kb.index.state == "loaded" and kb.index.live == kb.store.all_vector_ids()
 
 
 def test_vectors_the_engine_does_not_reproduce(home, embedder):
     with KnowledgeBase.open(home, embedder=embedder) as kb:
-        rows = kb.store.db.execute("SELECT id FROM chunks").fetchall()
+        rows = kb.store.db.execute("SELECT id FROM vectors").fetchall()
         noise = np.random.default_rng(0).normal(size=(len(rows), embedder.dim)).astype(np.float32)
         with kb.store.write():
             kb.store.db.conn.executemany(
-                "UPDATE chunks SET vector = ? WHERE id = ?", [(v.tobytes(), r[0]) for v, r in zip(noise, rows)]
+                "UPDATE vectors SET vector = ? WHERE id = ?", [(v.tobytes(), r[0]) for v, r in zip(noise, rows)]
             )
     found = _by_check(run(Settings.load(home)))["embedding engine"]
     assert found.status == "fail" and "reindex --reembed" in found.fix

@@ -158,7 +158,7 @@ def test_full_disk_keeps_what_was_stored_and_says_how_much_room(tmpfs, tmp_path,
         assert kb.status()["documents"] == 43
         duplicates = "SELECT count(*) FROM (SELECT doc_id, ord FROM chunks GROUP BY doc_id, ord HAVING count(*) > 1)"
         assert kb.store.db.execute(duplicates).fetchone()[0] == 0
-        assert kb.index.live == kb.store.all_chunk_ids()
+        assert kb.index.live == kb.store.all_vector_ids()
 
 
 def test_full_disk_from_the_cli_is_one_line(tmpfs, tmp_path):

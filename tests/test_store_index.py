@@ -156,24 +156,26 @@ def test_reembed_with_another_model_from_the_cli(filled, cls_pooling_model, monk
     from deepkb.embedder import create_embedder
 
     home = filled.home
-    chunks = filled.status()["chunks"]
+    distinct = filled.store.db.execute("SELECT count(*) FROM vectors").fetchone()[0]  # one per distinct text
     filled.close()
     monkeypatch.setenv("DEEPKB_EMBEDDING_BACKEND", "sentence-transformers")
     result = CliRunner().invoke(
         main, ["--kb", str(home), "reindex", "--reembed", "--embedding-model", str(cls_pooling_model), "--json"]
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["embedded"] == chunks
+    assert json.loads(result.output)["embedded"] == distinct
     assert f'embedding_model = "{cls_pooling_model}"' in (home / "config.toml").read_text()
 
     other = create_embedder(str(cls_pooling_model), "sentence-transformers")
     with KnowledgeBase.open(home) as kb:  # config.toml now names the new model: no flag needed
         assert kb.status()["embedding_model"] == str(cls_pooling_model)
-        rows = kb.store.db.execute("SELECT text, heading, vector FROM chunks ORDER BY id").fetchall()
+        rows = kb.store.db.execute(
+            "SELECT c.text, c.heading, v.vector FROM chunks c JOIN vectors v ON v.id = c.vector_id ORDER BY c.id"
+        ).fetchall()
         expected = other.embed([f"{h}\n{t}" if h else t for t, h, _ in rows])  # what ingest would have stored
         stored = np.vstack([np.frombuffer(v, dtype=np.float32) for _, _, v in rows])
         assert np.allclose(stored, expected, atol=1e-4)
         assert kb.search("fire alarm assembly point", k=1, mode="dense")[0].path.endswith("office-lab-safety.html")
-        assert kb.index.live == kb.store.all_chunk_ids()
+        assert kb.index.live == kb.store.all_vector_ids()
     with pytest.raises(EmbeddingModelError, match="reindex --reembed"):
         KnowledgeBase.open(home, embedding_model="all-MiniLM-L6-v2")
