@@ -46,7 +46,7 @@ def goals(results: dict) -> list[str]:
              _get(r, "ingest", "ratio_engine"), str, lambda v: v >= 0.95),
         _row("ingest throughput, deepkb / raw sentence-transformers on torch", "≥ 0.9", _get(r, "ingest", "ratio"),
              str, lambda v: v >= 0.9),
-        _row("whole `deepkb search` process / raw engine process (import + load + encode one query)", "(no goal set)",
+        _row("whole `deepkb search` process time / raw engine process time (import + load + encode one query)", "(no goal set)",
              _get(r, "search_process", "ratio"), str, None),
         _row("re-ingest of 10,000 unchanged files (CLI, s; chunks embedded)", "≤ 5 s, 0 embedded",
              _get(r, "reingest", "unchanged_cli"), lambda v: f"{v['seconds']} s, {v['chunks_embedded']}",

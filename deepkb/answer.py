@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from deepkb.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic
 from deepkb.citations import Citation, MarkerFilter, ThinkSplitter, resolve_citations, split_think
 from deepkb.errors import LLMError, ModelLoadError, ModelNotFoundError
-from deepkb.llm import LLM
+from deepkb.llm import LLM, Usage
 from deepkb.prompt import NOT_IN_DOCUMENTS, build_prompt, spread_documents
+from deepkb.repetition import LOOP_NOTICE, RepeatGuard
 from deepkb.search import Hit, snippet
-
-# Below this best dense cosine similarity (all-MiniLM-L6-v2, query vs chunk) nothing retrieved is about the
-# question, so we abstain without calling the model. Calibrated on data/: 12 in-domain questions scored
-# 0.33-0.74, 10 off-topic ones (capitals, recipes, physics) 0.08-0.23.
-DEFAULT_MIN_RELEVANCE = 0.28
 
 # DeepSeek-R1 distills think inside <think>...</think>; an empty, closed block makes them answer directly.
 SKIP_REASONING_PREFILL = "<think>\n\n</think>\n\n"
@@ -40,10 +38,11 @@ def cpu_source_tokens(prefill_tokens_per_s: float | None) -> int:
 
 
 GET_A_MODEL = "No answer model: run `deepkb models pull` or pass --model PATH to a .gguf file."
+CANCELLED = "Cancelled; the answer so far is kept."
 
 Retriever = Callable[[str, int], list[Hit]]
-Relevance = Callable[[str, list[Hit]], float | None]
-OnPiece = Callable[[str, str], None]  # kind ("think", "answer", "notice"), text
+OnPiece = Callable[[str, str], None]  # kind ("reasoning", "answer", "notice"), text
+History = Sequence[tuple[str, str]]  # earlier (question, answer) turns of a conversation, oldest first
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,8 @@ class AskOptions:
     k: int = 6
     """Chunks to retrieve; as many as fit the context go into the prompt."""
     min_relevance: float = DEFAULT_MIN_RELEVANCE
-    """Abstain when the best dense cosine similarity is below this."""
+    """Abstain when no passage is this similar to the question (dense cosine) and keyword search finds no
+    passage with all of the question's specific words (deepkb.abstain)."""
     answer_tokens: int = 1024
     """Room left in the context for the reply (reasoning included); at most half the context."""
     temperature: float = 0.6
@@ -66,6 +66,8 @@ class AskOptions:
     """Passages shown when no model can answer."""
     source_tokens: int | None = None
     """Prompt tokens the sources may take (the best always goes in); None: cpu_source_tokens() on a CPU, else all."""
+    history_tokens: int | None = None
+    """Prompt tokens earlier turns may take (newest first); None: as many as the sources on a CPU, else all that fit."""
 
 
 @dataclass
@@ -114,6 +116,11 @@ class AskResult:
     fallback: bool = False  # no model answered; `answer` lists the best passages
     notice: str | None = None  # one line for the user (how to get a model, why the answer is empty)
     show_thinking: bool = False
+    cancelled: bool = False  # stopped by a cancel: `answer` and `citations` are what came before it
+    looped: bool = False  # stopped because the reply repeated itself (deepkb.repetition)
+    error: str | None = None  # the model failed mid-answer (the partial answer is kept); None when it did not
+    conversation_id: str | None = None  # set by ChatSession when the turn is saved
+    turn: int | None = None  # the turn's number in that conversation, from 1
 
     def to_json(self) -> dict:
         """The `deepkb ask --json` object."""
@@ -128,49 +135,106 @@ class AskResult:
             "dropped_markers": self.dropped_markers,
             "fallback": self.fallback,
             "notice": self.notice,
+            "cancelled": self.cancelled,
+            "conversation_id": self.conversation_id,
+            "turn": self.turn,
         }
         if self.show_thinking:
             data["thinking"] = self.thinking
         return data
 
 
-def best_dense_score(question: str, hits: list[Hit]) -> float | None:
-    """The best cosine similarity among the hits (None when no dense score is known)."""
-    scores = [h.dense_score for h in hits if getattr(h, "dense_score", None) is not None]
-    return max(scores) if scores else None
+@dataclass(frozen=True)
+class Retrieved:
+    """The retrieved passages, before any model token: a shell can show the sources now."""
+
+    hits: list[Hit]
 
 
-def ask(
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the streamed reply; kind is "answer" (its [n] markers already checked) or "reasoning"."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One line for the user: no model, fallback, loop stopped, cancelled, a failure mid-answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The final result: verified citations, timings, flags. Every answer ends with exactly one."""
+
+    result: AskResult
+
+
+Event = Retrieved | Delta | Notice | Done
+
+
+def answer_events(
     question: str,
     retrieve: Retriever,
-    load_llm: Callable[[], LLM] | None,
+    llm: LLM | Callable[[], LLM] | None,
     options: AskOptions | None = None,
-    relevance: Relevance = best_dense_score,
-    on_piece: OnPiece | None = None,
-) -> AskResult:
-    """Answer `question` from the retrieved chunks, streaming pieces to `on_piece` as they come."""
+    *,
+    history: History = (),
+    relevance: OnTopic = on_topic,
+    cancel: threading.Event | None = None,
+) -> Iterator[Event]:
+    """Answer `question` from the retrieved chunks as a stream of events that always ends with one Done.
+
+    `llm` may be a zero-argument loader (called once, here); None answers with the best passages. A local
+    model's lock is held from the prompt's build to its last token; `cancel` stops the reply within one token.
+    Consumers iterate to the Done (or close the iterator), which releases the lock.
+    """
     opts = options or AskOptions()
-    emit = on_piece if on_piece is not None else (lambda kind, text: None)
+    stop = cancel or threading.Event()
     started = time.perf_counter()
     hits = retrieve(question, opts.k)
     timings = Timings(retrieve_ms=_ms(started))
     result = AskResult(question, "", timings=timings, show_thinking=opts.show_thinking)
+    yield Retrieved(hits)
 
-    best = relevance(question, hits) if hits else None
-    if not hits or (best is not None and best < opts.min_relevance):
+    if not relevance(question, hits, opts.min_relevance):
         result.answer, result.abstained, result.also_retrieved = NOT_IN_DOCUMENTS, True, hits
-        emit("answer", NOT_IN_DOCUMENTS)
-        return result
+        yield Delta("answer", NOT_IN_DOCUMENTS)
+        yield Done(result)
+        return
 
-    if load_llm is None:
-        return _fallback(result, hits, opts, GET_A_MODEL, emit)
-    loading = time.perf_counter()
-    try:
-        llm = load_llm()
-        timings.load_ms = _ms(loading)
-    except (ModelNotFoundError, ModelLoadError) as exc:
-        return _fallback(result, hits, opts, f"{exc} Showing the best passages instead.", emit)
+    if llm is None:
+        yield from _fallback(result, hits, opts, GET_A_MODEL)
+        return
+    if not isinstance(llm, LLM):
+        loading = time.perf_counter()
+        try:
+            llm = llm()
+            timings.load_ms = _ms(loading)
+        except (ModelNotFoundError, ModelLoadError) as exc:
+            yield from _fallback(result, hits, opts, f"{exc} Showing the best passages instead.")
+            return
+    if stop.is_set():
+        yield from _cancelled(result, hits)
+        return
+    closing: list[Event] = []
+    with _Holding(llm, stop) as held:
+        if held:
+            closing = yield from _generate(question, hits, llm, opts, history, result, stop)
+    if not held:  # cancelled while another answer had the model
+        closing = list(_cancelled(result, hits))
+    yield from closing  # the Done comes after the lock is released: a consumer may stop reading there
 
+
+def _generate(
+    question: str, hits: list[Hit], llm: LLM, opts: AskOptions, history: History, result: AskResult, stop
+) -> Generator[Event, None, list[Event]]:
+    """Prompt, stream and check citations, with the model's lock held; yields the deltas and returns the closing
+    events (a Notice or none, then the Done)."""
+    timings = result.timings
     room = min(opts.answer_tokens, llm.context_size // 2)
     source_tokens = opts.source_tokens
     if source_tokens is None and llm.runs_on_cpu:
@@ -180,16 +244,27 @@ def ask(
     # Under a source budget only 2-3 chunks fit: spend them on different documents first (on SciFact this puts a
     # relevant abstract in the prompt for 69% of questions instead of 65%; bench/context_recall.py).
     candidates = spread_documents(hits) if source_tokens is not None else hits
-    prompt = build_prompt(question, candidates, llm, room, prefill, source_tokens)
+    history_tokens = opts.history_tokens
+    if history_tokens is None and llm.runs_on_cpu:  # a new process prefills the history again: it costs time
+        history_tokens = source_tokens
+    try:
+        prompt = build_prompt(
+            question, candidates, llm, room, prefill, source_tokens, history=history, history_tokens=history_tokens
+        )
+    except LLMError as exc:
+        return list(_fallback(result, hits, opts, f"{exc} Showing the best passages instead."))
     result.model = llm.name
     timings.prompt_tokens = prompt.prompt_tokens
+    usage = Usage()
+    stream = _Stream(llm, prompt.sources, timings, stop)
     try:
-        raw = _stream(llm, prompt.messages, prompt.sources, room, opts.temperature, timings, emit)
+        yield from stream.run(prompt.messages, room, opts.temperature, usage)
     except _NoFirstToken as exc:  # e.g. the LLM server is down
         result.model = None
-        return _fallback(result, hits, opts, f"{exc} Showing the best passages instead.", emit)
-
-    thinking, answer = split_think(raw)
+        return list(_fallback(result, hits, opts, f"{exc} Showing the best passages instead."))
+    except LLMError as exc:  # failed mid-answer: keep what came
+        result.error = str(exc)
+    thinking, answer = split_think(stream.raw)
     cited = resolve_citations(answer, prompt.sources)
     result.answer, result.thinking = cited.text, thinking
     in_prompt = {h.chunk_id for h in prompt.sources}
@@ -197,69 +272,144 @@ def ask(
     result.also_retrieved = cited.also_retrieved + [h for h in hits if h.chunk_id not in in_prompt]
     result.dropped_markers = cited.dropped_markers
     result.abstained = not cited.citations and cited.text.strip(" .\"'").lower().startswith(NOT_IN_DOCUMENTS)
-    timings.prompt_tokens = llm.last_prompt_tokens or prompt.prompt_tokens
-    timings.cached_prompt_tokens, timings.prefill_ms = llm.last_cached_tokens, llm.last_prefill_ms
-    if not answer and thinking:
+    timings.prompt_tokens = usage.prompt_tokens or prompt.prompt_tokens
+    timings.cached_prompt_tokens, timings.prefill_ms = usage.cached_tokens, usage.prefill_ms
+    result.cancelled, result.looped = stream.cancelled, stream.looped
+    if result.error:
+        result.notice = result.error
+    elif stream.cancelled:
+        result.notice = CANCELLED
+    elif stream.looped:
+        result.notice = LOOP_NOTICE
+    elif not answer and thinking:
         result.notice = f"The model spent all {room} answer tokens reasoning; raise --max-tokens or try --no-think."
-        emit("notice", result.notice)
-    return result
+    return ([Notice(result.notice)] if result.notice else []) + [Done(result)]
+
+
+class _Holding:
+    """Hold an exclusive model's lock, giving up when `stop` is set while another answer has it."""
+
+    def __init__(self, llm: LLM, stop: threading.Event) -> None:
+        self.lock = llm.lock if llm.exclusive else None
+        self.stop = stop
+        self.held = False
+
+    def __enter__(self) -> bool:
+        if self.lock is None:
+            return True
+        while not self.lock.acquire(timeout=0.05):
+            if self.stop.is_set():
+                return False
+        self.held = True
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held:
+            self.lock.release()
+
+
+def ask(
+    question: str,
+    retrieve: Retriever,
+    load_llm: LLM | Callable[[], LLM] | None,
+    options: AskOptions | None = None,
+    relevance: OnTopic = on_topic,
+    on_piece: OnPiece | None = None,
+    *,
+    history: History = (),
+    cancel: threading.Event | None = None,
+) -> AskResult:
+    """Answer `question`: the events of answer_events() collected, pieces passed to `on_piece` as they come."""
+    emit = on_piece if on_piece is not None else (lambda kind, text: None)
+    for event in answer_events(
+        question, retrieve, load_llm, options, history=history, relevance=relevance, cancel=cancel
+    ):
+        if isinstance(event, Delta):
+            emit(event.kind, event.text)
+        elif isinstance(event, Notice):
+            emit("notice", event.text)
+        elif isinstance(event, Done):
+            return event.result
+    raise AssertionError("answer_events ends with a Done")  # pragma: no cover
 
 
 class _NoFirstToken(Exception):
     """The backend failed before it produced anything, so the passages can still be shown."""
 
 
-def _stream(
-    llm: LLM, messages: list, sources: list[Hit], max_tokens: int, temperature: float, timings: Timings, emit: OnPiece
-) -> str:
-    """Run the model, passing classified pieces on as they arrive; returns the raw reply."""
-    started = time.perf_counter()
-    first: float | None = None
-    pieces: list[str] = []
-    splitter: ThinkSplitter | None = None
-    markers = MarkerFilter(len(sources))
+class _Stream:
+    """Runs the model, turning its pieces into Delta events; keeps the raw reply and whether it was cut short."""
 
-    def forward(kind: str, text: str) -> None:
-        text = markers.feed(text) if kind == "answer" else text
-        if text:
-            emit(kind, text)
+    def __init__(self, llm: LLM, sources: list[Hit], timings: Timings, stop: threading.Event) -> None:
+        self.llm, self.sources, self.timings, self.stop = llm, sources, timings, stop
+        self.raw = ""
+        self.cancelled = False
+        self.looped = False
 
-    try:
-        for piece in llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature):
+    def run(self, messages: list, max_tokens: int, temperature: float, usage: Usage) -> Iterator[Event]:
+        timings = self.timings
+        started = time.perf_counter()
+        first: float | None = None
+        pieces: list[str] = []
+        splitter: ThinkSplitter | None = None
+        markers = MarkerFilter(len(self.sources))
+        guard = RepeatGuard()
+        stream = self.llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature, usage=usage)
+        try:
+            for piece in stream:
+                if first is None:
+                    first = time.perf_counter()
+                    timings.ttft_ms = _ms(started)
+                    splitter = ThinkSplitter(starts_in_think=usage.opens_thinking)
+                pieces.append(piece)
+                for kind, text in splitter.feed(piece):
+                    text = markers.feed(text) if kind == "answer" else text
+                    if text:
+                        yield Delta("answer" if kind == "answer" else "reasoning", text)
+                if self.stop.is_set():
+                    self.cancelled = True
+                    break
+                if guard.feed(piece):
+                    self.looped = True
+                    break
+        except LLMError as exc:
             if first is None:
-                first = time.perf_counter()
-                timings.ttft_ms = _ms(started)
-                splitter = ThinkSplitter(starts_in_think=llm.opens_thinking)
-            pieces.append(piece)
-            for kind, text in splitter.feed(piece):
-                forward(kind, text)
-    except LLMError as exc:
-        if first is not None:
+                raise _NoFirstToken(str(exc)) from exc
             raise
-        raise _NoFirstToken(str(exc)) from exc
-    for kind, text in splitter.flush() if splitter else []:
-        forward(kind, text)
-    if tail := markers.flush():
-        emit("answer", tail)
-    ended = time.perf_counter()
-    raw = "".join(pieces)
-    counted = llm.last_completion_tokens
-    timings.completion_tokens = counted if counted is not None else (llm.count_tokens(raw) if raw else 0)
-    timings.generate_ms = _ms(started, ended)
-    if first is not None and timings.completion_tokens > 1 and ended > first:
-        timings.tokens_per_s = round((timings.completion_tokens - 1) / (ended - first), 2)
-    return raw
+        finally:
+            stream.close()
+            self.raw = "".join(pieces)
+            ended = time.perf_counter()
+            counted = usage.completion_tokens
+            raw = self.raw
+            timings.completion_tokens = counted if counted is not None else (self.llm.count_tokens(raw) if raw else 0)
+            timings.generate_ms = _ms(started, ended)
+            if first is not None and timings.completion_tokens > 1 and ended > first:
+                timings.tokens_per_s = round((timings.completion_tokens - 1) / (ended - first), 2)
+        for kind, text in splitter.flush() if splitter else []:
+            text = markers.feed(text) if kind == "answer" else text
+            if text:
+                yield Delta("answer" if kind == "answer" else "reasoning", text)
+        if tail := markers.flush():
+            yield Delta("answer", tail)
 
 
-def _fallback(result: AskResult, hits: list[Hit], opts: AskOptions, notice: str, emit: OnPiece) -> AskResult:
+def _fallback(result: AskResult, hits: list[Hit], opts: AskOptions, notice: str) -> Iterator[Event]:
     """No model: the best passages, each with its citation, and one line on how to get a model."""
     shown = hits[: opts.fallback_passages]
     result.answer = "\n\n".join(f"[{n}] {snippet(h.text)}" for n, h in enumerate(shown, 1))
     result.citations = [Citation(n, h) for n, h in enumerate(shown, 1)]
     result.also_retrieved = hits[len(shown) :]
     result.fallback, result.notice = True, notice
-    emit("notice", notice)  # the passages themselves are in result.citations, listed by the caller
-    return result
+    yield Notice(notice)  # the passages themselves are in result.citations, listed by the caller
+    yield Done(result)
+
+
+def _cancelled(result: AskResult, hits: list[Hit]) -> Iterator[Event]:
+    """Cancelled before the model started: no answer, the retrieved passages listed."""
+    result.cancelled, result.also_retrieved, result.notice = True, hits, CANCELLED
+    yield Notice(CANCELLED)
+    yield Done(result)
 
 
 def _ms(start: float, end: float | None = None) -> float:

@@ -94,6 +94,24 @@ class Settings:
     candidates: int = 100
     """How many hits each side (dense, keyword) contributes to hybrid fusion."""
 
+    model: str = ""
+    """Answer model: a GGUF file or a catalog name (see `deepkb models list`); empty: the pulled default model."""
+
+    llm_url: str = ""
+    """An OpenAI-compatible server (llama-server, vLLM, Ollama) to answer with instead of a local model."""
+
+    llm_api_key_env: str = ""
+    """Name of the environment variable whose API key is sent to llm_url; empty: no key is sent."""
+
+    llm_context: int = 4096
+    """The answer model's context size in tokens (prompt and reply)."""
+
+    gpu_layers: int = -1
+    """Answer-model layers put on the GPU: -1 all (when llama.cpp was built with a GPU backend), 0 none."""
+
+    llm_threads: int = 0
+    """CPU threads for the answer model; 0: the physical cores this process may use."""
+
     def __post_init__(self) -> None:
         for f in fields(self):
             if f.name in LIMITS:
@@ -153,6 +171,12 @@ LIMITS: dict[str, tuple | None] = {
     "dense_share": (0.0, 1.0),
     "rrf_k": (0, 10_000),
     "candidates": (1, 100_000),
+    "model": None,
+    "llm_url": None,
+    "llm_api_key_env": None,
+    "llm_context": (256, 1_048_576),
+    "gpu_layers": (-1, 100_000),
+    "llm_threads": (0, 4096),
 }
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}

@@ -279,6 +279,15 @@ class KnowledgeBase:
             "db_bytes": self.store.path.stat().st_size,
         }
 
+    def documents(self) -> list[dict]:
+        """What is indexed, one entry per document with its chunk count (`GET /v1/documents`)."""
+        rows = self.store.db.execute(
+            "SELECT d.path, d.kind, d.title, d.pages, d.size, d.ingested_at, count(c.id) FROM documents d "
+            "LEFT JOIN chunks c ON c.doc_id = d.id GROUP BY d.id ORDER BY d.path"
+        )
+        keys = ("path", "kind", "title", "pages", "size", "ingested_at", "chunks")
+        return [dict(zip(keys, row)) for row in rows]
+
     def _engine(self) -> dict:
         """The embedding engine this KB's commands really use, without loading it when nothing has yet."""
         if self._embedder is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from deepkb.citations import MARKER_RE
 from deepkb.errors import LLMError
 from deepkb.llm import LLM, Message
 from deepkb.search import Hit, display_path, location
@@ -27,6 +29,7 @@ class Prompt:
     messages: list[Message]
     sources: list[Hit]
     prompt_tokens: int
+    history_turns: int = 0  # earlier turns that fit in
 
 
 def cite_label(hit: Hit) -> str:
@@ -43,9 +46,22 @@ def _user_message(blocks: list[str], question: str) -> str:
     return "Sources:\n\n" + "".join(blocks) + f"Question: {question.strip()}"
 
 
-def _messages(blocks: list[str], question: str, prefill: str | None) -> list[Message]:
+def history_messages(history: Sequence[tuple[str, str]]) -> list[Message]:
+    """Earlier turns as plain chat: the questions, and the answers without their [n] markers (those numbered
+    other sources)."""
+    messages: list[Message] = []
+    for question, answer in history:
+        messages.append({"role": "user", "content": question.strip()})
+        messages.append({"role": "assistant", "content": MARKER_RE.sub("", answer).strip() or NOT_IN_DOCUMENTS})
+    return messages
+
+
+def _messages(
+    blocks: list[str], question: str, prefill: str | None, history: Sequence[tuple[str, str]] = ()
+) -> list[Message]:
     messages = [
         {"role": "system", "content": SYSTEM_PROMPT},
+        *history_messages(history),
         {"role": "user", "content": _user_message(blocks, question)},
     ]
     if prefill:
@@ -84,11 +100,16 @@ def build_prompt(
     answer_tokens: int,
     prefill: str | None = None,
     source_tokens: int | None = None,
+    history: Sequence[tuple[str, str]] = (),
+    history_tokens: int | None = None,
 ) -> Prompt:
     """Number the best hits [1].. and add them while the prompt plus `answer_tokens` fit the context.
 
     `source_tokens` caps what the sources may take (the first always goes in, whole if it fits the context):
-    on a CPU every prompt token costs prefill time before the first answer token.
+    on a CPU every prompt token costs prefill time before the first answer token. `history`, earlier
+    (question, answer) turns oldest first, goes between the system prompt and the question with what room the
+    sources leave (and at most `history_tokens`): the newest turns first, the oldest dropped. The turns come before this turn's sources so the
+    next question's prompt starts like this one (llama.cpp reuses that KV state).
     """
     budget = llm.context_size - answer_tokens - SAFETY_TOKENS
     used = llm.count_messages(_messages([], question, prefill))
@@ -118,11 +139,23 @@ def build_prompt(
         sources.append(hit)
         used += cost
         source_used += cost
-    messages = _messages(blocks, question, prefill)
+    turns: list[tuple[str, str]] = []
+    history_used = 0
+    for turn in reversed(history):  # the newest first; the first that does not fit ends the history
+        cost = sum(llm.count_tokens(m["content"]) + 8 for m in history_messages([turn]))
+        if used + cost > budget or (history_tokens is not None and history_used + cost > history_tokens):
+            break
+        turns.insert(0, turn)
+        used += cost
+        history_used += cost
+    messages = _messages(blocks, question, prefill, turns)
     total = llm.count_messages(messages)
-    while total > budget + SAFETY_TOKENS and len(blocks) > 1:  # the estimate was off: drop the weakest source
-        blocks.pop()
-        sources.pop()
-        messages = _messages(blocks, question, prefill)
+    while total > budget + SAFETY_TOKENS and (turns or len(blocks) > 1):  # the estimate was off
+        if turns:
+            turns.pop(0)  # the oldest turn goes before any source
+        else:
+            blocks.pop()  # then the weakest source
+            sources.pop()
+        messages = _messages(blocks, question, prefill, turns)
         total = llm.count_messages(messages)
-    return Prompt(messages, sources, total)
+    return Prompt(messages, sources, total, len(turns))

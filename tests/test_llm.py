@@ -18,8 +18,9 @@ from deepkb.answer import (
     CPU_TTFT_TARGET_S,
     cpu_source_tokens,
 )
+from deepkb.config import Settings
 from deepkb.errors import LLMError, ModelLoadError, UsageError
-from deepkb.llm import LlamaCppLLM, OpenAICompatLLM, get_backend, physical_cores
+from deepkb.llm import LlamaCppLLM, OpenAICompatLLM, Usage, get_backend, open_configured_llm, physical_cores
 from deepkb.prompt import build_prompt
 from deepkb.search import Hit
 
@@ -38,11 +39,14 @@ QUESTION = [
 
 
 def test_streams_tokens_through_the_gguf_chat_template(llm):
-    pieces = list(llm.stream_chat(QUESTION, max_tokens=64, temperature=0.6))
+    usage = Usage()
+    pieces = list(llm.stream_chat(QUESTION, max_tokens=64, temperature=0.6, usage=usage))
     assert len(pieces) > 5  # streamed token by token, not in one block
     assert "".join(pieces) == f"{THINKING}</think>\n\n{ANSWER}"
-    assert llm.opens_thinking  # the R1 template from the GGUF metadata ends the prompt with "<think>\n"
-    assert llm.last_prompt_tokens == llm.count_messages(QUESTION)
+    assert usage.opens_thinking  # the R1 template from the GGUF metadata ends the prompt with "<think>\n"
+    assert usage.prompt_tokens == llm.count_messages(QUESTION)
+    assert usage.completion_tokens == llm.count_tokens("".join(pieces))
+    assert not hasattr(llm, "last_prompt_tokens")  # per-answer figures live on the answer, not the shared model
     assert llm.name == "tiny-r1" and llm.context_size == 512
 
 
@@ -54,8 +58,9 @@ def test_respects_max_tokens(llm):
 def test_assistant_prefill_skips_the_reasoning(llm):
     messages = [*QUESTION, {"role": "assistant", "content": "<think>\n\n</think>\n\n"}]
     assert llm.render(messages).endswith("<｜Assistant｜><think>\n\n</think>\n\n")  # no doubled <think>
-    assert "".join(llm.stream_chat(messages, max_tokens=64)) == ANSWER
-    assert not llm.opens_thinking
+    usage = Usage()
+    assert "".join(llm.stream_chat(messages, max_tokens=64, usage=usage)) == ANSWER
+    assert not usage.opens_thinking
 
 
 def test_prompt_is_packed_into_the_token_budget(llm):
@@ -150,7 +155,8 @@ def test_openai_compatible_server_streams_and_marks_reasoning():
     server = _ChatServer(events)
     try:
         llm = OpenAICompatLLM(server.url + "/v1/", model="deepseek-r1")
-        pieces = list(llm.stream_chat(QUESTION, max_tokens=32, temperature=0.1, stop=["END"]))
+        usage = Usage()
+        pieces = list(llm.stream_chat(QUESTION, max_tokens=32, temperature=0.1, stop=["END"], usage=usage))
     finally:
         server.close()
     assert "".join(pieces) == "<think>Look at source 1.</think>Thirty days [1]."
@@ -159,7 +165,7 @@ def test_openai_compatible_server_streams_and_marks_reasoning():
     body = server.bodies[0]
     assert body["stream"] is True and body["messages"] == QUESTION and body["model"] == "deepseek-r1"
     assert body["max_tokens"] == 32 and body["stop"] == ["END"]
-    assert llm.last_prompt_tokens == 42  # the server's own count, when it reports usage
+    assert usage.prompt_tokens == 42  # the server's own count, when it reports usage
 
 
 def test_unreachable_server_is_one_line_error():
@@ -186,18 +192,21 @@ def _logits(llm: LlamaCppLLM) -> np.ndarray:
 
 def test_prompt_cache_carries_the_system_prefix_to_the_next_run(tiny_model, tmp_path):
     first = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path)
-    reply = "".join(first.stream_chat(_chat("How long are backups kept?"), max_tokens=64))
-    assert first.last_cached_tokens == 0 and len(list(tmp_path.glob("*.kv"))) == 1
-    assert first.last_completion_tokens == first.count_tokens(reply)
+    used = Usage()
+    reply = "".join(first.stream_chat(_chat("How long are backups kept?"), max_tokens=64, usage=used))
+    assert used.cached_tokens == 0 and len(list(tmp_path.glob("*.kv"))) == 1
+    assert used.completion_tokens == first.count_tokens(reply)
 
     second = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path)  # as a new process would
-    assert "".join(second.stream_chat(_chat("Who approves key rotation?"), max_tokens=64)) == reply
-    assert first.count_tokens(SYSTEM) < second.last_cached_tokens < second.last_prompt_tokens
-    assert second.last_prefill_ms is not None
+    used = Usage()
+    assert "".join(second.stream_chat(_chat("Who approves key rotation?"), max_tokens=64, usage=used)) == reply
+    assert first.count_tokens(SYSTEM) < used.cached_tokens < used.prompt_tokens
+    assert used.prefill_ms is not None
 
     other_ctx = LlamaCppLLM(tiny_model, context_size=256, gpu_layers=0, cache_dir=tmp_path)
-    list(other_ctx.stream_chat(_chat("Who approves key rotation?"), max_tokens=8))
-    assert other_ctx.last_cached_tokens == 0  # a state is only reused by the configuration that made it
+    used = Usage()
+    list(other_ctx.stream_chat(_chat("Who approves key rotation?"), max_tokens=8, usage=used))
+    assert used.cached_tokens == 0  # a state is only reused by the configuration that made it
     assert len(list(tmp_path.glob("*.kv"))) == 2
 
 
@@ -229,19 +238,23 @@ def test_damaged_prompt_cache_is_ignored_and_rewritten(tiny_model, tmp_path):
     data[-100] ^= 0xFF  # one flipped bit in the KV data
     saved.write_bytes(data)
     damaged = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path)
-    assert "".join(damaged.stream_chat(_chat("How long?"), max_tokens=64)).endswith(ANSWER)
-    assert damaged.last_cached_tokens == 0  # prefilled instead, and saved again
+    used = Usage()
+    assert "".join(damaged.stream_chat(_chat("How long?"), max_tokens=64, usage=used)).endswith(ANSWER)
+    assert used.cached_tokens == 0  # prefilled instead, and saved again
     again = LlamaCppLLM(tiny_model, context_size=512, gpu_layers=0, cache_dir=tmp_path)
-    list(again.stream_chat(_chat("How long?"), max_tokens=1))
-    assert again.last_cached_tokens > 16
+    used = Usage()
+    list(again.stream_chat(_chat("How long?"), max_tokens=1, usage=used))
+    assert used.cached_tokens > 16
 
 
 def test_next_question_reuses_the_prefix_in_the_same_process(llm):
     list(llm.stream_chat(_chat("How long are backups kept?"), max_tokens=4))
-    list(llm.stream_chat(_chat("Who approves key rotation?"), max_tokens=4))
-    assert llm.count_tokens(SYSTEM) < llm.last_cached_tokens < llm.last_prompt_tokens
-    list(llm.stream_chat(QUESTION, max_tokens=4))  # another system prompt: nothing to reuse but the template's start
-    assert llm.last_cached_tokens < llm.count_tokens(SYSTEM)
+    used = Usage()
+    list(llm.stream_chat(_chat("Who approves key rotation?"), max_tokens=4, usage=used))
+    assert llm.count_tokens(SYSTEM) < used.cached_tokens < used.prompt_tokens
+    used = Usage()
+    list(llm.stream_chat(QUESTION, max_tokens=4, usage=used))  # another system prompt: only the template's start
+    assert used.cached_tokens < llm.count_tokens(SYSTEM)
 
 
 def test_source_budget_keeps_cpu_prompts_compact(llm):
@@ -275,3 +288,20 @@ def test_cpu_source_budget_follows_the_measured_prefill_speed():
     assert slow == CPU_SOURCE_TOKENS_RANGE[0] < usual < fast < CPU_SOURCE_TOKENS_RANGE[1]
     assert usual == int(40.0 * CPU_TTFT_TARGET_S) - CPU_PROMPT_OVERHEAD_TOKENS  # the sources fill the target time
     assert cpu_source_tokens(10_000.0) == CPU_SOURCE_TOKENS_RANGE[1]
+
+
+def test_llm_settings_come_from_config_toml_and_flags_win(tiny_model, tmp_path, monkeypatch):
+    home = tmp_path / "kb"
+    home.mkdir()
+    (home / "config.toml").write_text(f'model = "{tiny_model}"\nllm_context = 768\nllm_threads = 1\ngpu_layers = 0\n')
+    settings = Settings.load(home)
+    llm = open_configured_llm(settings)
+    assert isinstance(llm, LlamaCppLLM) and llm.context_size == 768 and llm.path == tiny_model.resolve()
+    assert llm._llama.n_threads == 1 and llm.runs_on_cpu
+    monkeypatch.setenv("DEEPKB_LLM_CONTEXT", "1024")
+    assert Settings.load(home).llm_context == 1024  # the environment over the file
+    assert Settings.load(home, llm_context=512).llm_context == 512  # a flag over both
+    monkeypatch.setenv("DEEPKB_LLM_URL", "http://127.0.0.1:9/v1")
+    remote = open_configured_llm(Settings.load(home))
+    assert isinstance(remote, OpenAICompatLLM) and remote.url == "http://127.0.0.1:9/v1/chat/completions"
+    assert remote.model is None  # a GGUF path is no server model name

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from deepkb import __version__
 from deepkb.cli._common import _store_kb, err_console
@@ -38,7 +39,7 @@ class _Group(click.Group):
 
 
 def _fail(exc: DeepKBError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # "[server]" is no markup
     sys.exit(exc.exit_code)
 
 
@@ -72,12 +73,15 @@ def _register() -> None:
     from deepkb.cli import kb as kb_commands
     from deepkb.cli.ask import ask
     from deepkb.cli.backup import backup, restore
+    from deepkb.cli.chat import chat
+    from deepkb.cli.chats import chats
     from deepkb.cli.doctor import doctor
     from deepkb.cli.models import models
+    from deepkb.cli.serve import serve
     from deepkb.cli.watch import watch
 
     for command in (kb_commands.ingest, kb_commands.search, kb_commands.status, kb_commands.remove,
-                    kb_commands.reindex, watch, ask, models):  # fmt: skip
+                    kb_commands.reindex, watch, ask, chat, chats, models, serve):  # fmt: skip
         main.add_command(command)
     for command in (backup, restore, doctor):
         main.add_command(command)

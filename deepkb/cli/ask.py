@@ -1,8 +1,10 @@
-"""`deepkb ask`: a thin shell over deepkb.answer.ask that streams the answer and lists its sources."""
+"""`deepkb ask`: a thin shell over deepkb.conversation.ChatSession that streams the answer and lists its sources."""
 
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import click
@@ -26,9 +28,12 @@ class _Printer:
     def __call__(self, kind: str, text: str) -> None:
         if kind == "notice":
             self._stop()
-            err_console.print(f"[yellow]{text}[/]", soft_wrap=True, markup=True)
+            if self.printed or self.in_thinking:
+                console.print()
+                self.printed = self.in_thinking = False
+            err_console.print(f"[yellow]{text}[/]", soft_wrap=True, markup=False)
             return
-        if kind == "think":
+        if kind == "reasoning":
             if self.show_thinking:
                 console.print(text, style="dim", end="", markup=False, soft_wrap=True)
                 self.in_thinking = True
@@ -92,15 +97,24 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
 
 @click.command()
 @click.argument("question")
+@click.option("-c", "--continue", "continue_last", is_flag=True, help="Continue the last conversation.")
+@click.option("--chat", "chat_id", metavar="ID", help="Continue the conversation with this id (see `deepkb chats`).")
+@click.option("--no-save", is_flag=True, help="Do not save this question and answer as a conversation.")
 @click.option("-k", "k", type=int, default=AskOptions.k, show_default=True, help="Passages to retrieve.")
-@click.option("--model", envvar="DEEPKB_MODEL", help="GGUF file or catalog name (default: the pulled default model).")
-@click.option("--llm-url", envvar="DEEPKB_LLM_URL", help="Answer with an OpenAI-compatible server at this URL instead.")
+@click.option("--model", help="GGUF file or catalog name (default: setting `model`, else the pulled default model).")
+@click.option("--llm-url", help="Answer with an OpenAI-compatible server at this URL instead (setting `llm_url`).")
+@click.option(
+    "--llm-api-key-env",
+    metavar="NAME",
+    help="Send the API key held in environment variable NAME to --llm-url; no key is sent otherwise.",
+)
 @click.option(
     "--gpu-layers", type=int, default=None, help="Layers to put on the GPU (-1 all, 0 none; default: all if possible)."
 )
 @click.option(
-    "--ctx", "context_size", type=int, default=DEFAULT_CONTEXT_SIZE, show_default=True, help="Context size in tokens."
+    "--ctx", "context_size", type=int, default=None, help=f"Context size in tokens (default {DEFAULT_CONTEXT_SIZE})."
 )
+@click.option("--threads", type=int, default=None, help="CPU threads for the model (default: the physical cores).")
 @click.option(
     "--max-tokens",
     type=int,
@@ -134,53 +148,90 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
 @kb_option
 @click.pass_context
 def ask(
-    ctx: click.Context, question: str, k: int, model: str | None, llm_url: str | None, gpu_layers: int | None,
-    context_size: int, max_tokens: int, temperature: float, min_relevance: float, source_tokens: int | None,
+    ctx: click.Context, question: str, continue_last: bool, chat_id: str | None, no_save: bool, k: int,
+    model: str | None, llm_url: str | None, llm_api_key_env: str | None, gpu_layers: int | None,
+    context_size: int | None, threads: int | None, max_tokens: int, temperature: float, min_relevance: float, source_tokens: int | None,
     skip_reasoning: bool, show_thinking: bool, as_json: bool, verbose: bool,
 ) -> None:  # fmt: skip
     """Answer QUESTION from the knowledge base with a local model, citing file, page and lines.
 
     Streams the answer, then lists the sources it cites. Says "not in the documents" (without running
     the model) when nothing relevant is found; without a model it shows the best passages instead.
+    Each answer is saved as a conversation: -c asks a follow-up in the last one, --chat ID in another.
+    Ctrl-C stops the answer and keeps what was written so far.
 
     \b
     Example:
         deepkb ask "What does the retention policy say about backups?"
+        deepkb ask -c "and how long are they kept offsite?"
         deepkb ask "Who approves key rotation?" --no-think -v
         deepkb ask "..." --json --model ~/models/DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf
     """
-    from deepkb.answer import ask as run_ask
-    from deepkb.llm import open_llm
+    from deepkb.conversation import ChatSession, ConversationStore
+    from deepkb.llm import open_configured_llm
 
-    kb = open_kb(ctx)
+    if continue_last and chat_id:
+        raise click.UsageError("give -c or --chat ID, not both.")
+    kb = open_kb(
+        ctx, model=model, llm_url=llm_url, llm_api_key_env=llm_api_key_env, gpu_layers=gpu_layers,
+        llm_context=context_size, llm_threads=threads,
+    )  # fmt: skip
     options = AskOptions(
         k=k, min_relevance=min_relevance, answer_tokens=max_tokens, temperature=temperature,
         skip_reasoning=skip_reasoning, show_thinking=show_thinking, source_tokens=source_tokens,
     )  # fmt: skip
-    cache_dir = kb.settings.home / "cache" / "prompts"  # KV state of the fixed prompt start, reused next run
+    store = ConversationStore(kb.home)
+    conversation_id = store.last_id() if continue_last else store.resolve(chat_id) if chat_id else None
     # The model loads in the background while the question is embedded and searched: each takes seconds on a CPU.
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepkb-load-llm")
-    model_ready = loader.submit(
-        open_llm, model, url=llm_url, context_size=context_size, gpu_layers=gpu_layers, cache_dir=cache_dir
+    model_ready = loader.submit(open_configured_llm, kb.settings)
+    session = ChatSession(
+        kb, model_ready.result, options=options, conversation_id=conversation_id, save=not no_save, store=store
     )
     printer = None if as_json else _Printer(show_thinking)
     try:
         try:
-            result = run_ask(
-                question,
-                retrieve=lambda q, n: kb.search(q, k=n, mode="hybrid"),
-                load_llm=model_ready.result,
-                options=options,
-                on_piece=printer,
-            )
+            result = _run(session, question, printer)
         finally:
             if printer:
                 printer.close()
         if as_json:
             click.echo(json.dumps(result.to_json(), ensure_ascii=False))
-            return
-        _print_sources(result, verbose)
-        if result.abstained and not result.also_retrieved and not kb.store.counts()["chunks"]:
-            err_console.print("[yellow]The knowledge base is empty; run `deepkb ingest PATH` first.[/]")
+        else:
+            _print_sources(result, verbose)
+            if result.abstained and not result.also_retrieved and not kb.store.counts()["chunks"]:
+                err_console.print("[yellow]The knowledge base is empty; run `deepkb ingest PATH` first.[/]")
+        if result.error:
+            ctx.exit(1)
     finally:
         loader.shutdown(wait=True)  # a model still loading after an abstention finishes before the process exits
+
+
+def _run(session, question: str, printer: _Printer | None) -> AskResult:
+    """Answer on a worker thread so that Ctrl-C here cancels the answer (kept and saved) instead of killing it."""
+    from deepkb.conversation import Delta, Done, Notice
+
+    events: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        try:
+            for event in session.send(question):
+                events.put(event)
+        except BaseException as exc:  # handed to the main thread, which raises it
+            events.put(exc)
+
+    threading.Thread(target=pump, name="deepkb-answer", daemon=True).start()
+    while True:
+        try:
+            event = events.get()
+        except KeyboardInterrupt:
+            session.cancel()
+            continue
+        if isinstance(event, BaseException):
+            raise event
+        if printer is not None and isinstance(event, Delta):
+            printer(event.kind, event.text)
+        elif printer is not None and isinstance(event, Notice):
+            printer("notice", event.text)
+        elif isinstance(event, Done):
+            return event.result

@@ -1,0 +1,76 @@
+"""Abstain: decide, before any model runs, whether the retrieved passages are about the question at all.
+
+Both sides of hybrid retrieval get a say. The dense side: the best cosine similarity of the question to a
+passage (all-MiniLM-L6-v2 scores names, codes and other rare words poorly). The keyword side: one of the best
+passages contains every content word of the question, and those words are specific: at least two of them, or
+one that is a name or a code (capitalised, or with digits). "Who is Jonah Pike?" is answered from the runbook
+that names him; "Who is the president?" is not answered from a policy that mentions a vice president.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from deepkb.search import STOPWORDS, Hit
+
+# Below this best dense cosine similarity (all-MiniLM-L6-v2, query vs chunk) the dense side finds nothing about
+# the question. Calibrated on data/: 12 in-domain questions scored 0.33-0.74, 10 off-topic ones (capitals,
+# recipes, physics) 0.08-0.23.
+DEFAULT_MIN_RELEVANCE = 0.28
+KEYWORD_HITS = 3  # the keyword side is judged on the best few passages
+_WORD = re.compile(r"[\w][\w\-.]*[\w]|\w", re.UNICODE)
+# Words that ask rather than say what about; they are not content even when capitalised.
+QUESTION_WORDS = STOPWORDS | {"tell", "explain", "describe", "mean", "means", "please", "know", "much", "many"}
+
+OnTopic = Callable[[str, list[Hit], float], bool]
+
+
+def best_dense_score(hits: list[Hit]) -> float | None:
+    """The best cosine similarity among the hits (None when no dense score is known)."""
+    scores = [h.dense_score for h in hits if h.dense_score is not None]
+    return max(scores) if scores else None
+
+
+def content_words(question: str) -> list[str]:
+    """The question's words that say what it is about, as written (case kept), each once."""
+    words = [w.strip(".-") for w in _WORD.findall(question)]
+    return list(dict.fromkeys(w for w in words if w and w.lower() not in QUESTION_WORDS))
+
+
+def _specific(word: str) -> bool:
+    """A name or a code: capitalised (not only as the question's first word), or with a digit."""
+    return any(c.isdigit() for c in word) or word[:1].isupper()
+
+
+def _stem(word: str) -> str:
+    """Enough of a word to match its other forms ("rotating" ~ "rotate", "lights" ~ "light")."""
+    word = word.lower()
+    return word if len(word) <= 4 else word[: max(4, len(word) - 3)]
+
+
+def keyword_evidence(question: str, hit: Hit) -> bool:
+    """The passage contains every content word of the question, and those words pin a subject down."""
+    words = content_words(question)
+    first = _WORD.findall(question)[:1]
+    specific = [w for w in words if _specific(w) and [w] != first]
+    if not words or (len(words) < 2 and not specific):
+        return False
+    text = {w.lower() for w in _WORD.findall(hit.text)} | {w.lower() for w in re.findall(r"\w+", hit.text)}
+    stems = {_stem(w) for w in text}
+    for word in words:
+        lower = word.lower()
+        if lower not in text and not any(s.startswith(_stem(lower)) for s in stems):
+            return False
+    return True
+
+
+def on_topic(question: str, hits: list[Hit], min_relevance: float = DEFAULT_MIN_RELEVANCE) -> bool:
+    """Whether to answer from `hits` rather than abstain: the dense side or the keyword side finds the subject."""
+    if not hits:
+        return False
+    dense = best_dense_score(hits)
+    if dense is None or dense >= min_relevance:  # no dense side to ask (keyword mode): the keyword hits stand
+        return True
+    keyword_hits = [h for h in hits if h.keyword_score is not None][:KEYWORD_HITS]
+    return any(keyword_evidence(question, h) for h in keyword_hits)

@@ -1,0 +1,176 @@
+"""A conversation: the one object the CLI, the TUI and the server answer through.
+
+`ChatSession.send(question)` yields typed events (Retrieved, Delta, Notice, then exactly one Done), carries the
+earlier turns into the prompt and into retrieval, and saves each turn. `cancel()` from any thread stops the
+reply within one token; the partial answer is kept and marked cancelled.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from deepkb.answer import (
+    AskOptions,
+    AskResult,
+    Delta,
+    Done,
+    Event,
+    Notice,
+    Retrieved,
+    answer_events,
+)
+from deepkb.conversation_store import Conversation, ConversationInfo, ConversationStore, Turn
+from deepkb.llm import LLM
+from deepkb.search import Hit
+
+if TYPE_CHECKING:
+    from deepkb.kb import KnowledgeBase
+
+__all__ = [
+    "AskOptions",
+    "AskResult",
+    "ChatSession",
+    "Conversation",
+    "ConversationInfo",
+    "ConversationStore",
+    "Delta",
+    "Done",
+    "Event",
+    "Notice",
+    "Retrieved",
+    "Turn",
+    "conversation_query",
+    "fuse_hits",
+]
+
+FOLLOW_UP_CONTEXT = 2  # earlier questions joined to a follow-up for retrieval
+RRF_K = 20  # as deepkb.config's rrf_k: the top of each list counts most
+
+
+def conversation_query(previous: Sequence[str], question: str, turns: int = FOLLOW_UP_CONTEXT) -> str:
+    """The follow-up with the last `turns` earlier questions before it: "it" and "that" get their referent."""
+    return " ".join([*previous[-turns:], question]) if turns else question
+
+
+def fuse_hits(ranked: Sequence[list[Hit]], k: int, rrf_k: int = RRF_K) -> list[Hit]:
+    """Reciprocal rank fusion of hit lists by chunk id; the first list wins ties. The Hit kept for a chunk is
+    the one with the best dense score, which the abstention check reads."""
+    scores: dict[int, float] = {}
+    best: dict[int, Hit] = {}
+    for hits in ranked:
+        for rank, hit in enumerate(hits, start=1):
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (rrf_k + rank)
+            kept = best.get(hit.chunk_id)
+            if kept is None or (hit.dense_score or -1.0) > (kept.dense_score or -1.0):
+                best[hit.chunk_id] = hit
+    order = sorted(scores, key=lambda chunk_id: -scores[chunk_id])  # stable: first seen first on ties
+    return [best[chunk_id] for chunk_id in order[:k]]
+
+
+class ChatSession:
+    """One conversation over a knowledge base: send questions, get events, resume it later.
+
+    `llm` is a model, a zero-argument loader (called on the first question that needs it, once), or None for
+    retrieval-only answers. `history` holds (question, answer) turns a caller already has (the server's
+    request); `conversation_id` resumes a saved conversation. With `save`, every turn is written to the KB
+    home's conversations.sqlite, the conversation created on the first.
+    """
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        llm: LLM | Callable[[], LLM] | None = None,
+        *,
+        options: AskOptions | None = None,
+        conversation_id: str | None = None,
+        history: list[tuple[str, str]] | None = None,
+        save: bool = True,
+        store: ConversationStore | None = None,
+    ) -> None:
+        self.kb = kb
+        self.options = options or AskOptions()
+        self.save = save
+        self.store = store or ConversationStore(kb.home)
+        self.id: str | None = None
+        self.title: str | None = None
+        self.turns: list[Turn] = []
+        self.given_history = list(history or [])
+        self._llm = llm
+        self._load_lock = threading.Lock()
+        self._cancel = threading.Event()
+        if conversation_id is not None:
+            saved = self.store.get(conversation_id)
+            self.id, self.title, self.turns = saved.id, saved.title, saved.turns
+
+    # what the next answer sees ------------------------------------------------------------------------------
+    def history(self) -> list[tuple[str, str]]:
+        """The (question, answer) turns the next prompt carries, oldest first (the prompt drops the oldest)."""
+        given = [(q, a) for q, a in self.given_history if a.strip()]
+        return given + [(t.question, t.answer) for t in self.turns if t.answered]
+
+    def previous_questions(self) -> list[str]:
+        return [q for q, _ in self.given_history] + [t.question for t in self.turns]
+
+    def retrieve(self, question: str, k: int) -> list[Hit]:
+        """Hybrid search for the question; a follow-up also searches with the earlier questions joined to it,
+        and the two lists are fused, so "how do I get it back?" finds what "it" was while the bare words still
+        count. Needs no model."""
+        bare = self.kb.search(question, k=k, mode="hybrid")
+        previous = self.previous_questions()
+        if not previous:
+            return bare
+        joined = self.kb.search(conversation_query(previous, question), k=k, mode="hybrid")
+        return fuse_hits([joined, bare], k)
+
+    def _model(self) -> LLM:
+        """The model, loaded on first use (once, whichever thread asks first)."""
+        with self._load_lock:
+            if self._llm is not None and not isinstance(self._llm, LLM):
+                self._llm = self._llm()
+            return self._llm
+
+    # answering ---------------------------------------------------------------------------------------------
+    def send(
+        self, question: str, *, options: AskOptions | None = None, cancel: threading.Event | None = None
+    ) -> Iterator[Event]:
+        """Answer `question` in this conversation: Retrieved, Deltas and Notices as they come, then one Done.
+
+        The turn is saved (and `self.id` set) before the Done is yielded.
+        """
+        self._cancel = cancel or threading.Event()
+        llm = None if self._llm is None else self._model
+        for event in answer_events(
+            question, self.retrieve, llm, options or self.options, history=self.history(), cancel=self._cancel
+        ):
+            if isinstance(event, Done) and (trouble := self._record(event.result)):
+                yield Notice(trouble)
+            yield event
+
+    def ask(self, question: str, *, options: AskOptions | None = None) -> AskResult:
+        """send(), collected: the final result."""
+        for event in self.send(question, options=options):
+            if isinstance(event, Done):
+                return event.result
+        raise AssertionError("send() ends with a Done")  # pragma: no cover
+
+    def cancel(self) -> None:
+        """Stop the answer being generated (from any thread); its Done follows with result.cancelled."""
+        self._cancel.set()
+
+    def _record(self, result: AskResult) -> str | None:
+        """Keep the turn (and save it); returns a line for the user when it could not be saved."""
+        turn = Turn.from_result(result)
+        self.turns.append(turn)
+        if not self.save:
+            return None
+        try:
+            if self.id is None:
+                self.id = self.store.create(result.question)
+                self.title = self.store.get(self.id).title
+            result.conversation_id, result.turn = self.id, self.store.add_turn(self.id, turn)
+        except sqlite3.Error as exc:  # a full or read-only disk costs the history on disk, not the answer
+            return f"The conversation could not be saved to {self.store.path} ({exc})."
+        return None

@@ -1,0 +1,81 @@
+"""What the chat asks of the operating system: an editor at a line, a PDF viewer at a page, a clipboard file."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# Viewers that can open a PDF at a page, with the arguments that do it.
+PDF_VIEWERS: dict[str, list[str]] = {
+    "zathura": ["--page={page}", "{path}"],
+    "evince": ["--page-index={page}", "{path}"],
+    "okular": ["-p", "{page}", "{path}"],
+    "qpdfview": ["{path}#{page}"],
+    "mupdf": ["{path}", "{page}"],
+}
+# Terminals known not to implement OSC 52 (the escape sequence Textual copies with).
+NO_OSC52_TERMINALS = {"Apple_Terminal"}
+
+
+def editor_command(path: str, line: int | None) -> list[str]:
+    """$VISUAL or $EDITOR (with its own arguments) opening `path` at `line` with the common `+LINE` argument."""
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    command = shlex.split(editor)
+    if line:
+        command.append(f"+{line}")
+    return [*command, path]
+
+
+def pdf_command(path: str, page: int | None) -> list[str]:
+    """$DEEPKB_PDF_VIEWER, else a known viewer on PATH at the page, else the system's opener (page not supported)."""
+    chosen = os.environ.get("DEEPKB_PDF_VIEWER")
+    if chosen:
+        command = shlex.split(chosen)
+        name = Path(command[0]).name
+        args = PDF_VIEWERS.get(name)
+        if args and page:
+            return [*command, *(a.format(page=page, path=path) for a in args)]
+        return [*command, path]
+    for name, args in PDF_VIEWERS.items():
+        if page and shutil.which(name):
+            return [name, *(a.format(page=page, path=path) for a in args)]
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    return [opener, path]
+
+
+# Clipboard tools tried, in order, where OSC 52 cannot be used.
+CLIPBOARD_TOOLS = (["pbcopy"], ["wl-copy"], ["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"])
+
+
+def clipboard_mode() -> str:
+    """`osc52` (the terminal copies), `tool` (a clipboard program) or `file` (DEEPKB_CLIPBOARD=file, or neither)."""
+    wanted = os.environ.get("DEEPKB_CLIPBOARD", "").lower()
+    if wanted in ("file", "tool", "osc52"):
+        return wanted
+    return "tool" if os.environ.get("TERM_PROGRAM") in NO_OSC52_TERMINALS else "osc52"
+
+
+def copy_with_tool(text: str) -> str | None:
+    """Copy with the first clipboard program on PATH; its name, or None when there is none or it failed."""
+    for command in CLIPBOARD_TOOLS:
+        if shutil.which(command[0]):
+            try:
+                subprocess.run(command, input=text.encode("utf-8"), check=True, timeout=5, capture_output=True)
+            except (OSError, subprocess.SubprocessError):
+                continue
+            return command[0]
+    return None
+
+
+def clipboard_file(text: str) -> Path:
+    """Write copied text to a file the user can open or `cat`, for terminals without OSC 52; returns its path."""
+    folder = Path(os.environ.get("DEEPKB_CLIPBOARD_DIR") or Path(tempfile.gettempdir()) / "deepkb-clipboard")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "copied.txt"
+    path.write_text(text, encoding="utf-8")
+    return path

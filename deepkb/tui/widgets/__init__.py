@@ -1,0 +1,1 @@
+"""The chat's widgets: conversation, sources pane, input with history, status line."""
