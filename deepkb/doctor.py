@@ -178,15 +178,15 @@ def _vector_index(ctx: _Context) -> Finding:
 
 
 def _self_recall_misses(store, index, truth: set[int], samples: int = 20) -> int:
-    """Stored vectors, asked of the index, must find their own chunk: a garbled index file does not."""
+    """Stored vectors, asked of the index, must find themselves: a garbled index file does not."""
     if index.state != "loaded" or not truth:
         return 0
     chosen = random.Random(0).sample(sorted(truth), min(samples, len(truth)))
     misses = 0
     for ids, vectors in store.iter_vectors(chosen):
-        for chunk_id, vector in zip(ids, vectors):
+        for vector_id, vector in zip(ids, vectors):
             found = index.query(vector, 3)
-            if not found or chunk_id not in [i for i, _ in found]:
+            if not found or vector_id not in [i for i, _ in found]:
                 misses += 1
     return misses
 
@@ -219,10 +219,7 @@ def _embedder(ctx: _Context) -> Finding:
 
 
 def _precision(embedder) -> str | None:
-    """The precision the engine really computes in: what it says, else what OpenVINO compiled, else torch's dtype."""
-    for attr in ("precision", "inference_precision"):
-        if getattr(embedder, attr, None):
-            return str(getattr(embedder, attr))
+    """The precision the engine really computes in: what OpenVINO compiled, else torch's dtype, else what it says."""
     for request in (getattr(embedder, "_compiled", None) or {}).values():
         try:
             hint = request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT")
@@ -232,7 +229,11 @@ def _precision(embedder) -> str | None:
     try:
         return str(next(embedder.model.parameters()).dtype).removeprefix("torch.")
     except Exception:
-        return None
+        pass
+    for attr in ("precision", "inference_precision"):
+        if getattr(embedder, attr, None):
+            return str(getattr(embedder, attr))
+    return None
 
 
 def _agreement_with_stored(ctx: _Context, embedder) -> float | None:
