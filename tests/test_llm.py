@@ -103,9 +103,20 @@ def test_registry_error_lists_valid_backends():
         get_backend("gpt")
 
 
+def _cpuinfo(rows: list[tuple[int, int, int]]) -> str:
+    """/proc/cpuinfo blocks for (processor, physical id, core id)."""
+    return "\n\n".join(f"processor\t: {p}\nphysical id\t: {s}\ncore id\t\t: {c}" for p, s, c in rows)
+
+
 def test_threads_are_physical_cores():
-    cores = physical_cores()
-    assert 1 <= cores <= len(os.sched_getaffinity(0))
+    # 4 logical CPUs on 2 cores (hyperthread pairs 0/2 and 1/3): 2 threads, not 4
+    smt = _cpuinfo([(0, 0, 0), (1, 0, 1), (2, 0, 0), (3, 0, 1)])
+    assert physical_cores(smt, allowed={0, 1, 2, 3}) == 2
+    assert physical_cores(smt, allowed={0, 2}) == 1  # pinned to one core's two hyperthreads
+    two_sockets = _cpuinfo([(0, 0, 0), (1, 1, 0)])  # the same core id on two sockets: two cores
+    assert physical_cores(two_sockets, allowed={0, 1}) == 2
+    assert physical_cores("", allowed={0, 1, 2}) == 3  # no core ids (some VMs, ARM): the allowed CPUs
+    assert 1 <= physical_cores() <= len(os.sched_getaffinity(0))
 
 
 class _ChatServer:

@@ -38,11 +38,14 @@ def repeat_penalty_for(*names: str) -> float:
     return DEFAULT_REPEAT_PENALTY
 
 
-def physical_cores() -> int:
-    """Physical cores this process may run on (hyperthreads share one core's arithmetic units)."""
-    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+def physical_cores(cpuinfo: str | None = None, allowed: set[int] | None = None) -> int:
+    """Physical cores this process may run on (hyperthreads share one core's arithmetic units).
+
+    `cpuinfo` and `allowed` default to /proc/cpuinfo and this process's CPU affinity (given in tests)."""
+    if allowed is None:
+        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
     except OSError:
         return max(1, len(allowed))
     cores: set[tuple[str, str]] = set()
