@@ -102,7 +102,7 @@ def test_pdf_text_per_page_with_page_numbers():
     assert doc.pages == 2 and doc.empty_pages == []
     assert {u.page for u in doc.units} == {1, 2}
     second = [u for u in doc.units if u.page == 2]
-    assert second[0].boundary and "retention" in " ".join(u.text for u in second)
+    assert "retention" in " ".join(u.text for u in second)  # chunks never span pages: see the one-line-pages test
 
 
 def test_pdf_pages_without_text_are_flagged():
@@ -160,3 +160,15 @@ def test_pdf_running_footers_are_dropped_and_lines_keep_their_numbers():
 
     page2 = PdfReader(str(SAMPLE / "backup-retention-policy.pdf")).pages[1].extract_text().split("\n")
     assert all(page2[u.line_start - 1].strip() == u.text for u in doc.units if u.page == 2)
+
+
+def test_a_pdf_of_one_line_pages_is_chunked_page_by_page(embedder):
+    """A page's first line is text, not a heading: each one-line page is its own chunk, cited to its page."""
+    from deepkb.chunker import chunk_units
+
+    doc = load(Path("slides.pdf"), _pdf(["Quokkas live on Rottnest Island", "The ferry leaves Fremantle at nine"]))
+    chunks = chunk_units(doc.units, embedder.count_tokens, embedder.max_tokens)
+    assert [(c.text, c.page, c.line_start) for c in chunks] == [
+        ("Quokkas live on Rottnest Island", 1, 1),
+        ("The ferry leaves Fremantle at nine", 2, 1),
+    ]

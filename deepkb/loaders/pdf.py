@@ -52,10 +52,11 @@ def load_pdf(data: bytes) -> LoadedDocument:
             continue
         for i, line in lines:
             level = _heading_level(line, pending, bool(outline))
-            boundary = level is not None or i == lines[0][0]
             if level is not None:
                 path = [p for p in path if p[0] < level] + [(level, line)]
-            units.append(Unit(line, i, i, number, " > ".join(p[1] for p in path) or None, boundary))
+            # Only a heading is a boundary: the chunker cuts at every page itself, and a page's first line is text
+            # (as a boundary it was taken for a heading, and a PDF of one-line pages got no chunk at all).
+            units.append(Unit(line, i, i, number, " > ".join(p[1] for p in path) or None, level is not None))
     return LoadedDocument("pdf", units, title=title, pages=len(pages), empty_pages=empty, failed_pages=failed)
 
 
