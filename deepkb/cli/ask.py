@@ -31,7 +31,7 @@ class _Printer:
             if self.printed or self.in_thinking:
                 console.print()
                 self.printed = self.in_thinking = False
-            err_console.print(f"[yellow]{text}[/]", soft_wrap=True, markup=False)
+            err_console.print(text, style="yellow", soft_wrap=True, markup=False)  # the notice is plain text
             return
         if kind == "reasoning":
             if self.show_thinking:
