@@ -221,12 +221,12 @@ def measure(kb: KnowledgeBase, queries: dict[str, str], qrels: dict[str, dict[st
     from figures import sentence_transformer
     from run import ndcg_at_10
 
-    from deepkb.search import fts_query, fuse, keyword
+    from deepkb.search import fts_query, fuse, fuse_convex, keyword
 
     model, index, db = sentence_transformer(kb.settings.embedding_model), kb.index, kb.store.db
     depth = kb.settings.candidates
-    raw_sql = (  # one plain FTS5 query: all the terms OR'd, the exact BM25 top `depth`
-        "SELECT rowid, bm25(chunks_fts, 1.0, 2.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? "
+    raw_sql = (  # one plain FTS5 query: all the terms OR'd, the exact BM25 top `depth`, deepkb's column weights
+        "SELECT rowid, bm25(chunks_fts, 1.0, 1.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? "
         "ORDER BY rank LIMIT ?"
     )
 
@@ -271,13 +271,20 @@ def measure(kb: KnowledgeBase, queries: dict[str, str], qrels: dict[str, dict[st
         cid: Path(path).stem
         for cid, path in db.execute("SELECT c.id, d.path FROM chunks c JOIN documents d ON d.id = c.doc_id")
     }
+
+    def fused(near: list, hits: list) -> list:
+        """The fusion deepkb ships (convex by default), over the exact or the budgeted keyword list."""
+        if kb.settings.fusion == "convex":
+            return fuse_convex(near, hits, kb.settings.dense_share)
+        return fuse([near, hits], kb.settings.rrf_k)
+
     ndcg: dict[str, list[float]] = {}
     for qid, q in queries.items():
         vector = given.embedder.vectors[q]
         exact = [(r, -s) for r, s in db.execute(raw_sql, [fts_query(q), depth])]
         budgeted, near = keyword(kb, q, depth), kb.store.chunks_for_vectors(index.query(vector, depth), depth)
-        lists = {"keyword_exact": exact, "keyword": budgeted, "hybrid_exact": fuse([near, exact], kb.settings.rrf_k),
-                 "hybrid": fuse([near, budgeted], kb.settings.rrf_k)}  # fmt: skip
+        lists = {"keyword_exact": exact, "keyword": budgeted, "hybrid_exact": fused(near, exact),
+                 "hybrid": fused(near, budgeted)}  # fmt: skip
         for name, ranked in lists.items():
             docs = list(dict.fromkeys(doc_of[c] for c, _ in ranked[:depth] if c in doc_of))
             ndcg.setdefault(name, []).append(ndcg_at_10(docs, qrels[qid]))
