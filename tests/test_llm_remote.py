@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from deepkb.answer import AskOptions, ask
 from deepkb.cli import main
 from deepkb.errors import LLMError, UsageError
-from deepkb.llm import OpenAICompatLLM, Usage
+from deepkb.llm.base import Usage
+from deepkb.llm.remote import OpenAICompatLLM
 from deepkb.search import Hit
 
 from conftest import write
