@@ -11,6 +11,7 @@ Markdown files under bench/cache/ (git-ignored) so that deepkb ingests them thro
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -371,7 +372,6 @@ def write_report(results: dict) -> None:
         lines += ["", f"Raw encode here is deepkb's own embedding engine ({lat.get('embedding_backend', 'torch')}) "
                   "called directly; bench/search_latency.py (below) takes sentence-transformers as the raw encoder.", ""]  # fmt: skip
     sys.path.insert(0, str(REPO / "bench"))
-    import importlib
 
     for name in OTHERS:
         module = importlib.import_module(name)
@@ -387,15 +387,17 @@ OTHERS = ("fusion_sweep", "manuals", "context_recall", "search_latency", "search
 QUICK_BY_DEFAULT = ("memory", "encoder_options", "peer_txtai")
 
 
-def run_others(results: dict, size: str, only: set[str] | None = None, skip: frozenset[str] = frozenset()) -> None:
-    """The standalone benches; one that fails is reported and the rest still run."""
-    import importlib
+def run_others(
+    results: dict, size: str, only: set[str] | None = None, skip: frozenset[str] = frozenset(), save: bool = True
+) -> None:
+    """The standalone benches; one that fails is reported and the rest still run. `save`: keep results.json current."""
     import traceback
 
     sys.path.insert(0, str(REPO / "bench"))
     # A main run times its sections in "seconds"; a later `--only` run records its own apart, so the header can say
     # which figures came afterwards and the main run's length stays what it was.
     timing = results.setdefault("rerun_seconds" if only else "seconds", {})
+    OUT.mkdir(parents=True, exist_ok=True)
     for name in OTHERS:
         module = importlib.import_module(name)
         if not hasattr(module, "markdown"):
@@ -417,7 +419,8 @@ def run_others(results: dict, size: str, only: set[str] | None = None, skip: fro
         timing[name] = round(time.perf_counter() - started, 1)
         if only:
             results.setdefault("rerun_size", {})[name] = "quick" if quick else "full"
-        (OUT / "results.json").write_text(json.dumps(results, indent=2))  # what is done so far survives a crash
+        if save:
+            (OUT / "results.json").write_text(json.dumps(results, indent=2))  # what is done so far survives a crash
 
 
 def main() -> None:
@@ -441,7 +444,18 @@ def main() -> None:
     size = "quick" if args.quick else "full" if args.full else "default"
     only = set(args.only.split(",")) if args.only else None
     if only:  # refresh some sections, keep the rest of the last run
-        results = json.loads((OUT / "results.json").read_text())
+        last = OUT / "results.json"
+        if not last.exists():  # a fresh machine: no earlier run's figures to rebuild BENCHMARKS.md around
+            results: dict = {}
+            run_others(results, size, only, save=False)
+            for name in OTHERS:
+                if name in results and name in only:
+                    module = importlib.import_module(name)
+                    print("\n".join(module.markdown(results[name])))
+            print(f"No full run on this machine ({last.relative_to(REPO)} is missing), so BENCHMARKS.md is left as it is:"
+                  " the sections above are the new figures (also in bench/out/<name>.json).")  # fmt: skip
+            return
+        results = json.loads(last.read_text())
         run_others(results, size, only)
         write_report(results)
         return
