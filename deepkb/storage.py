@@ -94,8 +94,7 @@ class Storage:
         self._index: VectorIndex | None = None
         self._rw = ReadWriteLock()  # readers: searches and saves; writer: any change to the HNSW graph
         self._applying = False  # our own transaction is open: the index follows it on commit, no repair needed
-        self._lock_fd: int | None = None
-        self._lock_owner: int | None = None  # the thread holding the writer lock
+        self._lock_fd: int | None = None  # held by this object, for whichever of its threads writes (a watcher's)
         self.index_dirty = False  # the index holds changes its file does not
 
     def close(self) -> None:
@@ -164,7 +163,7 @@ class Storage:
 
     def _try_save(self) -> bool:
         """Save a repaired index if no other process is writing; readers never wait."""
-        if self._lock_owner == threading.get_ident():
+        if self._lock_fd is not None:
             self.save_index()
             return True
         try:
@@ -207,8 +206,8 @@ class Storage:
     # the single-writer lock -------------------------------------------------------------------------------
     @contextmanager
     def writer(self, what: str | None = None) -> Iterator[None]:
-        """Hold the KB's writer lock: two writers (two watches, watch + ingest, two threads) never interleave."""
-        if self._lock_owner == threading.get_ident():
+        """Hold the KB's writer lock: two writers (two watches, watch + ingest) never interleave."""
+        if self._lock_fd is not None:
             yield
             return
         fd = os.open(self.home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -225,7 +224,7 @@ class Storage:
             "since": time.time(),
         }
         os.write(fd, json.dumps(info).encode())
-        self._lock_fd, self._lock_owner = fd, threading.get_ident()
+        self._lock_fd = fd
         try:
             yield
         finally:
@@ -236,7 +235,7 @@ class Storage:
             os.ftruncate(self._lock_fd, 0)
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
-            self._lock_fd = self._lock_owner = None
+            self._lock_fd = None
 
 
 def _describe_holder(raw: str, home: Path) -> str:
