@@ -30,7 +30,7 @@ class Settings:
     """Folder holding kb.sqlite, the HNSW index file and config.toml."""
 
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
-    """Embedding model name (see deepkb.embedder.MODELS) or a local sentence-transformers folder."""
+    """Embedding model name (see deepkb.embedders.MODELS) or a local sentence-transformers folder."""
 
     embedding_backend: str = "auto"
     """openvino, sentence-transformers, or auto: OpenVINO on CPU-only machines where installed (the same vectors)."""

@@ -32,7 +32,7 @@ from deepkb.storage_errors import explain, human_bytes
 
 if TYPE_CHECKING:
     from deepkb.config import Settings
-    from deepkb.embedder import Embedder
+    from deepkb.embedders import Embedder
     from deepkb.storage import Storage
     from deepkb.store import Store
 

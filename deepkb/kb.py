@@ -14,7 +14,7 @@ import numpy as np
 
 from deepkb.chunker import Chunk
 from deepkb.config import CONFIG_FILE, DEFAULT_EMBEDDING_MODEL, LIMITS, Settings
-from deepkb.embedder import Embedder, create_embedder, openvino_rejection, pick_backend, resolve_backend
+from deepkb.embedders import Embedder, create_embedder, openvino_rejection, pick_backend, resolve_backend
 from deepkb.errors import EmbeddingModelError, UsageError
 from deepkb.ingest import IngestReport, Progress, embed_chunks, sync
 from deepkb.search import Hit, search

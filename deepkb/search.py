@@ -13,7 +13,7 @@ from deepkb.errors import UsageError
 
 if TYPE_CHECKING:
     from deepkb.config import Settings
-    from deepkb.embedder import Embedder
+    from deepkb.embedders import Embedder
     from deepkb.storage import Storage
     from deepkb.vector_index import VectorIndex
 

@@ -61,7 +61,7 @@ def main() -> None:
     if not os.environ.get("DEEPKB_DEBUG"):
         # The libraries' own warnings (deprecations, tracer notes) are for their developers, not deepkb's users.
         warnings.simplefilter("ignore")
-    from deepkb.embedder import quiet_third_party
+    from deepkb.embedders import quiet_third_party
 
     quiet_third_party()
 

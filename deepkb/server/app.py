@@ -26,7 +26,7 @@ from deepkb.server.schema import MODELS, ChatCompletionRequest, SearchRequest
 from deepkb.server.settings import ServerSettings
 
 if TYPE_CHECKING:
-    from deepkb.embedder import Embedder
+    from deepkb.embedders import Embedder
     from deepkb.kb import KnowledgeBase
     from deepkb.watch import Watcher
 
