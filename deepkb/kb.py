@@ -17,7 +17,7 @@ from deepkb.config import CONFIG_FILE, DEFAULT_EMBEDDING_MODEL, LIMITS, Settings
 from deepkb.embedders import Embedder, create_embedder, openvino_rejection, pick_backend, resolve_backend
 from deepkb.errors import EmbeddingModelError, UsageError
 from deepkb.ingest import IngestReport, Progress, embed_chunks, sync
-from deepkb.search import Hit, search
+from deepkb.search import Hit, check_query, search
 from deepkb.storage import Storage
 from deepkb.storage_errors import translated
 from deepkb.vector_index import VectorIndex
@@ -128,6 +128,7 @@ class KnowledgeBase:
     @_storage_guarded
     def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """Top-k chunks for a query: hybrid (dense + keyword fused), dense or keyword."""
+        check_query(query, k, mode)
         embedder = self.embedder if mode != "keyword" and self.dim is not None else None  # keyword: no model load
         return search(self.storage, embedder, self.settings, query, k=k, mode=mode)
 

@@ -142,6 +142,16 @@ def fuse(ranked_lists: list[list[tuple[int, float]]], rrf_k: int) -> list[tuple[
     return sorted(scores.items(), key=lambda item: item[1], reverse=True)
 
 
+def check_query(query: str, k: int, mode: str) -> None:
+    """Refuse a search that cannot run, before anything (a model, an index) is loaded for it."""
+    if mode not in MODES:
+        raise UsageError(f"unknown search mode {mode!r}; valid: {', '.join(MODES)}.")
+    if not query.strip():
+        raise UsageError("the query is empty.")
+    if k < 1:
+        raise UsageError("k must be at least 1.")
+
+
 def search(
     storage: Storage, embedder: Embedder | None, settings: Settings, query: str, k: int = 5, mode: str = "hybrid"
 ) -> list[Hit]:
@@ -149,12 +159,7 @@ def search(
 
     Without an embedder (or before anything is stored) the dense side is empty. The index is held still for the
     whole search, and each hit is read from SQLite as committed: one a writer removed meanwhile is left out."""
-    if mode not in MODES:
-        raise UsageError(f"unknown search mode {mode!r}; valid: {', '.join(MODES)}.")
-    if not query.strip():
-        raise UsageError("the query is empty.")
-    if k < 1:
-        raise UsageError("k must be at least 1.")
+    check_query(query, k, mode)
     if embedder is None:  # the keyword side alone: the vector index is not opened
         return _search(storage, None, None, settings, query, k, mode)
     with storage.reading() as index:
