@@ -93,6 +93,7 @@ class Storage:
         self._params = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
         self._index: VectorIndex | None = None
         self._rw = ReadWriteLock()  # readers: searches and saves; writer: any change to the HNSW graph
+        self._saving = threading.Lock()
         self._applying = False  # our own transaction is open: the index follows it on commit, no repair needed
         self._lock_fd: int | None = None  # held by this object, for whichever of its threads writes (a watcher's)
         self.index_dirty = False  # the index holds changes its file does not
@@ -141,10 +142,10 @@ class Storage:
 
     def save_index(self) -> None:
         """Write the index file for the epoch it reflects (atomically: see VectorIndex.save)."""
-        if self._index is not None:
-            with self._rw.shared():
+        with self._saving, self._rw.shared():  # no change meanwhile, and one writer of the files at a time
+            if self._index is not None:
                 self._index.save(self._index.epoch)
-        self.index_dirty = False
+            self.index_dirty = False
 
     def rebuild_index(self, dim: int | None = None) -> None:
         """Build the index again from the vectors in SQLite, and save it."""
