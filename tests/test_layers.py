@@ -48,12 +48,18 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
 
 
 def _graph(with_typing: bool) -> dict[str, set[str]]:
-    graph: dict[str, set[str]] = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        graph[_module_name(path)] = {name for name, typing in _imports(path) if with_typing or not typing} - {
-            _module_name(path)
-        }
-    return graph
+    """deepkb module -> the deepkb modules it imports (those under `if TYPE_CHECKING:` only `with_typing`)."""
+    key = (PACKAGE, with_typing)
+    if key not in _GRAPHS:
+        graph: dict[str, set[str]] = {}
+        for path in sorted(PACKAGE.rglob("*.py")):
+            name = _module_name(path)
+            graph[name] = {target for target, typing in _imports(path) if with_typing or not typing} - {name}
+        _GRAPHS[key] = graph
+    return _GRAPHS[key]
+
+
+_GRAPHS: dict[tuple[Path, bool], dict[str, set[str]]] = {}  # read once per package
 
 
 def _under(module: str, layer: str) -> bool:
