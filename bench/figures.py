@@ -17,10 +17,10 @@ def publish(figures: dict, out: Path, markdown: Callable[[dict], list[str]], rep
 
 def sentence_transformer(name: str = "all-MiniLM-L6-v2"):
     """The raw engine the issue names: sentence-transformers' own model object, from the checked files deepkb uses
-    (deepkb itself may run them through OpenVINO: see deepkb.embedder.pick_backend)."""
+    (deepkb itself may run them through OpenVINO: see deepkb.embedders.pick_backend)."""
     from sentence_transformers import SentenceTransformer
 
-    from deepkb.embedder import resolve_model
+    from deepkb.embedders import resolve_model
 
     return SentenceTransformer(str(resolve_model(name)[0]), local_files_only=True)
 
@@ -36,7 +36,7 @@ class RawOpenVINO:
         import openvino as ov
         from tokenizers import Tokenizer
 
-        from deepkb.embedder import create_embedder
+        from deepkb.embedders import create_embedder
 
         folder = create_embedder(name, "openvino").folder  # converts once if the cache has no IR yet
         manifest = json.loads((folder / "manifest.json").read_text())

@@ -69,7 +69,8 @@ def run(quick: bool = False, scifact: Path | None = None) -> dict:
             "dense_weight": 1.0,
         }
     started = time.perf_counter()
-    scored = {qid: (dense(kb, text, max(DEPTHS)), keyword(kb, text, max(DEPTHS))) for qid, text in queries.items()}
+    depth = max(DEPTHS)
+    scored = {q: (dense(kb.storage, kb.embedder, t, depth), keyword(kb.storage, t, depth)) for q, t in queries.items()}
     lists = {qid: ([c for c, _ in d], [c for c, _ in k]) for qid, (d, k) in scored.items()}
     doc_of = {
         cid: Path(path).stem

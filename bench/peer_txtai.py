@@ -148,7 +148,7 @@ def run_txtai(scifact: Path, n_docs: int | None) -> dict:
 def run_deepkb(scifact: Path, n_docs: int | None) -> dict:
     """A fresh deepkb knowledge base of the same abstracts: ingest seconds, nDCG@10 and latency per mode."""
     sys.path.insert(0, str(REPO))
-    from deepkb.embedder import create_embedder
+    from deepkb.embedders import create_embedder
     from deepkb.kb import KnowledgeBase
 
     corpus, queries, qrels = load_subset(scifact, n_docs)

@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from deepkb.chunker import Chunk  # noqa: E402
-from deepkb.embedder import Embedder  # noqa: E402
+from deepkb.embedders import Embedder  # noqa: E402
 from deepkb.kb import KnowledgeBase  # noqa: E402
 from deepkb.store import Store  # noqa: E402
 

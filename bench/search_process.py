@@ -81,7 +81,7 @@ def _wall(cmd: list[str]) -> tuple[float, str]:
 
 def run(quick: bool = False) -> dict:
     """Whole-process times of deepkb search and of the raw engine process, alternating, measured now."""
-    from deepkb.embedder import create_embedder
+    from deepkb.embedders import create_embedder
 
     _ensure_kb()
     ir = str(create_embedder("all-MiniLM-L6-v2", "openvino").folder)

@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from deepkb.embedder import create_embedder  # noqa: E402
+from deepkb.embedders import create_embedder  # noqa: E402
 from deepkb.kb import KnowledgeBase  # noqa: E402
 from deepkb.watch import Watcher  # noqa: E402
 

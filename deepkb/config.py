@@ -15,37 +15,11 @@ else:  # Python 3.10: the same parser, as a package
     import tomli as tomllib
 
 from deepkb.errors import UsageError
+from deepkb.paths import default_home, kb_home
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 FUSIONS = ("convex", "rrf")
 CONFIG_FILE = "config.toml"
-
-
-def default_home() -> Path:
-    """The platform data dir (XDG on Linux), used when neither --kb nor DEEPKB_HOME is given."""
-    if sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    elif os.name == "nt":
-        base = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "deepkb"
-
-
-def kb_home(kb: str | os.PathLike | None = None) -> Path:
-    """Resolve the KB home (--kb, else DEEPKB_HOME, else the platform data dir) and create it."""
-    raw = kb or os.environ.get("DEEPKB_HOME") or default_home()
-    home = Path(raw).expanduser().resolve()
-    if home.exists() and not home.is_dir():
-        raise UsageError(f"{home} is not a directory; point --kb or DEEPKB_HOME at a folder.")
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(
-            f"cannot create the knowledge-base folder {home} ({exc.strerror}); point --kb or DEEPKB_HOME at a "
-            "folder you can write."
-        ) from exc
-    return home
 
 
 @dataclass(frozen=True)
@@ -56,7 +30,7 @@ class Settings:
     """Folder holding kb.sqlite, the HNSW index file and config.toml."""
 
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
-    """Embedding model name (see deepkb.embedder.MODELS) or a local sentence-transformers folder."""
+    """Embedding model name (see deepkb.embedders.MODELS) or a local sentence-transformers folder."""
 
     embedding_backend: str = "auto"
     """openvino, sentence-transformers, or auto: OpenVINO on CPU-only machines where installed (the same vectors)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from deepkb.answer import (
     AskOptions,
@@ -26,9 +27,6 @@ from deepkb.conversation_store import Conversation, ConversationInfo, Conversati
 from deepkb.llm import LLM
 from deepkb.search import Hit
 
-if TYPE_CHECKING:
-    from deepkb.kb import KnowledgeBase
-
 __all__ = [
     "AskOptions",
     "AskResult",
@@ -41,6 +39,7 @@ __all__ = [
     "Event",
     "Notice",
     "Retrieved",
+    "Searchable",
     "Turn",
     "conversation_query",
     "fuse_hits",
@@ -48,6 +47,14 @@ __all__ = [
 
 FOLLOW_UP_CONTEXT = 2  # earlier questions joined to a follow-up for retrieval
 RRF_K = 20  # as deepkb.config's rrf_k: the top of each list counts most
+
+
+class Searchable(Protocol):
+    """What a conversation needs of a knowledge base (deepkb.kb.KnowledgeBase is one): its folder and search."""
+
+    home: Path
+
+    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]: ...
 
 
 def conversation_query(previous: Sequence[str], question: str, turns: int = FOLLOW_UP_CONTEXT) -> str:
@@ -81,7 +88,7 @@ class ChatSession:
 
     def __init__(
         self,
-        kb: KnowledgeBase,
+        kb: Searchable,
         llm: LLM | Callable[[], LLM] | None = None,
         *,
         options: AskOptions | None = None,

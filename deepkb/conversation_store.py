@@ -21,10 +21,11 @@ from pathlib import Path
 from deepkb.answer import AskResult
 from deepkb.citations import Citation
 from deepkb.errors import DeepKBError, UsageError
+from deepkb.paths import CONVERSATIONS_FILE, conversations_db
 from deepkb.prompt import cite_label
 from deepkb.search import Hit
 
-DB_FILE = "conversations.sqlite"
+DB_FILE = CONVERSATIONS_FILE
 TITLE_CHARS = 80
 ID_HEX = 12  # shown shortened; any unique prefix of 4+ characters names a conversation
 
@@ -158,7 +159,7 @@ class ConversationStore:
     """Conversations in <home>/conversations.sqlite; safe to share between threads (a connection per call)."""
 
     def __init__(self, home: Path) -> None:
-        self.path = Path(home) / DB_FILE
+        self.path = conversations_db(home)
         self._ready = False
         self._init_lock = threading.Lock()
 

@@ -193,7 +193,7 @@ def _self_recall_misses(store, index, truth: set[int], samples: int = 20) -> int
 
 # the embedding engine ---------------------------------------------------------------------------------------
 def _embedder(ctx: _Context) -> Finding:
-    from deepkb.embedder import create_embedder
+    from deepkb.embedders import create_embedder
 
     s = ctx.settings
     embedder = create_embedder(s.embedding_model, s.embedding_backend, batch_size=s.embed_batch_size)
@@ -386,7 +386,7 @@ def _kv_cache_bytes(meta: dict, context: int) -> int:
 
 
 def _embedder_bytes(ctx: _Context) -> int:
-    from deepkb.embedder import resolve_model
+    from deepkb.embedders import resolve_model
 
     try:
         folder, _ = resolve_model(ctx.settings.embedding_model, verify=False)

@@ -31,8 +31,10 @@ from deepkb.scan import Skipped, resolve_roots, scan
 from deepkb.storage_errors import explain, human_bytes
 
 if TYPE_CHECKING:
-    from deepkb.embedder import Embedder
-    from deepkb.kb import KnowledgeBase
+    from deepkb.config import Settings
+    from deepkb.embedders import Embedder
+    from deepkb.storage import Storage
+    from deepkb.store import Store
 
 # Bump when loaders or the chunker change what they produce: older documents are then re-chunked on the next
 # sync (their unchanged chunk texts keep their stored vectors).
@@ -98,6 +100,24 @@ class _Stages:
             self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - started
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What one sync works with: the storage it writes, the embedder and the settings (chunk sizes, batches)."""
+
+    storage: Storage
+    embedder: Embedder
+    settings: Settings
+
+    @property
+    def store(self) -> Store:
+        return self.storage.store
+
+    @property
+    def model(self) -> tuple[str, int]:
+        """What the first write records: the embedding model's name and dimension."""
+        return self.embedder.name, self.embedder.dim
+
+
 @dataclass
 class _Pending:
     path: str
@@ -108,7 +128,13 @@ class _Pending:
     action: str
 
 
-def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progress | None = None) -> IngestReport:
+def sync(
+    storage: Storage,
+    embedder: Embedder,
+    settings: Settings,
+    paths: Sequence[str | os.PathLike],
+    progress: Progress | None = None,
+) -> IngestReport:
     """Bring the knowledge base in step with the given files and folders (the caller holds the writer lock).
 
     A storage failure (full disk, damaged database) ends the sync with one sentence that says what was stored
@@ -117,7 +143,7 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
     report = IngestReport()
     todo: dict[str, int] = {}  # files to read and store -> their size
     try:
-        return _sync(kb, paths, progress or Progress(), report, todo)
+        return _sync(_Run(storage, embedder, settings), paths, progress or Progress(), report, todo)
     except (sqlite3.Error, OSError, RuntimeError) as exc:
         done = {c.path for c in report.changes}
         left = {p: size for p, size in todo.items() if p not in done}
@@ -125,47 +151,45 @@ def sync(kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progre
         kept = f"this run stored {stored} new or changed files before it stopped" + (
             f", {len(left)} ({human_bytes(sum(left.values()))}) are still to do" if left else ""
         )
-        error = explain(exc, kb.home, kept=kept, needed_bytes=_room_needed(kb, sum(left.values())))
+        needed = _room_needed(storage, settings, sum(left.values()))
+        error = explain(exc, storage.home, kept=kept, needed_bytes=needed)
         if error is None or error is exc:
             raise
         raise error from exc
 
 
-def _room_needed(kb: KnowledgeBase, source_bytes: int) -> int:
+def _room_needed(storage: Storage, settings: Settings, source_bytes: int) -> int:
     """About how much disk the rest of a sync needs: this KB's own bytes per source byte, plus one transaction."""
     try:
-        stored = kb.store.db.execute("SELECT coalesce(sum(size), 0) FROM documents").fetchone()[0]
-        used = sum(p.stat().st_size for p in kb.home.iterdir() if p.is_file())
+        stored = storage.store.db.execute("SELECT coalesce(sum(size), 0) FROM documents").fetchone()[0]
+        used = sum(p.stat().st_size for p in storage.home.iterdir() if p.is_file())
     except (sqlite3.Error, OSError):
         stored = used = 0
     ratio = min(max(used / stored, 1.0), 20.0) if stored > 100_000 else 4.0
-    one_commit = kb.settings.chunks_per_commit * 4096 * 2  # text, FTS5 and vector of each chunk, and its WAL copy
+    one_commit = settings.chunks_per_commit * 4096 * 2  # text, FTS5 and vector of each chunk, and its WAL copy
     return int(source_bytes * ratio) + one_commit
 
 
 def _sync(
-    kb: KnowledgeBase, paths: Sequence[str | os.PathLike], progress: Progress, report: IngestReport, todo: dict
+    run: _Run, paths: Sequence[str | os.PathLike], progress: Progress, report: IngestReport, todo: dict
 ) -> IngestReport:
     started = time.perf_counter()
     stage = _Stages(report.stage_seconds)
     roots = resolve_roots(paths)
     with stage("scan"):
-        files, known, candidates, touched, renames, vanished = _compare(kb, roots, report)
-    store = kb.store
+        files, known, candidates, touched, renames, vanished = _compare(run, roots, report)
+    store = run.store
     if touched or renames or vanished:
-        with stage("store"), kb.writing() as index:
-            removed_ids: list[int] = []
+        with run.storage.write(timed=stage) as changes:
             for doc_id, st in touched:
                 store.touch_document(doc_id, st.st_size, st.st_mtime_ns)
             for doc_id, old, new, st in renames:
                 store.rename_document(doc_id, new, st.st_size, st.st_mtime_ns)
                 report.changes.append(Change("renamed", new, len(store.chunk_ids(doc_id)), old))
             for path, doc in vanished.items():
-                removed_ids += store.remove_document(doc.id)
+                changes.removed += store.remove_document(doc.id)
                 report.changes.append(Change("removed", path))
                 faults.checkpoint("removing")
-        with stage("index"):
-            index.delete(removed_ids)
         report.renamed, report.removed = len(renames), len(vanished)
 
     todo.update((path, st.st_size) for path, (st, _) in candidates.items())
@@ -174,29 +198,29 @@ def _sync(
     pending_chunks = 0
     for path, (st, _) in candidates.items():
         with stage("read_chunk"):
-            item = _prepare(kb, path, st, action="updated" if path in known else "added", report=report)
+            item = _prepare(run, path, st, action="updated" if path in known else "added", report=report)
         if item is None:
             progress.file_done(path, 0)
             continue
         pending.append(item)
         pending_chunks += len(item.chunks)
-        if pending_chunks >= kb.settings.chunks_per_commit:
-            _commit(kb, pending, report, progress, stage)
+        if pending_chunks >= run.settings.chunks_per_commit:
+            _commit(run, pending, report, progress, stage)
             pending, pending_chunks = [], 0
-    _commit(kb, pending, report, progress, stage)
-    if kb.index_dirty:
+    _commit(run, pending, report, progress, stage)
+    if run.storage.index_dirty:
         with stage("index"):
-            kb.save_index()
+            run.storage.save_index()
     report.seconds = round(time.perf_counter() - started, 3)
     report.stage_seconds = {name: round(value, 3) for name, value in report.stage_seconds.items()}
     return report
 
 
-def _compare(kb: KnowledgeBase, roots: list[Path], report: IngestReport) -> tuple:
+def _compare(run: _Run, roots: list[Path], report: IngestReport) -> tuple:
     """Walk the roots and sort every file into unchanged, touched (same content), renamed or to be read."""
-    files = dict(scan(roots, skip=[kb.home], skipped=report.skipped))
+    files = dict(scan(roots, skip=[run.storage.home], skipped=report.skipped))
     faults.checkpoint("scanned")
-    store = kb.store
+    store = run.store
     known = store.documents_under([str(r) for r in roots])
     failures = store.failures_under([str(r) for r in roots])
 
@@ -254,7 +278,7 @@ def _compare(kb: KnowledgeBase, roots: list[Path], report: IngestReport) -> tupl
     return files, known, candidates, touched, renames, vanished
 
 
-def _prepare(kb: KnowledgeBase, path: str, st: os.stat_result, action: str, report: IngestReport) -> _Pending | None:
+def _prepare(run: _Run, path: str, st: os.stat_result, action: str, report: IngestReport) -> _Pending | None:
     """Read, load and chunk one file; a bad file becomes a Skipped entry and None."""
     try:
         data = Path(path).read_bytes()
@@ -268,13 +292,13 @@ def _prepare(kb: KnowledgeBase, path: str, st: os.stat_result, action: str, repo
     except Exception as exc:  # LoadError, or a parser bug on one odd file: neither may stop the run
         reason = str(exc) if isinstance(exc, LoadError) else f"could not parse ({type(exc).__name__}: {exc})"
         report.skipped.append(Skipped(path, reason))
-        kb.store.set_failure(path, st.st_size, st.st_mtime_ns, reason)
+        run.store.set_failure(path, st.st_size, st.st_mtime_ns, reason)
         return None
     note = doc.failure_note()
     if note:
         report.warnings.append(Skipped(path, f"{note}; the other pages are indexed"))
-    embedder = kb.embedder
-    s = kb.settings
+    embedder = run.embedder
+    s = run.settings
     chunks = chunk_units(doc.units, embedder.count_tokens, embedder.max_tokens, s.chunk_tokens, s.overlap_tokens)
     fields = {
         "path": path,
@@ -313,41 +337,32 @@ def embed_chunks(
     return vectors
 
 
-def _commit(
-    kb: KnowledgeBase, pending: list[_Pending], report: IngestReport, progress: Progress, stage: _Stages
-) -> None:
+def _commit(run: _Run, pending: list[_Pending], report: IngestReport, progress: Progress, stage: _Stages) -> None:
     """Embed what is new in a batch of files, then store them all in one transaction."""
     if not pending:
         return
-    store, embedder = kb.store, kb.embedder
+    store, embedder = run.store, run.embedder
     all_chunks = [c for p in pending for c in p.chunks]
     with stage("store"):
         stored = store.vectors_for_hashes(c.hash for c in all_chunks)
     vectors = {h: np.frombuffer(v, dtype=np.float32) for h, v in stored.items()}
     new = [c for c in all_chunks if c.hash not in vectors]
     with stage("embed"):
-        fresh = embed_chunks(embedder, new, kb.settings.embed_batch_size, progress)
+        fresh = embed_chunks(embedder, new, run.settings.embed_batch_size, progress)
     vectors.update(fresh)
     report.chunks_embedded += len(fresh)
     report.chunks_reused += len(all_chunks) - len(new)
     faults.checkpoint("embedded")
-    added: list[tuple[int, np.ndarray]] = []  # (vector id, vector) of vectors new to the store
-    with stage("index"):
-        index = kb.index  # opened, or brought in step with SQLite, here: "store" times the transaction alone
-    with stage("store"), kb.writing():
-        removed: list[int] = []
+    # the index is brought in step first ("index"), then "store" times the transaction alone
+    with run.storage.write(run.model, timed=stage) as changes:
         for item in pending:
             matrix = np.array([vectors[c.hash] for c in item.chunks], dtype=np.float32).reshape(-1, embedder.dim)
             gone, new_vectors = store.put_document(item.fields, item.chunks, matrix)
             store.set_failure(item.path, 0, 0, None)
-            removed += gone
-            added += new_vectors
+            changes.removed += gone
+            changes.added += new_vectors
             faults.checkpoint("in-transaction")
     faults.checkpoint("committed")
-    with stage("index"):
-        index.delete(removed)
-        if added:
-            index.add([i for i, _ in added], np.vstack([v for _, v in added]))
     for item in pending:
         setattr(report, item.action, getattr(report, item.action) + 1)
         report.changes.append(Change(item.action, item.path, len(item.chunks)))

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import json
 import os
-import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
 
 from deepkb.chunker import Chunk
 from deepkb.config import CONFIG_FILE, DEFAULT_EMBEDDING_MODEL, LIMITS, Settings
-from deepkb.embedder import Embedder, create_embedder, openvino_rejection, pick_backend, resolve_backend
-from deepkb.errors import EmbeddingModelError, LockedError, UsageError
+from deepkb.embedders import Embedder, create_embedder, openvino_rejection, pick_backend, resolve_backend
+from deepkb.errors import EmbeddingModelError, UsageError
 from deepkb.ingest import IngestReport, Progress, embed_chunks, sync
-from deepkb.search import Hit, search
+from deepkb.search import Hit, check_query, search
+from deepkb.storage import Storage
 from deepkb.storage_errors import translated
-from deepkb.store import Store
 from deepkb.vector_index import VectorIndex
 
-LOCK_FILE = "writer.lock"
 REEMBED_SLICE = 4096  # chunks read from SQLite at a time by `reindex --reembed`
 
 
@@ -40,17 +37,20 @@ def _storage_guarded(method):
 
 
 class KnowledgeBase:
-    """A folder holding the SQLite catalog (truth), the HNSW file (cache) and config.toml."""
+    """A folder holding the SQLite catalog (truth), the HNSW file (cache) and config.toml.
+
+    The facade the shells call: it composes the storage (deepkb.storage), the embedder, ingest and search."""
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None, check_model: bool = True) -> None:
         self.settings = settings
         self.home = settings.home
         self._embedder = embedder
-        self._index: VectorIndex | None = None
-        self._lock_fd: int | None = None
-        self.index_dirty = False
+        s = settings
         with translated(self.home):
-            self.store = Store(self.home)
+            self.storage = Storage(
+                self.home, m=s.hnsw_m, ef_construction=s.hnsw_ef_construction, ef_search=s.hnsw_ef_search
+            )
+            self.store = self.storage.store
             try:
                 recorded = self.store.get_meta("embedding_model")
             except BaseException:
@@ -76,8 +76,7 @@ class KnowledgeBase:
         return cls(Settings.load(kb, **overrides), embedder=embedder, check_model=check_model)
 
     def close(self) -> None:
-        self._release_lock()
-        self.store.close()
+        self.storage.close()
 
     def __enter__(self) -> KnowledgeBase:
         return self
@@ -97,92 +96,23 @@ class KnowledgeBase:
 
     @property
     def dim(self) -> int | None:
-        recorded = self.store.get_meta("embedding_dim")
-        return int(recorded) if recorded else (self._embedder.dim if self._embedder else None)
+        return self.storage.dim or (self._embedder.dim if self._embedder else None)
 
     @property
     def index(self) -> VectorIndex:
-        """The vector index, in step with SQLite (a newer write by another process is picked up here)."""
-        if self._index is None:
-            dim = self.dim or self.embedder.dim
-            s = self.settings
-            self._index = VectorIndex.open(
-                self.home,
-                self.store,
-                dim,
-                m=s.hnsw_m,
-                ef_construction=s.hnsw_ef_construction,
-                ef_search=s.hnsw_ef_search,
-            )
-            self.index_dirty = self._index.state in ("repaired", "rebuilt")
-            if self.index_dirty and self._try_save():
-                self.index_dirty = False
-        elif self._index.epoch != self.store.epoch():
-            self._index.repair(self.store)
-            self._index.epoch = self.store.epoch()
-        return self._index
+        """The vector index, opened or brought in step with SQLite (a newer write by another process) now."""
+        return self.storage.sync_index(self.dim or self.embedder.dim)
 
-    def _try_save(self) -> bool:
-        """Save a repaired index if no other process is writing; readers never wait."""
-        if self._lock_fd is not None:
-            self.save_index()
-            return True
-        try:
-            with self.writer("repairing the vector index"):
-                self.save_index()
-            return True
-        except (LockedError, OSError, RuntimeError):  # another writer, or a read-only or full disk: stays a cache
-            return False
+    @property
+    def index_dirty(self) -> bool:
+        return self.storage.index_dirty
 
     def save_index(self) -> None:
-        self.index.save(self.store.epoch())
-        self.index_dirty = False
+        self.storage.save_index()
 
-    @contextmanager
-    def writing(self) -> Iterator[VectorIndex]:
-        """One store transaction; the index it yields is updated by the caller once the transaction commits."""
-        index = self.index
-        with self.store.write():
-            if not self.store.get_meta("embedding_model"):
-                self.store.set_meta("embedding_model", self.embedder.name)
-                self.store.set_meta("embedding_dim", str(self.embedder.dim))
-            yield index
-        index.epoch = self.store.epoch()
-        self.index_dirty = True
-
-    # the single-writer lock -----------------------------------------------------------------------------
-    @contextmanager
-    def writer(self, what: str | None = None) -> Iterator[None]:
+    def writer(self, what: str | None = None) -> AbstractContextManager[None]:
         """Hold the KB's writer lock: two writers (two watches, watch + ingest) never interleave."""
-        if self._lock_fd is not None:
-            yield
-            return
-        fd = os.open(self.home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 4096).decode("utf-8", "replace")
-            os.close(fd)
-            raise LockedError(_describe_holder(holder, self.home)) from None
-        os.ftruncate(fd, 0)
-        info = {
-            "pid": os.getpid(),
-            "command": what or " ".join(Path(a).name for a in sys.argv[:3]),
-            "since": time.time(),
-        }
-        os.write(fd, json.dumps(info).encode())
-        self._lock_fd = fd
-        try:
-            yield
-        finally:
-            self._release_lock()
-
-    def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            os.ftruncate(self._lock_fd, 0)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        return self.storage.writer(what)
 
     # what users do --------------------------------------------------------------------------------------
     @_storage_guarded
@@ -191,14 +121,16 @@ class KnowledgeBase:
         with self.writer():
             self._check_chunk_size()
             self._remember_model()
-            report = sync(self, paths, progress)
+            report = sync(self.storage, self.embedder, self.settings, paths, progress)
             self.store.add_roots(str(Path(p).expanduser().resolve()) for p in paths)
             return report
 
     @_storage_guarded
     def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """Top-k chunks for a query: hybrid (dense + keyword fused), dense or keyword."""
-        return search(self, query, k=k, mode=mode)
+        check_query(query, k, mode)
+        embedder = self.embedder if mode != "keyword" and self.dim is not None else None  # keyword: no model load
+        return search(self.storage, embedder, self.settings, query, k=k, mode=mode)
 
     @_storage_guarded
     def remove(self, paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -209,13 +141,11 @@ class KnowledgeBase:
             docs = self.store.documents_under(targets)
             if not docs:
                 raise UsageError(f"nothing in the knowledge base under {', '.join(map(str, paths))}.")
-            with self.writing() as index:
-                ids: list[int] = []
+            with self.storage.write() as changes:
                 for path, doc in docs.items():
-                    ids += self.store.remove_document(doc.id)
+                    changes.removed += self.store.remove_document(doc.id)
                     removed.append(path)
-            index.delete(ids)
-            self.save_index()
+            self.storage.save_index()
             return removed
 
     @_storage_guarded
@@ -226,9 +156,7 @@ class KnowledgeBase:
             embedded = 0
             if reembed:
                 embedded = self._reembed()
-            index = self.index
-            index.rebuild(self.store)
-            self.save_index()
+            self.storage.rebuild_index(self.dim or self.embedder.dim)
             chunks = self.store.counts()["chunks"]
             return {"chunks": chunks, "embedded": embedded, "seconds": round(time.perf_counter() - started, 3)}
 
@@ -253,9 +181,7 @@ class KnowledgeBase:
                 count += len(rows)
             self.store.set_meta("embedding_model", embedder.name)
             self.store.set_meta("embedding_dim", str(embedder.dim))
-        self._index = None
-        for name in ("vectors.hnsw", "vectors.json"):
-            (self.home / name).unlink(missing_ok=True)
+        self.storage.drop_index()
         self._write_config_model(embedder.name)
         return count
 
@@ -329,13 +255,3 @@ class KnowledgeBase:
         if name != DEFAULT_EMBEDDING_MODEL or path.exists():
             lines.append(f"embedding_model = {json.dumps(name)}")
             path.write_text("\n".join(lines) + "\n")
-
-
-def _describe_holder(raw: str, home: Path) -> str:
-    try:
-        info = json.loads(raw)
-        since = time.strftime("%H:%M:%S", time.localtime(info["since"]))
-        who = f"process {info['pid']} ({info['command']}, since {since})"
-    except (ValueError, KeyError, TypeError):
-        who = "another process"
-    return f"{who} is writing to the knowledge base at {home}; wait for it to finish or stop it, then retry."

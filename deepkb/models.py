@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from deepkb.checksum import file_sha256
 from deepkb.errors import ModelDownloadError, ModelNotFoundError, UsageError
+from deepkb.paths import models_dir
 
 
 @dataclass(frozen=True)
@@ -86,20 +87,6 @@ class ModelInfo:
             "default": self.is_default,
             "partial_bytes": self.partial_bytes,
         }
-
-
-def models_dir(home: Path | None = None) -> Path:
-    """DEEPKB_MODELS, else <checkout>/models when run from a source checkout, else <KB home>/models."""
-    if os.environ.get("DEEPKB_MODELS"):
-        return Path(os.environ["DEEPKB_MODELS"]).expanduser().resolve()
-    checkout = Path(__file__).resolve().parent.parent
-    if (checkout / ".git").exists():
-        return checkout / "models"
-    if home is None:
-        from deepkb.config import kb_home
-
-        home = kb_home()
-    return home / "models"
 
 
 def catalog_entry(name_or_file: str) -> CatalogEntry | None:

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 from deepkb.errors import UsageError
 
 if TYPE_CHECKING:
-    from deepkb.embedder import Embedder
-    from deepkb.kb import KnowledgeBase
+    from deepkb.config import Settings
+    from deepkb.embedders import Embedder
+    from deepkb.storage import Storage
     from deepkb.vector_index import VectorIndex
 
 MODES = ("hybrid", "dense", "keyword")
@@ -89,11 +90,12 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(fts_terms(text)) or None
 
 
-def dense(kb: KnowledgeBase, query: str, k: int) -> list[tuple[int, float]]:
+def dense(storage: Storage, embedder: Embedder, query: str, k: int) -> list[tuple[int, float]]:
     """HNSW nearest neighbours of the query embedding: (chunk id, cosine similarity)."""
-    if kb.dim is None:  # nothing ingested yet
-        return []
-    return kb.store.chunks_for_vectors(_nearest(kb.embedder, kb.index, query, k), k)
+    with storage.reading() as index:
+        if index is None:  # nothing ingested yet
+            return []
+        return storage.store.chunks_for_vectors(_nearest(embedder, index, query, k), k)
 
 
 def _nearest(embedder: Embedder, index: VectorIndex, query: str, k: int) -> list[tuple[int, float]]:
@@ -101,9 +103,9 @@ def _nearest(embedder: Embedder, index: VectorIndex, query: str, k: int) -> list
     return index.query(embedder.embed([query])[0], k)
 
 
-def keyword(kb: KnowledgeBase, query: str, k: int) -> list[tuple[int, float]]:
+def keyword(storage: Storage, query: str, k: int) -> list[tuple[int, float]]:
     """FTS5 BM25 matches: (chunk id, score), best first."""
-    return kb.store.keyword_search(fts_terms(query), k)
+    return storage.store.keyword_search(fts_terms(query), k)
 
 
 def fuse_convex(
@@ -140,34 +142,59 @@ def fuse(ranked_lists: list[list[tuple[int, float]]], rrf_k: int) -> list[tuple[
     return sorted(scores.items(), key=lambda item: item[1], reverse=True)
 
 
-def search(kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
-    """Top-k hits for a query in the given mode, each resolved to its document and span."""
+def check_query(query: str, k: int, mode: str) -> None:
+    """Refuse a search that cannot run, before anything (a model, an index) is loaded for it."""
     if mode not in MODES:
         raise UsageError(f"unknown search mode {mode!r}; valid: {', '.join(MODES)}.")
     if not query.strip():
         raise UsageError("the query is empty.")
     if k < 1:
         raise UsageError("k must be at least 1.")
-    depth = max(k, kb.settings.candidates)
-    if mode == "hybrid" and kb.dim is not None:
+
+
+def search(
+    storage: Storage, embedder: Embedder | None, settings: Settings, query: str, k: int = 5, mode: str = "hybrid"
+) -> list[Hit]:
+    """Top-k hits for a query in the given mode, each resolved to its document and span.
+
+    Without an embedder (or before anything is stored) the dense side is empty. The index is held still for the
+    whole search, and each hit is read from SQLite as committed: one a writer removed meanwhile is left out."""
+    check_query(query, k, mode)
+    if embedder is None:  # the keyword side alone: the vector index is not opened
+        return _search(storage, None, None, settings, query, k, mode)
+    with storage.reading() as index:
+        return _search(storage, index, embedder, settings, query, k, mode)
+
+
+def _search(
+    storage: Storage,
+    index: VectorIndex | None,
+    embedder: Embedder | None,
+    settings: Settings,
+    query: str,
+    k: int,
+    mode: str,
+) -> list[Hit]:
+    depth = max(k, settings.candidates)
+    if mode == "hybrid" and index is not None:
         # The query's encoding (one thread) and the FTS5 query each take several ms on a 2-core CPU: run them
         # side by side. The worker gets the embedder and the index ready-made, so it never touches SQLite.
-        embedder, index = kb.embedder, kb.index
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepkb-dense") as pool:
             pending = pool.submit(_nearest, embedder, index, query, depth)
-            keyword_hits = keyword(kb, query, depth)
-            dense_hits = kb.store.chunks_for_vectors(pending.result(), depth)
+            keyword_hits = keyword(storage, query, depth)
+            dense_hits = storage.store.chunks_for_vectors(pending.result(), depth)
     else:
-        dense_hits = dense(kb, query, depth) if mode in ("hybrid", "dense") else []
-        keyword_hits = keyword(kb, query, depth) if mode in ("hybrid", "keyword") else []
-    if mode == "hybrid" and kb.settings.fusion == "convex":
-        ranked = fuse_convex(dense_hits, keyword_hits, kb.settings.dense_share)
+        nearest = _nearest(embedder, index, query, depth) if mode == "dense" and index is not None else []
+        dense_hits = storage.store.chunks_for_vectors(nearest, depth)
+        keyword_hits = keyword(storage, query, depth) if mode in ("hybrid", "keyword") else []
+    if mode == "hybrid" and settings.fusion == "convex":
+        ranked = fuse_convex(dense_hits, keyword_hits, settings.dense_share)
     elif mode == "hybrid":
-        ranked = fuse([dense_hits, keyword_hits], kb.settings.rrf_k)
+        ranked = fuse([dense_hits, keyword_hits], settings.rrf_k)
     else:
         ranked = dense_hits or keyword_hits
     dense_scores, keyword_scores = dict(dense_hits), dict(keyword_hits)
-    rows = kb.store.chunks_by_ids([chunk_id for chunk_id, _ in ranked[: k * 2]])
+    rows = storage.store.chunks_by_ids([chunk_id for chunk_id, _ in ranked[: k * 2]])
     hits: list[Hit] = []
     for chunk_id, score in ranked:
         row = rows.get(chunk_id)

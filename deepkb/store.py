@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import sqlite_utils
@@ -108,13 +110,21 @@ class ChunkRow:
 
 
 class Store:
-    """SQLite in WAL mode: readers never wait for the writer, and every write is one transaction."""
+    """SQLite in WAL mode: readers never wait for the writer, and every write is one transaction.
+
+    Each thread gets its own connection (`db`), so a thread reading never sees another thread's transaction
+    half-way: only what has committed."""
 
     def __init__(self, home: Path) -> None:
         self.path = home / DB_FILE
+        self._local = threading.local()
+        self._open: dict[threading.Thread, sqlite_utils.Database] = {}  # every thread's connection, closed by close()
+        self._guard = threading.Lock()
+        self._closed = False
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT)
-        self.db = sqlite_utils.Database(conn)
+        db = sqlite_utils.Database(conn)
         try:
+            self._local.db = db
             self._check_version()  # before anything writes: a newer schema is left exactly as it is
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -123,6 +133,29 @@ class Store:
         except BaseException:
             conn.close()
             raise
+        self._open[threading.current_thread()] = db
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection, opened on its first use (never creating the file: it exists by now)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._connect()
+        return db
+
+    def _connect(self) -> sqlite_utils.Database:
+        with self._guard:
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            for thread in [t for t in self._open if not t.is_alive()]:  # threads that ended leave their connection
+                self._open.pop(thread).close()
+            uri = f"file:{quote(str(self.path))}?mode=rw"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            db = self._local.db = sqlite_utils.Database(conn)
+            self._open[threading.current_thread()] = db
+            return db
 
     def _check_version(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -143,7 +176,12 @@ class Store:
                 self.db.execute(f"PRAGMA user_version={number}")
 
     def close(self) -> None:
-        self.db.close()
+        """Close every thread's connection."""
+        with self._guard:
+            self._closed = True
+            for db in self._open.values():
+                db.close()
+            self._open.clear()
 
     @contextmanager
     def write(self) -> Iterator[None]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deepkb.config import Settings
-from deepkb.embedder import create_embedder
+from deepkb.embedders import create_embedder
 from deepkb.kb import KnowledgeBase
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from deepkb.chunker import chunk_units
-from deepkb.embedder import resolve_model
+from deepkb.embedders import resolve_model
 from deepkb.loaders import load
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data"

@@ -42,11 +42,11 @@ def test_every_setting_has_a_type_and_a_range():
     from dataclasses import fields
 
     from deepkb.config import LIMITS
-    from deepkb.embedder import BACKENDS
+    from deepkb.embedders import BACKEND_NAMES
 
     names = {f.name for f in fields(Settings)} - {"home"}
     assert names == set(LIMITS), "a setting without an entry in config.LIMITS, or a stale entry"
-    assert set(LIMITS["embedding_backend"]) == set(BACKENDS)
+    assert set(LIMITS["embedding_backend"]) == set(BACKEND_NAMES)
 
 
 @pytest.mark.parametrize(

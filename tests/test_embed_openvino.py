@@ -9,16 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepkb import embedder as embedder_module
+from deepkb import embedders as embedder_module
+from deepkb import paths
 from deepkb.checksum import file_sha256
 from deepkb.chunker import chunk_units
-from deepkb.embedder import create_embedder, pick_backend
+from deepkb.embedders import create_embedder, pick_backend
 from deepkb.errors import EmbeddingModelError
 from deepkb.loaders import load
 
 pytest.importorskip("openvino")
-from deepkb import embed_openvino  # noqa: E402
-from deepkb.embed_openvino import OpenVINOEmbedder  # noqa: E402
+from deepkb.embedders import openvino as embed_openvino  # noqa: E402
+from deepkb.embedders.openvino import OpenVINOEmbedder  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data"
 QUERIES = ["How long are backups kept?", "incremental sync after a rename", "Which port does the server use?"]
@@ -64,7 +65,7 @@ def test_a_damaged_ir_is_converted_again_and_nothing_phones_home(both, tmp_path,
     monkeypatch.setattr(telemetry.Telemetry, "send_event", phone_home)
     monkeypatch.setenv("DEEPKB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # where OpenVINO's telemetry would keep its client id
-    target = embed_openvino.cache_root() / "embedders" / ov.folder.name
+    target = paths.cache_root() / "embedders" / ov.folder.name
     shutil.copytree(ov.folder, target)
     assert not OpenVINOEmbedder("all-MiniLM-L6-v2").converted  # a whole copy is used as it is
     with (target / "model.bin").open("r+b") as fh:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from deepkb.config import Settings
-from deepkb.embedder import create_embedder, pick_backend
+from deepkb.embedders import create_embedder, pick_backend
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = Path(__file__).resolve().parent / "reference_vectors.json"

@@ -137,7 +137,7 @@ def test_refusing_another_embedding_model_leaves_no_open_database(filled):
 @pytest.fixture
 def cls_pooling_model(embedder, tmp_path) -> Path:
     """Another embedding model for real: all-MiniLM-L6-v2's files with CLS pooling instead of mean pooling."""
-    from deepkb.embedder import resolve_model
+    from deepkb.embedders import resolve_model
 
     source, _ = resolve_model(embedder.name)
     folder = tmp_path / "minilm-cls"
@@ -154,7 +154,7 @@ def test_reembed_with_another_model_from_the_cli(filled, cls_pooling_model, monk
     from click.testing import CliRunner
 
     from deepkb.cli import main
-    from deepkb.embedder import create_embedder
+    from deepkb.embedders import create_embedder
 
     home = filled.home
     distinct = len(filled.store.all_vector_ids())  # identical chunk texts share one vector, embedded once

@@ -6,7 +6,6 @@ import os
 import sqlite3
 import sys
 import warnings
-from pathlib import Path
 
 import click
 from rich.markup import escape
@@ -25,11 +24,10 @@ class _Group(click.Group):
         except DeepKBError as exc:
             _fail(exc)
         except (sqlite3.Error, OSError) as exc:  # a storage failure outside the KnowledgeBase's own guards
-            from deepkb.config import default_home
+            from deepkb.paths import given_home
             from deepkb.storage_errors import explain
 
-            home = Path(ctx.ensure_object(dict).get("kb") or os.environ.get("DEEPKB_HOME") or default_home())
-            error = explain(exc, home.expanduser().absolute())
+            error = explain(exc, given_home(ctx.ensure_object(dict).get("kb")).absolute())
             if error is None:
                 raise
             _fail(error)
@@ -63,7 +61,7 @@ def main() -> None:
     if not os.environ.get("DEEPKB_DEBUG"):
         # The libraries' own warnings (deprecations, tracer notes) are for their developers, not deepkb's users.
         warnings.simplefilter("ignore")
-    from deepkb.embedder import quiet_third_party
+    from deepkb.embedders import quiet_third_party
 
     quiet_third_party()
 

@@ -11,7 +11,7 @@ from deepkb.cli._common import console, display_path, kb_option
 
 
 def _home(ctx: click.Context) -> Path:
-    from deepkb.config import kb_home
+    from deepkb.paths import kb_home
 
     return kb_home(ctx.ensure_object(dict).get("kb"))
 

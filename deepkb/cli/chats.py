@@ -11,8 +11,8 @@ from deepkb.cli._common import console, display_path, kb_option, location
 
 
 def _store(ctx: click.Context):
-    from deepkb.config import kb_home
     from deepkb.conversation_store import ConversationStore
+    from deepkb.paths import kb_home
 
     return ConversationStore(kb_home(ctx.ensure_object(dict).get("kb")))
 

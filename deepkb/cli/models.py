@@ -42,7 +42,8 @@ def list_command(as_json: bool) -> None:
     Example:
         deepkb models list
     """
-    from deepkb.models import list_models, models_dir
+    from deepkb.models import list_models
+    from deepkb.paths import models_dir
 
     directory = models_dir()
     rows = list_models(directory)

@@ -12,6 +12,7 @@ from deepkb.errors import UsageError
 from deepkb.llm.base import DEFAULT_CONTEXT_SIZE, LLM, Message, Usage
 from deepkb.llm.llama_cpp import LlamaCppLLM, default_gpu_layers, physical_cores, repeat_penalty_for
 from deepkb.llm.remote import OpenAICompatLLM
+from deepkb.paths import prompt_cache
 
 if TYPE_CHECKING:
     from deepkb.config import Settings
@@ -76,6 +77,6 @@ def open_configured_llm(settings: Settings) -> LLM:
         context_size=settings.llm_context,
         gpu_layers=settings.gpu_layers,
         threads=settings.llm_threads or None,
-        cache_dir=settings.home / "cache" / "prompts",
+        cache_dir=prompt_cache(settings.home),
         api_key_env=settings.llm_api_key_env or None,
     )

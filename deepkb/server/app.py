@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ from deepkb.server.schema import MODELS, ChatCompletionRequest, SearchRequest
 from deepkb.server.settings import ServerSettings
 
 if TYPE_CHECKING:
-    from deepkb.embedder import Embedder
+    from deepkb.embedders import Embedder
     from deepkb.kb import KnowledgeBase
     from deepkb.watch import Watcher
 
@@ -55,7 +54,6 @@ class ServerState:
         except UsageError:
             self.kb.close()
             raise
-        self.kb_lock = threading.Lock()  # one thread at a time on the reader KB (SQLite connection + HNSW)
         self.cache = AnswerCache(settings.cache_size)
         self.host = ModelHost(settings, self.kb.settings, self.metrics)
         self.watcher: Watcher | None = None
@@ -75,9 +73,7 @@ class ServerState:
         s = self.settings
         slots = s.parallel if self.kb.settings.llm_url else 1
         self.queue = GenerationQueue(slots, s.queue_size, s.queue_wait, on_change=self._queue_changed)
-        self.answerer = Answerer(
-            s, self.kb, self.kb_lock, self.host, self.queue, self.cache, self.metrics, self.blocklist
-        )
+        self.answerer = Answerer(s, self.kb, self.host, self.queue, self.cache, self.metrics, self.blocklist)
         task = asyncio.create_task(self._start())
         self._tasks.add(task)
         try:
@@ -99,11 +95,10 @@ class ServerState:
 
     def _warm_kb(self) -> None:
         """Load the embedding model and the vector index now, so the first question does not pay for them."""
-        with self.kb_lock:
-            if self.kb.dim is not None:
-                self.kb.search("warm up", k=1)
-            else:
-                self.kb.embedder.embed(["warm up"])
+        if self.kb.dim is not None:
+            self.kb.search("warm up", k=1)
+        else:
+            self.kb.embedder.embed(["warm up"])
 
     def _start_watch(self) -> None:
         from deepkb.kb import KnowledgeBase
@@ -135,8 +130,7 @@ class ServerState:
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher.kb.close()
-        with self.kb_lock:
-            self.kb.close()
+        self.kb.close()  # waits for the searches in flight
 
     def _queue_changed(self, busy: int, waiting: int) -> None:
         self.metrics.queue_depth.set(waiting)
@@ -157,8 +151,7 @@ class ServerState:
         }  # fmt: skip
 
     def counts(self) -> dict[str, int]:
-        with self.kb_lock:
-            return self.kb.store.counts()
+        return self.kb.store.counts()
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -259,8 +252,7 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
         state.require_ready()
 
         def run() -> list:
-            with state.kb_lock:
-                return state.kb.search(body.query, k=body.k, mode=body.mode)
+            return state.kb.search(body.query, k=body.k, mode=body.mode)
 
         hits = await asyncio.to_thread(run)
         return {
@@ -274,8 +266,7 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
         state.require_ready()
 
         def run() -> list[dict]:
-            with state.kb_lock:
-                return state.kb.documents()
+            return state.kb.documents()
 
         return {"object": "list", "data": await asyncio.to_thread(run)}
 

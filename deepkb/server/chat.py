@@ -120,20 +120,18 @@ class Answerer:
         self,
         settings: ServerSettings,
         kb: KnowledgeBase,
-        kb_lock: threading.Lock,
         host: ModelHost,
         queue: GenerationQueue,
         cache: AnswerCache,
         metrics: Metrics,
         blocklist: Blocklist,
     ) -> None:
-        self.settings, self.kb, self.kb_lock, self.host = settings, kb, kb_lock, host
+        self.settings, self.kb, self.host = settings, kb, host
         self.queue, self.cache, self.metrics, self.blocklist = queue, cache, metrics, blocklist
         self.workers: set[Worker] = set()  # running now; cancelled at shutdown
 
     def kb_version(self) -> str:
-        with self.kb_lock:
-            return str(self.kb.store.epoch())
+        return str(self.kb.store.epoch())
 
     async def prepare(self, body: ChatCompletionRequest) -> Job:
         """Check the request and work out its cache key."""
@@ -319,8 +317,7 @@ class Answerer:
             events = session.send(job.question, options=job.options, cancel=cancel)
             failure: str | None = None
             try:
-                with self.kb_lock:  # retrieval uses the shared reader KB; the core retrieves before its first event
-                    first = next(events)
+                first = next(events)  # the core retrieves before its first event
                 if attempt == 1:
                     yield first  # Retrieved: a second attempt retrieves the same passages
                 notices: list[object] = []  # held until it is known whether the answer is asked again
@@ -357,8 +354,7 @@ class Answerer:
 
         session = ChatSession(self.kb, None, options=job.options, history=job.history, save=False)
         events = session.send(job.question, options=job.options, cancel=cancel)
-        with self.kb_lock:
-            next(events)  # Retrieved, already sent
+        next(events)  # Retrieved, already sent
         yield from events
 
     def _norag(self, job: Job, cancel: threading.Event, used: dict[str, Any]) -> Iterator[object]:

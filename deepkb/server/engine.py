@@ -19,6 +19,7 @@ from deepkb.answer import AskOptions
 from deepkb.config import Settings
 from deepkb.errors import DeepKBError
 from deepkb.llm import LLM, open_configured_llm, open_llm
+from deepkb.paths import prompt_cache
 from deepkb.server.metrics import Metrics
 from deepkb.server.settings import ServerSettings
 
@@ -88,7 +89,7 @@ class ModelHost:
         s = self.llm_settings
         return open_llm(
             self.settings.fallback_model, context_size=s.llm_context, gpu_layers=s.gpu_layers,
-            threads=s.llm_threads or None, cache_dir=s.home / "cache" / "prompts",
+            threads=s.llm_threads or None, cache_dir=prompt_cache(s.home),
         )  # fmt: skip
 
     def _set(self, llm: LLM | None, mode: str, reason: str | None) -> None:

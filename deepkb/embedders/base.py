@@ -1,4 +1,6 @@
-"""Embedder: text to normalized vectors, offline, behind one small interface with a registry of backends."""
+"""The embedder interface (one batch method plus what deepkb needs to know of a model) and offline model files.
+
+The engines live beside it (sentence_transformers.py, openvino.py); deepkb.embedders chooses one by name."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 
 from deepkb.checksum import file_sha256
 from deepkb.errors import EmbeddingModelError
+from deepkb.paths import hf_hub_cache
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -47,7 +50,7 @@ class Embedder(ABC):
     name: str
     dim: int
     max_tokens: int  # content tokens the model reads per text (special tokens excluded)
-    backend: str  # its name in BACKENDS
+    backend: str  # its name in deepkb.embedders.BACKENDS
 
     def __init__(self) -> None:
         self.texts_embedded = 0
@@ -82,61 +85,6 @@ class Embedder(ABC):
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         self.texts_embedded += len(texts)
         return vectors / np.maximum(norms, 1e-12)
-
-
-class SentenceTransformerEmbedder(Embedder):
-    """sentence-transformers on CPU or CUDA, model files resolved locally and checksummed."""
-
-    backend = "sentence-transformers"
-
-    precision = "f32"
-    fallback_reason: str | None = None  # why "auto" ended here instead of at OpenVINO
-
-    def __init__(self, name_or_path: str, batch_size: int = 32, device: str | None = None) -> None:
-        super().__init__()
-        quiet_third_party()
-        path, known = resolve_model(name_or_path)
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise EmbeddingModelError(
-                f"the sentence-transformers embedding backend is not installed ({exc}); run `make install`."
-            ) from exc
-        try:
-            self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
-        except Exception as exc:  # a broken model folder raises many types
-            raise EmbeddingModelError(f"cannot load embedding model from {path}: {exc}") from exc
-        self.name = known.name if known else name_or_path
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dim = int(get_dim())
-        self.max_tokens = int(self.model.max_seq_length) - 2
-        self.batch_size = batch_size
-        self.tokenizer = self.model.tokenizer
-        backend = getattr(self.tokenizer, "backend_tokenizer", None)  # the fast tokenizer's Rust core
-        self._counter = plain_copy(backend) if backend is not None else None
-
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) > QUERY_TEXTS:
-            return self.model.encode(
-                list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
-            )
-        # A query is too small to split across threads: torch's threads then mostly wait on each other, and when
-        # other work shares the CPU one query took 737 ms on 2 threads against 49 ms on 1 (bench/search_latency.py).
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return self.model.encode(list(texts), convert_to_numpy=True, show_progress_bar=False)
-        finally:
-            torch.set_num_threads(threads)
-
-    def _count_uncached(self, texts: list[str]) -> list[int]:
-        if self._counter is None:
-            ids = self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
-            return [len(x) for x in ids]
-        encode = getattr(self._counter, "encode_batch_fast", self._counter.encode_batch)
-        return [len(e) for e in encode(texts, add_special_tokens=False)]
 
 
 def quiet_third_party() -> None:
@@ -186,82 +134,6 @@ def plain_copy(tokenizer: Tokenizer) -> Tokenizer:
     return counter
 
 
-BACKENDS = ("auto", "openvino", "sentence-transformers")
-
-
-def resolve_backend(name: str, model: str | None = None) -> str:
-    """A backend name with "auto" replaced by what this machine uses: pick_backend()'s choice, or
-    sentence-transformers where an earlier process found that OpenVINO cannot take `model` (remembered)."""
-    if name != "auto":
-        return name
-    picked = pick_backend()
-    if picked == "openvino" and model is not None and openvino_rejection(model):
-        return "sentence-transformers"
-    return picked
-
-
-def openvino_rejection(model: str) -> str | None:
-    """Why OpenVINO was refused for `model` with the installed OpenVINO, if a process found out before."""
-    from deepkb.embed_openvino import remembered_rejection
-
-    return remembered_rejection(model)
-
-
-def backend_class(name: str) -> type[Embedder]:
-    """The class behind a backend name ("auto" included)."""
-    name = resolve_backend(name)
-    if name == "sentence-transformers":
-        return SentenceTransformerEmbedder
-    if name == "openvino":
-        from deepkb.embed_openvino import OpenVINOEmbedder
-
-        return OpenVINOEmbedder
-    raise EmbeddingModelError(f"unknown embedding backend {name!r}; valid: {', '.join(BACKENDS)}.")
-
-
-def pick_backend() -> str:
-    """OpenVINO where it is installed and no NVIDIA GPU is (same vectors, no torch import, ~3x faster queries);
-    sentence-transformers otherwise, which uses CUDA when torch has it (workstation GPU, Jetson)."""
-    import importlib.util
-
-    if any(Path(node).exists() for node in _NVIDIA_NODES):
-        return "sentence-transformers"
-    return "openvino" if importlib.util.find_spec("openvino") else "sentence-transformers"
-
-
-log = logging.getLogger(__name__)
-_NVIDIA_NODES = ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu")  # a discrete/datacenter GPU; a Jetson's integrated one
-_loaded: dict[tuple, Embedder] = {}
-
-
-def create_embedder(name_or_path: str, backend: str = "auto", **options: object) -> Embedder:
-    """Pick a backend by name (an unknown name lists the valid ones); a model is loaded once per process.
-
-    "auto" falls back to sentence-transformers when OpenVINO cannot take the model. That is a fact about the model
-    and the OpenVINO version, remembered on disk (embed_openvino.ConversionRejected), so it is announced once, by
-    the process that found it, and later processes go straight to the fallback.
-    """
-    key = (backend, name_or_path, tuple(sorted(options.items())))
-    if key not in _loaded:
-        cls = backend_class(backend)
-        try:
-            _loaded[key] = cls(name_or_path, **options)
-        except EmbeddingModelError as exc:
-            if backend != "auto" or cls is SentenceTransformerEmbedder:
-                raise
-            if getattr(exc, "first_time", True):
-                log.warning(
-                    "%s deepkb embeds with sentence-transformers (torch) instead: the same vectors, slower to start. "
-                    'This is remembered until OpenVINO is upgraded; `embedding_backend = "sentence-transformers"` '
-                    "in config.toml makes it explicit.",
-                    exc,
-                )
-            fallback = SentenceTransformerEmbedder(name_or_path, **options)
-            fallback.fallback_reason = str(exc)
-            _loaded[key] = fallback
-    return _loaded[key]
-
-
 def resolve_model(name_or_path: str, verify: bool = True) -> tuple[Path, KnownModel | None]:
     """Find model files without the network: a local folder, the HF cache, or a package that bundles them.
 
@@ -289,8 +161,7 @@ def resolve_model(name_or_path: str, verify: bool = True) -> tuple[Path, KnownMo
 
 def _candidates(known: KnownModel) -> list[Path]:
     found: list[Path] = []
-    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
-    snapshots = hub.expanduser() / f"models--{known.hf_repo.replace('/', '--')}" / "snapshots"
+    snapshots = hf_hub_cache().expanduser() / f"models--{known.hf_repo.replace('/', '--')}" / "snapshots"
     if snapshots.is_dir():
         found.extend(sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True))
     if known.package:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from deepkb.checksum import file_sha256
-from deepkb.embedder import (
+from deepkb.embedders.base import (
     QUERY_TEXTS,
     Embedder,
     KnownModel,
@@ -32,6 +32,7 @@ from deepkb.embedder import (
     verify_weights,
 )
 from deepkb.errors import EmbeddingModelError
+from deepkb.paths import cache_root
 
 FORMAT = 2  # bump when the IR layout or the manifest changes
 PRECISION = "f32"  # inference precision, pinned: the same vectors on every CPU (see _request)
@@ -42,14 +43,6 @@ PROBES = [
     "deepkb",
     "Mitochondrial DNA mutations accumulate with age in human muscle fibres. " * 40,  # longer than 256 tokens
 ]
-
-
-def cache_root() -> Path:
-    """Where derived model files live: DEEPKB_CACHE, else $XDG_CACHE_HOME/deepkb, else ~/.cache/deepkb."""
-    given = os.environ.get("DEEPKB_CACHE")
-    if given:
-        return Path(given).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "deepkb"
 
 
 def _import_openvino():
@@ -124,7 +117,7 @@ class OpenVINOEmbedder(Embedder):
         self._pad_id = int(manifest["pad_id"])
 
     def _request(self, threads: int):
-        """One compiled model per thread count: 1 for queries (see embedder.QUERY_TEXTS), 0 = all cores."""
+        """One compiled model per thread count: 1 for queries (see base.QUERY_TEXTS), 0 = all cores."""
         if threads not in self._compiled:
             # f32 pinned: OpenVINO's CPU plugin infers in bf16 by default where the CPU has native bf16 (AVX-512
             # BF16, AMX), and then the vectors depend on the machine (cosine 0.99998 to torch's on such a CPU).

@@ -1,0 +1,106 @@
+"""Embedders: text to normalized vectors, offline, chosen by name from one registry (as deepkb.llm chooses LLMs).
+
+base.py holds the interface (Embedder) and how model files are found; sentence_transformers.py and openvino.py are
+the two engines. "auto" picks OpenVINO where it is installed and no NVIDIA GPU is, sentence-transformers otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from deepkb.embedders.base import MODELS, Embedder, KnownModel, quiet_third_party, resolve_model
+from deepkb.embedders.openvino import OpenVINOEmbedder, remembered_rejection
+from deepkb.embedders.sentence_transformers import SentenceTransformerEmbedder
+from deepkb.errors import EmbeddingModelError
+
+__all__ = [
+    "BACKENDS",
+    "BACKEND_NAMES",
+    "MODELS",
+    "Embedder",
+    "KnownModel",
+    "OpenVINOEmbedder",
+    "SentenceTransformerEmbedder",
+    "backend_class",
+    "create_embedder",
+    "openvino_rejection",
+    "pick_backend",
+    "quiet_third_party",
+    "resolve_backend",
+    "resolve_model",
+]
+
+BACKENDS: dict[str, type[Embedder]] = {
+    "openvino": OpenVINOEmbedder,
+    "sentence-transformers": SentenceTransformerEmbedder,
+}
+BACKEND_NAMES = ("auto", *BACKENDS)  # what `embedding_backend` may say
+
+
+def resolve_backend(name: str, model: str | None = None) -> str:
+    """A backend name with "auto" replaced by what this machine uses: pick_backend()'s choice, or
+    sentence-transformers where an earlier process found that OpenVINO cannot take `model` (remembered)."""
+    if name != "auto":
+        return name
+    picked = pick_backend()
+    if picked == "openvino" and model is not None and openvino_rejection(model):
+        return "sentence-transformers"
+    return picked
+
+
+def openvino_rejection(model: str) -> str | None:
+    """Why OpenVINO was refused for `model` with the installed OpenVINO, if a process found out before."""
+    return remembered_rejection(model)
+
+
+def backend_class(name: str) -> type[Embedder]:
+    """The class behind a backend name ("auto" included); an unknown name lists the valid ones."""
+    name = resolve_backend(name)
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise EmbeddingModelError(f"unknown embedding backend {name!r}; valid: {', '.join(BACKEND_NAMES)}.") from None
+
+
+def pick_backend() -> str:
+    """OpenVINO where it is installed and no NVIDIA GPU is (same vectors, no torch import, ~3x faster queries);
+    sentence-transformers otherwise, which uses CUDA when torch has it (workstation GPU, Jetson)."""
+    import importlib.util
+
+    if any(Path(node).exists() for node in _NVIDIA_NODES):
+        return "sentence-transformers"
+    return "openvino" if importlib.util.find_spec("openvino") else "sentence-transformers"
+
+
+log = logging.getLogger(__name__)
+_NVIDIA_NODES = ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu")  # a discrete/datacenter GPU; a Jetson's integrated one
+_loaded: dict[tuple, Embedder] = {}
+
+
+def create_embedder(name_or_path: str, backend: str = "auto", **options: object) -> Embedder:
+    """Pick a backend by name (an unknown name lists the valid ones); a model is loaded once per process.
+
+    "auto" falls back to sentence-transformers when OpenVINO cannot take the model. That is a fact about the model
+    and the OpenVINO version, remembered on disk (embedders.openvino.ConversionRejected), so it is announced once, by
+    the process that found it, and later processes go straight to the fallback.
+    """
+    key = (backend, name_or_path, tuple(sorted(options.items())))
+    if key not in _loaded:
+        cls = backend_class(backend)
+        try:
+            _loaded[key] = cls(name_or_path, **options)
+        except EmbeddingModelError as exc:
+            if backend != "auto" or cls is SentenceTransformerEmbedder:
+                raise
+            if getattr(exc, "first_time", True):
+                log.warning(
+                    "%s deepkb embeds with sentence-transformers (torch) instead: the same vectors, slower to start. "
+                    'This is remembered until OpenVINO is upgraded; `embedding_backend = "sentence-transformers"` '
+                    "in config.toml makes it explicit.",
+                    exc,
+                )
+            fallback = SentenceTransformerEmbedder(name_or_path, **options)
+            fallback.fallback_reason = str(exc)
+            _loaded[key] = fallback
+    return _loaded[key]
