@@ -51,6 +51,8 @@ The second stage also costs: about 98 windows to embed per question, 10 s per qu
 
 The keyword side was also tried offline on the tune half (no stemming, text-only FTS, heading weight 0.5, no stop-word removal, no rare-term budget, dense share 0.6-0.7, RRF k 60): every variant moved hybrid MRR@10 by less than 0.05, within one or two questions, and the fusion's dense share stays at 0.5 because SciFact drops below 0.73 at 0.6 (0.725, fusion table below). On these manuals deepkb's hybrid ranks below its own dense side on the held-out half (0.698 vs 0.762) but above it on the tune half (0.577 vs 0.537): with 32 questions a question moving one rank moves MRR@10 by up to 0.016, so the halves disagree within their noise.
 
+The weakest shape is the man page (long rsync and find option lists, no headings; both systems below 0.33 MRR@10): an option's few lines share a chunk with a handful of other options, and neither side singles them out.
+
 SciFact, re-measured with these defaults (deepkb at a89f258, a fresh knowledge base: 15,331 chunks embedded in 36 minutes on this shared machine): hybrid nDCG@10 0.734, dense 0.671, keyword 0.676, Recall@100 0.948, so the duplicate handling lost nothing there.
 """
 SHAPES = {".pdf": "PDF", ".html": "HTML", ".rst.txt": "reST", ".1.txt": "man page", ".txt": "AsciiDoc"}
