@@ -125,6 +125,10 @@ class ChatSession:
         joined = self.kb.search(conversation_query(previous, question), k=k, mode="hybrid")
         return fuse_hits([joined, bare], k)
 
+    def _embed(self, texts: Sequence[str]):
+        """The knowledge base's embedder (already loaded by the search), for scoring the excerpts' sentences."""
+        return self.kb.embedder.embed(texts)
+
     def _model(self) -> LLM:
         """The model, loaded on first use (once, whichever thread asks first)."""
         with self._load_lock:
@@ -134,16 +138,28 @@ class ChatSession:
 
     # answering ---------------------------------------------------------------------------------------------
     def send(
-        self, question: str, *, options: AskOptions | None = None, cancel: threading.Event | None = None
+        self,
+        question: str,
+        *,
+        options: AskOptions | None = None,
+        cancel: threading.Event | None = None,
+        waiting_since: float | None = None,
     ) -> Iterator[Event]:
         """Answer `question` in this conversation: Retrieved, Deltas and Notices as they come, then one Done.
 
-        The turn is saved (and `self.id` set) before the Done is yielded.
+        The turn is saved (and `self.id` set) before the Done is yielded. `waiting_since`: see answer_events.
         """
         self._cancel = cancel or threading.Event()
         llm = None if self._llm is None else self._model
         for event in answer_events(
-            question, self.retrieve, llm, options or self.options, history=self.history(), cancel=self._cancel
+            question,
+            self.retrieve,
+            llm,
+            options or self.options,
+            history=self.history(),
+            cancel=self._cancel,
+            embed=self._embed,
+            waiting_since=waiting_since,
         ):
             if isinstance(event, Done) and (trouble := self._record(event.result)):
                 yield Notice(trouble)
