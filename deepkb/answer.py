@@ -348,11 +348,12 @@ def ask(
     *,
     history: History = (),
     cancel: threading.Event | None = None,
+    embed: Embed | None = None,
 ) -> AskResult:
     """Answer `question`: the events of answer_events() collected, pieces passed to `on_piece` as they come."""
     emit = on_piece if on_piece is not None else (lambda kind, text: None)
     for event in answer_events(
-        question, retrieve, load_llm, options, history=history, relevance=relevance, cancel=cancel
+        question, retrieve, load_llm, options, history=history, relevance=relevance, cancel=cancel, embed=embed
     ):
         if isinstance(event, Delta):
             emit(event.kind, event.text)

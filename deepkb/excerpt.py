@@ -11,6 +11,7 @@ changed or is gone) keeps its whole text and span.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -19,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from deepkb.errors import LoadError
+from deepkb.loaders import HTML_EXT, PDF_EXT, decode_text
+from deepkb.loaders.html import load_html
 from deepkb.search import STOPWORDS, Hit
 
 Embed = Callable[[Sequence[str]], np.ndarray]  # normalized vectors, one row per text (Embedder.embed)
@@ -49,55 +53,109 @@ class Segment:
 LoaderLine = tuple[str, int, int]  # a line of loader text and the first and last source lines it comes from
 
 
-def loader_lines(path: str, page: int | None) -> list[LoaderLine] | None:
-    """The document's text lines as its loader produced them at ingest, each with its source lines; None when the
-    file cannot be read (or no longer loads)."""
+def loader_lines(path: str, page: int | None, first: int, last: int) -> list[LoaderLine] | None:
+    """The document's text lines between source lines `first` and `last` as its loader produced them at ingest, each
+    with its source lines; None when the file cannot be read. Cheap enough for every question: a text file's lines
+    are its own, an HTML file is parsed from `first` to `last` only, a PDF has one page extracted."""
     try:
         stat = Path(path).stat()
     except OSError:
         return None
-    return _loader_lines(path, page, stat.st_size, stat.st_mtime_ns)
+    window = (first, last) if path.lower().endswith(_HTML) else (1, 0)  # text: the whole file, cached once
+    lines = _loader_lines(path, page, stat.st_size, stat.st_mtime_ns, *window)
+    return None if lines is None else [x for x in lines if x[1] >= first and x[2] <= last]
+
+
+_HTML = tuple(HTML_EXT)
 
 
 @lru_cache(maxsize=32)
-def _loader_lines(path: str, page: int | None, size: int, mtime_ns: int) -> list[LoaderLine] | None:
-    from deepkb.errors import LoadError
-    from deepkb.loaders import load
-
+def _loader_lines(
+    path: str, page: int | None, size: int, mtime_ns: int, first: int, last: int
+) -> list[LoaderLine] | None:
     file = Path(path)
+    suffix = file.suffix.lower()
     try:
-        if file.suffix.lower() == ".pdf":
+        if suffix in PDF_EXT:
             return _pdf_page_lines(file, page)
-        doc = load(file, file.read_bytes())
+        text, _ = decode_text(file.read_bytes())
     except (OSError, LoadError):
         return None
+    lines = text.split("\n")
+    if suffix not in HTML_EXT:  # plain text and Markdown units hold the file's own lines
+        return [(line, i, i) for i, line in enumerate(lines, 1)]
+    # An HTML file's visible text of source lines `first` to `last` (a chunk's text starts at a line start, outside
+    # any tag; what a cut tag leaves at either end only adds text that the chunk's lines are then not matched to).
+    doc = load_html("\n" * (first - 1) + "\n".join(lines[first - 1 : last]))
     out: list[LoaderLine] = []
-    for unit in doc.units:  # the chunker's own rule: a unit's lines map one to one when their count fits its span
+    for unit in doc.units:  # the chunker's rule: a unit's lines map one to one when their count fits its span
         texts = unit.text.split("\n")
         exact = unit.line_end - unit.line_start + 1 == len(texts)
-        for i, text in enumerate(texts):
-            out.append(
-                (text, unit.line_start + i, unit.line_start + i) if exact else (text, unit.line_start, unit.line_end)
-            )
+        for i, t in enumerate(texts):
+            out.append((t, unit.line_start + i, unit.line_start + i) if exact else (t, unit.line_start, unit.line_end))
     return out
 
 
 def _pdf_page_lines(file: Path, page: int | None) -> list[LoaderLine] | None:
-    """One page's lines, numbered as the PDF loader numbers them (reading one page, not the whole document)."""
-    from pypdf import PdfReader
-
+    """One page's lines, numbered as the PDF loader numbers them (one page extracted, not the whole document)."""
     from deepkb.loaders.pdf import _page_lines
 
     if page is None:
         return None
-    try:
-        reader = PdfReader(file)
-        if reader.is_encrypted and not reader.decrypt(""):
+    stat = file.stat()
+    with _PDF_LOCK:  # one pypdf reader per file, shared: its stream is not safe to read from two threads
+        try:
+            reader = _pdf_reader(str(file), stat.st_size, stat.st_mtime_ns)
+            if reader is None:
+                return None
+            try:
+                found = _page_at(reader, page - 1)
+            except Exception:  # an odd page tree: pypdf's own (slower: it flattens every page) lookup
+                found = reader.pages[page - 1]
+            lines = _page_lines(found, page, {})
+        except Exception:  # pypdf raises many types on a damaged file; the chunk is then kept whole
             return None
-        lines = _page_lines(reader.pages[page - 1], page, {})
-    except Exception:  # pypdf raises many types on a damaged file; the chunk is then kept whole
-        return None
     return [(text, i, i) for i, text in lines]
+
+
+_PDF_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=2)
+def _pdf_reader(path: str, size: int, mtime_ns: int):
+    from pypdf import PdfReader
+
+    reader = PdfReader(path)
+    if reader.is_encrypted and not reader.decrypt(""):
+        return None
+    return reader
+
+
+def _page_at(reader, index: int):
+    """The page at `index`, found by the page tree's counts: reader.pages[index] flattens the whole tree first
+    (0.7 s for a 200-page manual on a 2-core CPU, against 0.1 s for this walk)."""
+    from pypdf import PageObject
+
+    node, ref = reader.trailer["/Root"]["/Pages"].get_object(), None
+    inherited = {}
+    while "/Kids" in node:
+        for key in ("/Resources", "/MediaBox", "/CropBox", "/Rotate"):  # what a page inherits from its parents
+            if key in node:
+                inherited[key] = node.raw_get(key)
+        for kid_ref in node["/Kids"]:
+            kid = kid_ref.get_object()
+            count = kid.get("/Count", 1) if "/Kids" in kid else 1
+            if index < count:
+                node, ref = kid, kid_ref
+                break
+            index -= count
+        else:
+            raise IndexError(index)
+    page = PageObject(reader, ref)
+    page.update(node)
+    for key, value in inherited.items():
+        page.setdefault(key, value)
+    return page
 
 
 def line_spans(hit: Hit) -> list[tuple[int, int] | None] | None:
@@ -105,10 +163,9 @@ def line_spans(hit: Hit) -> list[tuple[int, int] | None] | None:
     order against the file's loader lines inside the chunk's span; None when they do not all match."""
     if hit.line_start is None or hit.line_end is None:
         return None
-    lines = loader_lines(hit.path, hit.page)
-    if lines is None:
+    inside = loader_lines(hit.path, hit.page, hit.line_start, hit.line_end)
+    if inside is None:
         return None
-    inside = [x for x in lines if x[1] >= hit.line_start and x[2] <= hit.line_end]
     spans: list[tuple[int, int] | None] = []
     j, offset = 0, 0  # the loader line being matched, and how much of it earlier chunk lines took
     for line in hit.text.split("\n"):
@@ -148,7 +205,23 @@ def segments(hit: Hit) -> list[Segment] | None:
             j += 1
         out.extend(_paragraph_segments(hit.text, rows[i:j]))
         i = j
+    return _glue_headings(hit, out)
+
+
+def _glue_headings(hit: Hit, segs: list[Segment]) -> list[Segment]:
+    """A heading line says little alone (the prompt's label carries the heading path): it joins the sentence after it."""
+    last = (hit.heading or "").rsplit(" > ", 1)[-1].strip()
+    out: list[Segment] = []
+    for seg in segs:
+        if out and out[-1].end < seg.start and _is_heading(out[-1].text(hit), last):
+            out[-1] = Segment(out[-1].start, seg.end, out[-1].line_start, max(out[-1].line_end, seg.line_end))
+        else:
+            out.append(seg)
     return out
+
+
+def _is_heading(text: str, last: str) -> bool:
+    return "\n" not in text and (text.startswith("#") or bool(last) and text.strip() == last)
 
 
 def _paragraph_segments(text: str, rows: list[tuple[int, int, tuple[int, int]]]) -> list[Segment]:
