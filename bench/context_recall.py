@@ -24,6 +24,7 @@ here). Writes bench/out/context_recall.json.
 from __future__ import annotations
 
 import argparse
+import pickle
 import statistics
 import sys
 import time
@@ -155,7 +156,7 @@ def sweep(prepared, llm, budgets=(256, 384)) -> list[dict]:
     return sorted(results, key=lambda x: -x["recall"])
 
 
-def run(sets: tuple[str, ...] = ("scifact", "manuals"), do_sweep: bool = False) -> dict:
+def run(sets: tuple[str, ...] = ("scifact", "manuals"), do_sweep: bool = False, reuse: bool = False) -> dict:
     from llm_speed import build_model
 
     from deepkb.kb import KnowledgeBase
@@ -176,8 +177,16 @@ def run(sets: tuple[str, ...] = ("scifact", "manuals"), do_sweep: bool = False) 
             figures["sets"][name] = {"skipped": f"needs {kb_dir.relative_to(REPO)} and the questions"}
             continue
         started = time.perf_counter()
-        with KnowledgeBase.open(kb_dir) as kb:
-            prepared = prepare(kb, questions)
+        saved = CACHE / f"context_recall-{name}.pickle"  # retrieval and scores, kept while the KB is unchanged
+        stamp = (kb_dir / "kb.sqlite").stat().st_mtime_ns
+        prepared = None
+        if saved.exists() and reuse:
+            stored = pickle.loads(saved.read_bytes())
+            prepared = stored["prepared"] if stored["stamp"] == stamp else None
+        if prepared is None:
+            with KnowledgeBase.open(kb_dir) as kb:
+                prepared = prepare(kb, questions)
+            saved.write_bytes(pickle.dumps({"stamp": stamp, "prepared": prepared}))
         entry: dict = {"questions": len(questions)}
         entry["retrieved_any"] = {
             split: round(statistics.mean(any(is_relevant(q, h) for h in hits) for q, hits, _ in prepared
@@ -200,7 +209,10 @@ def run(sets: tuple[str, ...] = ("scifact", "manuals"), do_sweep: bool = False) 
 
 def markdown(f: dict) -> list[str]:
     """The BENCHMARKS.md section."""
-    lines = [f"## What reaches the model: a relevant passage in the CPU prompt (hybrid top {f['k']}, held-out halves)", ""]
+    lines = [
+        f"## What reaches the model: a relevant passage in the CPU prompt (hybrid top {f['k']}, held-out halves)",
+        "",
+    ]
     names = {"scifact": "SciFact test claims", "manuals": "manuals questions"}
     for name, entry in f["sets"].items():
         if "skipped" in entry:
@@ -246,9 +258,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--set", choices=("scifact", "manuals", "both"), default="both")
     parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="reuse the retrieval and scores of the last run")
     args = parser.parse_args()
     sets = ("scifact", "manuals") if args.set == "both" else (args.set,)
-    publish(run(sets, args.sweep), OUT, markdown, REPO)
+    publish(run(sets, args.sweep, args.reuse), OUT, markdown, REPO)
 
 
 if __name__ == "__main__":

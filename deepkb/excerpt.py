@@ -31,7 +31,10 @@ Embed = Callable[[Sequence[str]], np.ndarray]  # normalized vectors, one row per
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 _WORD = re.compile(r"\w+", re.UNICODE)
 SEGMENT_CHARS = 320  # a longer sentence spanning several lines (a code block, a table) is cut at line ends
-KEYWORD_WEIGHT = 0.5  # a segment's score: cosine to the question + KEYWORD_WEIGHT x its share of the question's words
+# A segment's score: its cosine to the question + KEYWORD_WEIGHT x its share of the question's words (IDF-weighted);
+# the share alone when no embedder is given. 0 scored best on the tune halves of SciFact and the manuals
+# (bench/context_recall.py --sweep: 0, 0.25, 0.5, 1, 2).
+KEYWORD_WEIGHT = 0.0
 ELLIPSIS = "…"
 
 
@@ -267,8 +270,9 @@ def _terms(text: str) -> set[str]:
 def score_segments(
     question: str, hits: Sequence[Hit], embed: Embed | None = None, keyword_weight: float = KEYWORD_WEIGHT
 ) -> dict[int, list[Segment]]:
-    """Each hit's segments (by chunk id), scored by cosine to the question (one batched embed call, when `embed` is
-    given) plus the IDF-weighted share of the question's words they hold. Hits whose lines are unknown are left out."""
+    """Each hit's segments (by chunk id), scored by cosine to the question (one batched embed call) plus
+    `keyword_weight` x the IDF-weighted share of the question's words they hold (that share alone when `embed` is
+    None). Hits whose lines are unknown are left out."""
     found = {hit.chunk_id: segs for hit in hits if (segs := segments(hit))}
     by_id = {hit.chunk_id: hit for hit in hits}
     flat = [(cid, seg) for cid, segs in found.items() for seg in segs]
@@ -284,6 +288,8 @@ def score_segments(
     if embed is not None:
         vectors = embed([question, *texts])
         dense = [float(x) for x in vectors[1:] @ vectors[0]]
+    else:
+        keyword_weight = 1.0
     out: dict[int, list[Segment]] = {cid: [] for cid in found}
     for (cid, seg), d, k in zip(flat, dense, keyword):
         out[cid].append(replace(seg, score=round(d + keyword_weight * k, 6)))

@@ -95,10 +95,10 @@ def spread_documents(hits: list[Hit]) -> list[Hit]:
 
 
 # pack_excerpts' greedy order: a new source's best sentence comes before growing the sources already in (ANCHOR_BONUS
-# outweighs any score gap), and a lower-ranked chunk's sentences pay RANK_PENALTY per rank. Tuned on the tune halves
-# of SciFact and the manuals questions (bench/context_recall.py).
+# outweighs any score gap), and a lower-ranked chunk's sentences pay RANK_PENALTY per rank. Chosen on the tune halves
+# of SciFact and the manuals questions (bench/context_recall.py --sweep: bonus 0 or 1, penalty 0-0.1).
 ANCHOR_BONUS = 1.0
-RANK_PENALTY = 0.02
+RANK_PENALTY = 0.1
 
 
 def pack_excerpts(hits: list[Hit], scored: dict[int, list[Segment]], llm: LLM, source_tokens: int) -> list[Hit]:
