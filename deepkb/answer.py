@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from deepkb.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic
 from deepkb.citations import Citation, MarkerFilter, ThinkSplitter, resolve_citations, split_think
 from deepkb.errors import LLMError, ModelLoadError, ModelNotFoundError
-from deepkb.excerpt import Embed, score_segments
+from deepkb.excerpt import Embed, Scored, score_segments
 from deepkb.llm import LLM, Usage
 from deepkb.prompt import NOT_IN_DOCUMENTS, build_prompt, pack_excerpts, spread_documents
 from deepkb.repetition import LOOP_NOTICE, RepeatGuard
@@ -224,6 +224,13 @@ def answer_events(
     if llm is None:
         yield from _fallback(result, hits, opts, GET_A_MODEL)
         return
+    scored: Scored | None = None
+    if opts.excerpts and (not isinstance(llm, LLM) or opts.source_tokens is not None or llm.runs_on_cpu):
+        # Before the model is asked for: `deepkb ask` loads it on another thread meanwhile. Whether it runs on a CPU
+        # (and needs excerpts) is known once it is loaded; on a GPU the scores are not used.
+        scoring = time.perf_counter()
+        scored = score_segments(question, spread_documents(hits), embed)
+        timings.excerpt_ms = _ms(scoring)
     if not isinstance(llm, LLM):
         loading = time.perf_counter()
         try:
@@ -238,7 +245,7 @@ def answer_events(
     closing: list[Event] = []
     with _Holding(llm, stop) as held:
         if held:
-            closing = yield from _generate(question, hits, llm, opts, history, result, stop, embed, since)
+            closing = yield from _generate(question, hits, llm, opts, history, result, stop, scored, since)
     if not held:  # cancelled while another answer had the model
         closing = list(_cancelled(result, hits))
     yield from closing  # the Done comes after the lock is released: a consumer may stop reading there
@@ -252,7 +259,7 @@ def _generate(
     history: History,
     result: AskResult,
     stop: threading.Event,
-    embed: Embed | None,
+    scored: Scored | None,
     since: float,
 ) -> Generator[Event, None, list[Event]]:
     """Prompt, stream and check citations, with the model's lock held; yields the deltas and returns the closing
@@ -263,16 +270,11 @@ def _generate(
     budgeted = source_tokens is not None or llm.runs_on_cpu
     # Under a source budget few chunks fit: spend them on different documents first (bench/context_recall.py).
     candidates = spread_documents(hits) if budgeted else hits
-    scored = {}
-    if budgeted and opts.excerpts:
-        scoring = time.perf_counter()
-        scored = score_segments(question, candidates, embed)
-        timings.excerpt_ms = _ms(scoring)
     if source_tokens is None and llm.runs_on_cpu:
         source_tokens = cpu_source_tokens(llm.prefill_tokens_per_s, time.perf_counter() - since)
     timings.source_token_budget = source_tokens
     prefill = SKIP_REASONING_PREFILL if opts.skip_reasoning else None
-    if budgeted and opts.excerpts:
+    if budgeted and scored is not None:
         candidates = pack_excerpts(candidates, scored, llm, source_tokens)
     history_tokens = opts.history_tokens
     if history_tokens is None and llm.runs_on_cpu:  # a new process prefills the history again: it costs time

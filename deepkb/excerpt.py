@@ -26,6 +26,7 @@ from deepkb.loaders.html import load_html
 from deepkb.search import STOPWORDS, Hit
 
 Embed = Callable[[Sequence[str]], np.ndarray]  # normalized vectors, one row per text (Embedder.embed)
+Scored = dict[int, list["Segment"]]  # chunk id -> its segments, scored
 
 # A sentence ends at . ! ? followed by white space and what can start a sentence.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
@@ -269,7 +270,7 @@ def _terms(text: str) -> set[str]:
 
 def score_segments(
     question: str, hits: Sequence[Hit], embed: Embed | None = None, keyword_weight: float = KEYWORD_WEIGHT
-) -> dict[int, list[Segment]]:
+) -> Scored:
     """Each hit's segments (by chunk id), scored by cosine to the question (one batched embed call) plus
     `keyword_weight` x the IDF-weighted share of the question's words they hold (that share alone when `embed` is
     None). Hits whose lines are unknown are left out."""
