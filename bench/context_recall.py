@@ -24,6 +24,7 @@ here). Writes bench/out/context_recall.json.
 from __future__ import annotations
 
 import argparse
+import json
 import pickle
 import statistics
 import sys
@@ -204,6 +205,9 @@ def run(sets: tuple[str, ...] = ("scifact", "manuals"), do_sweep: bool = False, 
         entry["seconds"] = round(time.perf_counter() - started, 1)
         figures["sets"][name] = entry
         print(name, entry["results"].get("test"), flush=True)
+    cli = OUT.with_name("llm_cli.json")  # bench/llm_speed.py --cli: the whole process's time, measured apart
+    if cli.exists():
+        figures["cli"] = json.loads(cli.read_text())
     return figures
 
 
@@ -224,7 +228,8 @@ def markdown(f: dict) -> list[str]:
             f"**{names[name]}**, test half ({n} of {entry['questions']}; the six retrieved chunks hold a relevant "
             f"passage for {entry['retrieved_any']['test']:.1%}):",
             "",
-            "| source tokens | whole chunks (before) | excerpts, keywords | excerpts, embedder + keywords (default) |",
+            "| source tokens | whole chunks (before) | excerpts scored by keywords (no embedder) "
+            "| excerpts scored by the embedder (default) |",
             "| --- | --- | --- | --- |",
         ]
         for budget, chunk in test["chunks"].items():
@@ -241,10 +246,32 @@ def markdown(f: dict) -> list[str]:
             f"{entry['excerpt_ms']['median']} ms, p90 {entry['excerpt_ms']['p90']} ms per question, cold.",
             "",
         ]
+    cli = f.get("cli")
+    if cli:
+        runs = cli["runs"]
+        lines += [
+            f"**The whole `deepkb ask --no-think` process to its first answer character** (bench/llm_speed.py --cli "
+            f"{len(runs['this tree'])} --before MAIN; {cli['when']}; the 1.5B-shaped Q4_K_M model, data/, runs alternating "
+            f"with the checkout before this change; load average {cli['load_average'][0]} → {cli['load_average'][1]} "
+            "on 2 cores: other jobs shared the machine, and llama.cpp's prefill slows several-fold under load):",
+            "",
+            "| | first answer character, median (runs after the first) | each run | its own timings (median run) |",
+            "| --- | --- | --- | --- |",
+        ]
+        for name, label in (("before", "before (whole chunks, budget = prefill alone in 9 s)"),
+                            ("this tree", "excerpts, budget = time left before 8 s")):  # fmt: skip
+            if name in runs:
+                ordered = sorted(runs[name][1:] or runs[name], key=lambda r: r["first_output_s"])
+                timings = ordered[len(ordered) // 2]["timings_line"].split(" · ", 1)[1]
+                each = ", ".join(f"{r['first_output_s']} s" for r in runs[name])
+                lines.append(f"| {label} | **{cli['median_first_output_s'][name]} s** | {each} | {timings} |")
+        lines.append("")
     s = f["settings"]
     lines += [
-        f"Settings (chosen on the tune halves with --sweep): keyword weight {s['keyword_weight']}, new-source bonus "
-        f"{s['anchor_bonus']}, rank penalty {s['rank_penalty']}.",
+        f"Settings, chosen on the tune halves with --sweep (40 settings; the test halves were not looked at): keyword "
+        f"weight {s['keyword_weight']}, new-source bonus {s['anchor_bonus']}, rank penalty {s['rank_penalty']}. "
+        "Whole chunks are what `deepkb ask` sent before excerpts (each document's best chunk first, the best always "
+        "in, the others while they fit); an excerpt counts when its own line span (or page) meets the gold passage.",
         "",
         "Reproduce: `.venv/bin/python bench/context_recall.py`",
         "",

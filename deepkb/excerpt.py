@@ -17,15 +17,17 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from math import log
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from deepkb.errors import LoadError
 from deepkb.loaders import HTML_EXT, PDF_EXT, decode_text
 from deepkb.loaders.html import load_html
 from deepkb.search import STOPWORDS, Hit
 
-Embed = Callable[[Sequence[str]], np.ndarray]  # normalized vectors, one row per text (Embedder.embed)
+if TYPE_CHECKING:
+    import numpy as np
+
+Embed = Callable[[Sequence[str]], "np.ndarray"]  # normalized vectors, one row per text (Embedder.embed)
 Scored = dict[int, list["Segment"]]  # chunk id -> its segments, scored
 
 # A sentence ends at . ! ? followed by white space and what can start a sentence.
