@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from deepkb.answer import (
+    CPU_FIRST_CHARACTER_S,
     CPU_PROMPT_OVERHEAD_TOKENS,
     CPU_SOURCE_TOKENS,
     CPU_SOURCE_TOKENS_RANGE,
-    CPU_FIRST_CHARACTER_S,
     FIRST_TOKEN_S,
     cpu_source_tokens,
 )
