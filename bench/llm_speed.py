@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import statistics
 import sys
@@ -203,6 +204,9 @@ def run_raw(llama, messages: list[dict], max_tokens: int, temperature: float) ->
     return _figures(llama, stamps, started, time.perf_counter())
 
 
+SENT: dict[str, list[dict]] = {}
+
+
 def run_deepkb(kb, llm, question: str, max_tokens: int, temperature: float, state: str, **options) -> dict:
     """deepkb.answer.ask as `deepkb ask` calls it; only timestamps are added around its own calls.
 
@@ -221,9 +225,10 @@ def run_deepkb(kb, llm, question: str, max_tokens: int, temperature: float, stat
 
     stream_chat = type(llm).stream_chat
 
-    def timed_stream(*args, **kwargs):
+    def timed_stream(messages, *args, **kwargs):
         marks["prompt_built"] = time.perf_counter()
-        yield from stream_chat(llm, *args, **kwargs)
+        SENT["messages"] = messages  # the raw engine is timed on the very prompt deepkb sent last
+        yield from stream_chat(llm, messages, *args, **kwargs)
 
     llm.stream_chat = timed_stream
     if state != "same-process":
@@ -236,7 +241,7 @@ def run_deepkb(kb, llm, question: str, max_tokens: int, temperature: float, stat
     try:
         started = time.perf_counter()
         opts = AskOptions(answer_tokens=max_tokens, temperature=temperature, **options)
-        result = ask(question, retrieve, lambda: llm, opts)
+        result = ask(question, retrieve, lambda: llm, opts, embed=kb.embedder.embed)
         end = time.perf_counter()
     finally:
         del llm.stream_chat
@@ -262,7 +267,7 @@ def run_deepkb(kb, llm, question: str, max_tokens: int, temperature: float, stat
     }
 
 
-def run_cli(kb_dir: Path, model: Path, question: str) -> dict:
+def run_cli(kb_dir: Path, model: Path, question: str, tree: Path = REPO) -> dict:
     """A whole `deepkb ask` process, as a user runs it: start-up, imports, both models' loading, retrieval, prefill.
 
     --no-think makes the first token part of the answer, which is printed as it comes (the reasoning is not).
@@ -272,7 +277,7 @@ def run_cli(kb_dir: Path, model: Path, question: str) -> dict:
     cmd = [sys.executable, "-m", "deepkb", "--kb", str(kb_dir), "ask", question, "--model", str(model),
            "--no-think", "--max-tokens", "16", "-v"]  # fmt: skip
     started = time.perf_counter()
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tree)
     process.stdout.read(1)
     first = time.perf_counter()
     _, err = process.communicate()
@@ -286,6 +291,35 @@ def run_cli(kb_dir: Path, model: Path, question: str) -> dict:
     }
 
 
+def run_cli_series(runs: int, before: Path | None = None) -> dict:
+    """Whole `deepkb ask` processes one after another on a knowledge base of data/, as a user runs them: the first
+    sizes its sources at CPU_SOURCE_TOKENS, the later ones by the prefill speed the earlier ones measured and the time
+    already spent. With `before` (another checkout, e.g. main before a change), its runs alternate with this tree's,
+    on the same knowledge base, model and prefill-speed file."""
+    from deepkb.answer import CPU_FIRST_CHARACTER_S
+
+    model = build_model()
+    trees = {"this tree": REPO, **({"before": before} if before else {})}
+    out: dict = {"benchmark": "llm_cli", "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "question": QUESTION,
+                 "first_character_target_s": CPU_FIRST_CHARACTER_S, "load_average": [round(os.getloadavg()[0], 2)],
+                 "runs": {name: [] for name in trees}}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="deepkb-cli-bench-") as tmp:
+        from deepkb.kb import KnowledgeBase
+
+        with KnowledgeBase.open(Path(tmp) / "kb") as kb:
+            kb.ingest([REPO / "data"])
+        for i in range(runs):
+            for name, tree in trees.items() if i % 2 == 0 else reversed(trees.items()):
+                result = run_cli(Path(tmp) / "kb", model, QUESTION, tree)
+                out["runs"][name].append(result)
+                print(f"{name} run {i + 1}: {result}", flush=True)
+    out["load_average"].append(round(os.getloadavg()[0], 2))
+    out["median_first_output_s"] = {
+        name: statistics.median(r["first_output_s"] for r in rs[1:] or rs) for name, rs in out["runs"].items()
+    }  # the first run of all has no measured prefill speed yet
+    return out
+
+
 def _median_run(runs: list[dict]) -> dict:
     """The run with the median time to first token (whole, so its breakdown adds up)."""
     ordered = sorted(runs, key=lambda r: r["ttft_ms"])
@@ -296,7 +330,7 @@ def run(quick: bool = False, repeats: int | None = None, max_tokens: int = 64, t
     """Build (once) the model, then time raw vs deepkb on the same prompt, interleaved, `repeats` times."""
     import llama_cpp
 
-    from deepkb.answer import CPU_TTFT_TARGET_S, cpu_source_tokens
+    from deepkb.answer import CPU_FIRST_CHARACTER_S, cpu_source_tokens
     from deepkb.kb import KnowledgeBase
     from deepkb.llm import LlamaCppLLM, open_llm, physical_cores
     from deepkb.prompt import build_prompt
@@ -327,9 +361,14 @@ def run(quick: bool = False, repeats: int | None = None, max_tokens: int = 64, t
         hits = kb.search(QUESTION, k=6, mode="hybrid")
 
         def messages() -> list[dict]:
-            """The prompt deepkb would send now: its CPU source budget follows the prefill speed measured so far."""
+            """The prompt deepkb sent last (its excerpts under the budget of that moment), else whole chunks under
+            the budget the prefill speed measured so far gives."""
+            if "messages" in SENT:
+                return SENT["messages"]
             budget = cpu_source_tokens(llm.prefill_tokens_per_s)
             return build_prompt(QUESTION, hits, llm, answer_room, source_tokens=budget).messages
+
+        run_deepkb(kb, llm, QUESTION, max_tokens, temperature, "next-run")  # the prompt the raw engine gets
 
         runs: dict[str, list[dict]] = {"raw": [], "first-run": [], "next-run": [], "same-process": []}
         for i in range(repeats):  # raw first, then deepkb first, and so on: a drift in load hits both sides
@@ -370,7 +409,7 @@ def run(quick: bool = False, repeats: int | None = None, max_tokens: int = 64, t
         "second_question": SECOND_QUESTION,
         "cpu_source_tokens": nxt["source_token_budget"],
         "prefill_tokens_per_s_measured": round(llm_speed, 1) if llm_speed else None,
-        "ttft_target_s": CPU_TTFT_TARGET_S,
+        "first_character_target_s": CPU_FIRST_CHARACTER_S,
         "max_tokens": max_tokens,
         "repeats": repeats,
         "kb_ingest_s": round(ingest_s, 2),
@@ -422,9 +461,9 @@ def markdown(f: dict) -> list[str]:
         f"**{n['ttft_ms'] / 1000:.2f} s** (goal < {TTFT_GOAL_S:.0f} s{'' if f['ttft_goal_met'] else ': missed'}); "
         f"deepkb / raw TTFT {f['ratio_ttft']}. Broken down: retrieval {n['retrieve_ms']:.0f} ms, prompt packing "
         f"{n['prompt_build_ms']:.0f} ms ({n['prompt_tokens']} tokens, {n['retrieved']} chunks retrieved, the best "
-        f"that fit a budget of {f['cpu_source_tokens']} source tokens sent: what this machine prefills in "
-        f"{f.get('ttft_target_s', 8.5)} s at the {f.get('prefill_tokens_per_s_measured')} tokens/s earlier runs "
-        "measured), prompt-cache restore + prefill of the "
+        f"that fit a budget of {f['cpu_source_tokens']} source tokens sent: what this machine prefills in what is "
+        f"left of {f.get('first_character_target_s', 8)} s at the {f.get('prefill_tokens_per_s_measured')} tokens/s "
+        "earlier runs measured), prompt-cache restore + prefill of the "
         f"{n['prompt_tokens'] - n['cached_prompt_tokens']} other tokens {n['deepkb_prefill_ms'] / 1000:.2f} s, "
         f"first token {n['first_token_ms'] / 1000:.2f} s. The saved prefix ({n['cached_prompt_tokens']} tokens: "
         "template and system prompt) is the part of every prompt that never changes. Loading the model took "
@@ -456,9 +495,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="interleaved raw/deepkb runs (median reported)")
     parser.add_argument("--tokens", type=int, default=64, help="tokens generated per answer")
     parser.add_argument("--rebuild", action="store_true", help="build the cached model again")
+    parser.add_argument("--cli", type=int, default=0, help="only time N whole `deepkb ask` processes in a row")
+    parser.add_argument("--before", type=Path, default=None, help="with --cli: another checkout to alternate with")
     args = parser.parse_args()
     if args.rebuild and MODEL.exists():
         MODEL.unlink()
+    if args.cli:
+        figures = run_cli_series(args.cli, args.before)
+        out = OUT.with_name("llm_cli.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2) + "\n")
+        print(json.dumps(figures["median_first_output_s"]), f"wrote {out.relative_to(REPO)}")
+        return
     figures = run(quick=args.quick, repeats=args.repeats, max_tokens=args.tokens)
     publish(figures, OUT, markdown, REPO)
 

@@ -10,29 +10,34 @@ from dataclasses import dataclass, field
 from deepkb.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic
 from deepkb.citations import Citation, MarkerFilter, ThinkSplitter, resolve_citations, split_think
 from deepkb.errors import LLMError, ModelLoadError, ModelNotFoundError
+from deepkb.excerpt import Embed, Scored, score_segments
 from deepkb.llm import LLM, Usage
-from deepkb.prompt import NOT_IN_DOCUMENTS, build_prompt, spread_documents
+from deepkb.prompt import NOT_IN_DOCUMENTS, build_prompt, pack_excerpts, spread_documents
 from deepkb.repetition import LOOP_NOTICE, RepeatGuard
 from deepkb.search import Hit, snippet
 
 # DeepSeek-R1 distills think inside <think>...</think>; an empty, closed block makes them answer directly.
 SKIP_REASONING_PREFILL = "<think>\n\n</think>\n\n"
 
-# Prompt tokens the sources may take when the model runs on a CPU, before deepkb has measured the machine: a 2-core
-# CPU prefills the 1.5B Q4_K_M model at 35-48 tokens/s (bench/llm_speed.py), so ~384 tokens of sources (2-3 chunks)
-# plus the question put the first answer token near 7-10 s. Once a run has measured the prefill speed, the budget
-# is what it prefills in CPU_TTFT_TARGET_S (cpu_source_tokens). A GPU gets all that fit the context.
+# Prompt tokens the sources may take when the model runs on a CPU, before deepkb has measured the machine: ~384 tokens
+# of sources. Once a run has measured the prefill speed, the budget is what the machine prefills in the time left
+# before CPU_FIRST_CHARACTER_S, counted from when the user started waiting (for `deepkb ask`, the process start:
+# start-up, model loading and retrieval come first), within CPU_SOURCE_TOKENS_RANGE. A GPU gets all that fit the
+# context. On a CPU the sources are excerpts: the sentences of each chunk that match the question (deepkb.excerpt).
 CPU_SOURCE_TOKENS = 384
-CPU_TTFT_TARGET_S = 9.0
+CPU_FIRST_CHARACTER_S = 8.0
+FIRST_TOKEN_S = 0.3  # after the prefill: the first token's decode and its printing
 CPU_PROMPT_OVERHEAD_TOKENS = 48  # the question, source labels and template end, prefilled with the sources
 CPU_SOURCE_TOKENS_RANGE = (192, 2048)
 
 
-def cpu_source_tokens(prefill_tokens_per_s: float | None) -> int:
-    """The sources' token budget on a CPU: what this machine prefills in CPU_TTFT_TARGET_S, within bounds."""
+def cpu_source_tokens(prefill_tokens_per_s: float | None, waited_s: float = 0.0) -> int:
+    """The sources' token budget on a CPU: what this machine prefills in the time left before the first answer
+    character is due (CPU_FIRST_CHARACTER_S after the user started waiting, `waited_s` ago), within bounds."""
     if not prefill_tokens_per_s:
         return CPU_SOURCE_TOKENS
-    budget = prefill_tokens_per_s * CPU_TTFT_TARGET_S - CPU_PROMPT_OVERHEAD_TOKENS
+    left = CPU_FIRST_CHARACTER_S - waited_s - FIRST_TOKEN_S
+    budget = prefill_tokens_per_s * left - CPU_PROMPT_OVERHEAD_TOKENS
     low, high = CPU_SOURCE_TOKENS_RANGE
     return int(min(max(budget, low), high))
 
@@ -66,6 +71,9 @@ class AskOptions:
     """Passages shown when no model can answer."""
     source_tokens: int | None = None
     """Prompt tokens the sources may take (the best always goes in); None: cpu_source_tokens() on a CPU, else all."""
+    excerpts: bool = True
+    """Under a source budget, send each chunk's sentences that match the question (with their own line spans)
+    instead of whole chunks: more of the retrieved chunks fit the same tokens."""
     history_tokens: int | None = None
     """Prompt tokens earlier turns may take (newest first); None: as many as the sources on a CPU, else all that fit."""
 
@@ -84,6 +92,7 @@ class Timings:
     completion_tokens: int | None = None
     generate_ms: float | None = None
     source_token_budget: int | None = None  # what the sources could take (None: all that fit the context)
+    excerpt_ms: float | None = None  # splitting the chunks into sentences and scoring them (a CPU budget only)
 
     def to_json(self) -> dict:
         return {
@@ -97,6 +106,7 @@ class Timings:
             "completion_tokens": self.completion_tokens,
             "generate_ms": self.generate_ms,
             "source_token_budget": self.source_token_budget,
+            "excerpt_ms": self.excerpt_ms,
         }
 
 
@@ -185,16 +195,21 @@ def answer_events(
     history: History = (),
     relevance: OnTopic = on_topic,
     cancel: threading.Event | None = None,
+    embed: Embed | None = None,
+    waiting_since: float | None = None,
 ) -> Iterator[Event]:
     """Answer `question` from the retrieved chunks as a stream of events that always ends with one Done.
 
     `llm` may be a zero-argument loader (called once, here); None answers with the best passages. A local
     model's lock is held from the prompt's build to its last token; `cancel` stops the reply within one token.
-    Consumers iterate to the Done (or close the iterator), which releases the lock.
+    Consumers iterate to the Done (or close the iterator), which releases the lock. `embed` (the knowledge base's
+    embedder) scores the excerpts' sentences; `waiting_since` (a time.perf_counter() reading, default now) is when
+    the user started waiting, which a CPU source budget counts from.
     """
     opts = options or AskOptions()
     stop = cancel or threading.Event()
     started = time.perf_counter()
+    since = started if waiting_since is None else waiting_since
     hits = retrieve(question, opts.k)
     timings = Timings(retrieve_ms=_ms(started))
     result = AskResult(question, "", timings=timings, show_thinking=opts.show_thinking)
@@ -209,6 +224,13 @@ def answer_events(
     if llm is None:
         yield from _fallback(result, hits, opts, GET_A_MODEL)
         return
+    scored: Scored | None = None
+    if opts.excerpts and (not isinstance(llm, LLM) or opts.source_tokens is not None or llm.runs_on_cpu):
+        # Before the model is asked for: `deepkb ask` loads it on another thread meanwhile. Whether it runs on a CPU
+        # (and needs excerpts) is known once it is loaded; on a GPU the scores are not used.
+        scoring = time.perf_counter()
+        scored = score_segments(question, spread_documents(hits), embed)
+        timings.excerpt_ms = _ms(scoring)
     if not isinstance(llm, LLM):
         loading = time.perf_counter()
         try:
@@ -223,27 +245,37 @@ def answer_events(
     closing: list[Event] = []
     with _Holding(llm, stop) as held:
         if held:
-            closing = yield from _generate(question, hits, llm, opts, history, result, stop)
+            closing = yield from _generate(question, hits, llm, opts, history, result, stop, scored, since)
     if not held:  # cancelled while another answer had the model
         closing = list(_cancelled(result, hits))
     yield from closing  # the Done comes after the lock is released: a consumer may stop reading there
 
 
 def _generate(
-    question: str, hits: list[Hit], llm: LLM, opts: AskOptions, history: History, result: AskResult, stop
+    question: str,
+    hits: list[Hit],
+    llm: LLM,
+    opts: AskOptions,
+    history: History,
+    result: AskResult,
+    stop: threading.Event,
+    scored: Scored | None,
+    since: float,
 ) -> Generator[Event, None, list[Event]]:
     """Prompt, stream and check citations, with the model's lock held; yields the deltas and returns the closing
     events (a Notice or none, then the Done)."""
     timings = result.timings
     room = min(opts.answer_tokens, llm.context_size // 2)
     source_tokens = opts.source_tokens
+    budgeted = source_tokens is not None or llm.runs_on_cpu
+    # Under a source budget few chunks fit: spend them on different documents first (bench/context_recall.py).
+    candidates = spread_documents(hits) if budgeted else hits
     if source_tokens is None and llm.runs_on_cpu:
-        source_tokens = cpu_source_tokens(llm.prefill_tokens_per_s)
+        source_tokens = cpu_source_tokens(llm.prefill_tokens_per_s, time.perf_counter() - since)
     timings.source_token_budget = source_tokens
     prefill = SKIP_REASONING_PREFILL if opts.skip_reasoning else None
-    # Under a source budget only 2-3 chunks fit: spend them on different documents first (on SciFact this puts a
-    # relevant abstract in the prompt for 69% of questions instead of 65%; bench/context_recall.py).
-    candidates = spread_documents(hits) if source_tokens is not None else hits
+    if budgeted and scored is not None:
+        candidates = pack_excerpts(candidates, scored, llm, source_tokens)
     history_tokens = opts.history_tokens
     if history_tokens is None and llm.runs_on_cpu:  # a new process prefills the history again: it costs time
         history_tokens = source_tokens
@@ -318,11 +350,12 @@ def ask(
     *,
     history: History = (),
     cancel: threading.Event | None = None,
+    embed: Embed | None = None,
 ) -> AskResult:
     """Answer `question`: the events of answer_events() collected, pieces passed to `on_piece` as they come."""
     emit = on_piece if on_piece is not None else (lambda kind, text: None)
     for event in answer_events(
-        question, retrieve, load_llm, options, history=history, relevance=relevance, cancel=cancel
+        question, retrieve, load_llm, options, history=history, relevance=relevance, cancel=cancel, embed=embed
     ):
         if isinstance(event, Delta):
             emit(event.kind, event.text)

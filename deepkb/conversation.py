@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from deepkb.answer import (
     AskOptions,
@@ -26,6 +26,9 @@ from deepkb.answer import (
 from deepkb.conversation_store import Conversation, ConversationInfo, ConversationStore, Turn
 from deepkb.llm import LLM
 from deepkb.search import Hit
+
+if TYPE_CHECKING:
+    from deepkb.embedders.base import Embedder
 
 __all__ = [
     "AskOptions",
@@ -50,9 +53,13 @@ RRF_K = 20  # as deepkb.config's rrf_k: the top of each list counts most
 
 
 class Searchable(Protocol):
-    """What a conversation needs of a knowledge base (deepkb.kb.KnowledgeBase is one): its folder and search."""
+    """What a conversation needs of a knowledge base (deepkb.kb.KnowledgeBase is one): its folder, its search, and
+    the embedder that search loaded (it scores the excerpts' sentences)."""
 
     home: Path
+
+    @property
+    def embedder(self) -> Embedder: ...
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]: ...
 
@@ -132,6 +139,10 @@ class ChatSession:
         joined = self.kb.search(conversation_query(previous, question), k=k, mode="hybrid")
         return fuse_hits([joined, bare], k)
 
+    def _embed(self, texts: Sequence[str]):
+        """The knowledge base's embedder (already loaded by the search), for scoring the excerpts' sentences."""
+        return self.kb.embedder.embed(texts)
+
     def _model(self) -> LLM:
         """The model, loaded on first use (once, whichever thread asks first)."""
         with self._load_lock:
@@ -141,16 +152,28 @@ class ChatSession:
 
     # answering ---------------------------------------------------------------------------------------------
     def send(
-        self, question: str, *, options: AskOptions | None = None, cancel: threading.Event | None = None
+        self,
+        question: str,
+        *,
+        options: AskOptions | None = None,
+        cancel: threading.Event | None = None,
+        waiting_since: float | None = None,
     ) -> Iterator[Event]:
         """Answer `question` in this conversation: Retrieved, Deltas and Notices as they come, then one Done.
 
-        The turn is saved (and `self.id` set) before the Done is yielded.
+        The turn is saved (and `self.id` set) before the Done is yielded. `waiting_since`: see answer_events.
         """
         self._cancel = cancel or threading.Event()
         llm = None if self._llm is None else self._model
         for event in answer_events(
-            question, self.retrieve, llm, options or self.options, history=self.history(), cancel=self._cancel
+            question,
+            self.retrieve,
+            llm,
+            options or self.options,
+            history=self.history(),
+            cancel=self._cancel,
+            embed=self._embed,
+            waiting_since=waiting_since,
         ):
             if isinstance(event, Done) and (trouble := self._record(event.result)):
                 yield Notice(trouble)

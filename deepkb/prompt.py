@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from deepkb.citations import MARKER_RE
 from deepkb.errors import LLMError
+from deepkb.excerpt import Segment, window
 from deepkb.llm import LLM, Message
 from deepkb.search import Hit, display_path, location
 
@@ -91,6 +92,61 @@ def spread_documents(hits: list[Hit]) -> list[Hit]:
         (seconds if hit.path in seen else firsts).append(hit)
         seen.add(hit.path)
     return firsts + seconds
+
+
+# pack_excerpts' greedy order: a new source's best sentence comes before growing the sources already in (ANCHOR_BONUS
+# outweighs any score gap), and a lower-ranked chunk's sentences pay RANK_PENALTY per rank. Chosen on the tune halves
+# of SciFact and the manuals questions (bench/context_recall.py --sweep: bonus 0 or 1, penalty 0-0.1).
+ANCHOR_BONUS = 1.0
+RANK_PENALTY = 0.1
+
+
+def pack_excerpts(hits: list[Hit], scored: dict[int, list[Segment]], llm: LLM, source_tokens: int) -> list[Hit]:
+    """The hits narrowed to the sentences that fit `source_tokens`: each hit's best sentence in rank order, then the
+    best neighbouring sentence of any hit (so each hit's kept text stays one window of lines), while the numbered
+    blocks fit. A hit without segments (its lines could not be matched again) goes in whole or not at all. The
+    first hit always goes in. Returns the kept hits in rank order, each with its excerpt's text and line span."""
+    taken: dict[int, tuple[int, int]] = {}  # hit index -> its window of segments (lo, hi); (-1, -1): whole
+    costs: dict[int, int] = {}
+    refused: set[tuple[int, int, int]] = set()
+
+    def block(i: int, lo: int, hi: int) -> Hit:
+        segs = scored.get(hits[i].chunk_id)
+        return hits[i] if lo < 0 or not segs else window(hits[i], segs, lo, hi)
+
+    def candidates() -> list[tuple[float, int, int, int]]:
+        out = []
+        for i, hit in enumerate(hits):
+            segs = scored.get(hit.chunk_id)
+            penalty = RANK_PENALTY * i
+            if i not in taken:
+                if not segs:
+                    out.append((ANCHOR_BONUS - penalty, i, -1, -1))
+                else:
+                    best = max(range(len(segs)), key=lambda k: (segs[k].score, -k))
+                    out.append((ANCHOR_BONUS + segs[best].score - penalty, i, best, best))
+            elif segs and taken[i][0] >= 0:
+                lo, hi = taken[i]
+                if lo > 0:
+                    out.append((segs[lo - 1].score - penalty, i, lo - 1, hi))
+                if hi < len(segs) - 1:
+                    out.append((segs[hi + 1].score - penalty, i, lo, hi + 1))
+        out = [c for c in out if c[1:] not in refused and (taken or c[1] == 0)]  # the first hit goes in first
+        return sorted(out, key=lambda c: (-c[0], c[1], c[2]))
+
+    used = 0
+    while True:
+        for _, i, lo, hi in candidates():
+            cost = llm.count_tokens(_source_block(i + 1, block(i, lo, hi)))
+            if taken and used - costs.get(i, 0) + cost > source_tokens:
+                refused.add((i, lo, hi))
+                continue
+            used += cost - costs.get(i, 0)
+            taken[i], costs[i] = (lo, hi), cost
+            break
+        else:
+            break
+    return [block(i, *taken[i]) for i in sorted(taken)]
 
 
 def build_prompt(

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from deepkb.answer import (
+    CPU_FIRST_CHARACTER_S,
     CPU_PROMPT_OVERHEAD_TOKENS,
     CPU_SOURCE_TOKENS,
     CPU_SOURCE_TOKENS_RANGE,
-    CPU_TTFT_TARGET_S,
+    FIRST_TOKEN_S,
     cpu_source_tokens,
 )
 from deepkb.config import Settings
@@ -297,7 +298,13 @@ def test_cpu_source_budget_follows_the_measured_prefill_speed():
     assert cpu_source_tokens(None) == CPU_SOURCE_TOKENS
     slow, usual, fast = cpu_source_tokens(20.0), cpu_source_tokens(40.0), cpu_source_tokens(70.0)
     assert slow == CPU_SOURCE_TOKENS_RANGE[0] < usual < fast < CPU_SOURCE_TOKENS_RANGE[1]
-    assert usual == int(40.0 * CPU_TTFT_TARGET_S) - CPU_PROMPT_OVERHEAD_TOKENS  # the sources fill the target time
+    # the sources fill the time left before the first answer character is due, after the first token's decode
+    assert usual == int(40.0 * (CPU_FIRST_CHARACTER_S - FIRST_TOKEN_S) - CPU_PROMPT_OVERHEAD_TOKENS)
+    # what start-up, model loading and retrieval took is not left for the prefill
+    assert cpu_source_tokens(70.0, waited_s=3.0) == int(
+        70.0 * (CPU_FIRST_CHARACTER_S - FIRST_TOKEN_S - 3.0) - CPU_PROMPT_OVERHEAD_TOKENS
+    )
+    assert cpu_source_tokens(40.0, waited_s=60.0) == CPU_SOURCE_TOKENS_RANGE[0]  # always room for the best source
     assert cpu_source_tokens(10_000.0) == CPU_SOURCE_TOKENS_RANGE[1]
 
 

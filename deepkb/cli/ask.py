@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import click
 
-from deepkb.answer import CPU_SOURCE_TOKENS, CPU_TTFT_TARGET_S, DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
+from deepkb.answer import CPU_FIRST_CHARACTER_S, CPU_SOURCE_TOKENS, DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
 from deepkb.cli._common import console, display_path, err_console, kb_option, location, open_kb
 from deepkb.llm import DEFAULT_CONTEXT_SIZE
 from deepkb.prompt import cite_label
@@ -82,6 +85,8 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
         parts = [f"retrieve {t.retrieve_ms} ms"]
         if t.load_ms is not None:
             parts.append(f"model load {t.load_ms} ms")
+        if t.excerpt_ms is not None:
+            parts.append(f"excerpts {t.excerpt_ms} ms")
         if t.prompt_tokens is not None:
             cached = f", {t.cached_prompt_tokens} cached" if t.cached_prompt_tokens else ""
             budget = f", sources ≤ {t.source_token_budget}" if t.source_token_budget is not None else ""
@@ -137,8 +142,10 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
     type=int,
     default=None,
     help=(
-        "Prompt tokens for passages, the best always in (default on a CPU: what this machine prefills in "
-        f"{CPU_TTFT_TARGET_S:g} s, measured by earlier runs, {CPU_SOURCE_TOKENS} before the first; on a GPU all that fit)."
+        "Prompt tokens for passages, the best always in (default on a CPU: what this machine prefills, at the speed "
+        f"earlier runs measured, in what is left of {CPU_FIRST_CHARACTER_S:g} s from the command's start, "
+        f"{CPU_SOURCE_TOKENS} before the first run; on a GPU all that fit). On a CPU or under this option the passages "
+        "are the sentences of each retrieved chunk that match the question."
     ),
 )
 @click.option("--no-think", "skip_reasoning", is_flag=True, help="Skip the reasoning phase: R1 models answer at once.")
@@ -191,7 +198,7 @@ def ask(
     printer = None if as_json else _Printer(show_thinking)
     try:
         try:
-            result = _run(session, question, printer)
+            result = _run(session, question, printer, process_started())
         finally:
             if printer:
                 printer.close()
@@ -207,7 +214,20 @@ def ask(
         loader.shutdown(wait=True)  # a model still loading after an abstention finishes before the process exits
 
 
-def _run(session, question: str, printer: _Printer | None) -> AskResult:
+def process_started() -> float:
+    """When this process started, on the time.perf_counter() clock: the user has waited since then (start-up and
+    imports included), and the CPU source budget counts from it. From /proc where there is one, else now."""
+    now = time.perf_counter()
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        age = uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return now
+    return now - age if 0 <= age < 60 else now
+
+
+def _run(session, question: str, printer: _Printer | None, since: float | None = None) -> AskResult:
     """Answer on a worker thread so that Ctrl-C here cancels the answer (kept and saved) instead of killing it."""
     from deepkb.conversation import Delta, Done, Notice
 
@@ -215,7 +235,7 @@ def _run(session, question: str, printer: _Printer | None) -> AskResult:
 
     def pump() -> None:
         try:
-            for event in session.send(question):
+            for event in session.send(question, waiting_since=since):
                 events.put(event)
         except BaseException as exc:  # handed to the main thread, which raises it
             events.put(exc)
