@@ -11,7 +11,7 @@ with weights=1.0; a separate `Embeddings(keyword=True, content=True)` for keywor
 Faiss IVF cell probed, and as txtai's own benchmark script (examples/benchmarks.py, which produced its published
 SciFact figures) configures it: see setups().
 
-    .venv/bin/python bench/peer_txtai.py [--quick] [--scifact DIR] [--no-deepkb]
+    .venv/bin/python bench/peer_txtai.py [--quick] [--scifact DIR] [--no-deepkb] [--deepkb-kb DIR] [--txtai-figures FILE]
 
 SciFact (CC BY-NC) is read where it lies (--scifact, SCIFACT_DIR, or ../shared/data/scifact) and never copied into
 the repository. --quick: the first 1,000 abstracts and the test queries with a relevant abstract among them.
@@ -92,7 +92,7 @@ def setups(model: str) -> dict[str, tuple[dict, str]]:
     defaults: what a new user writes, `Embeddings(path=..., content=True, hybrid=True)`. Above 5,000 rows txtai's Faiss
     backend builds an IVF index of min(4*sqrt(n), n/39) cells (132 for SciFact) and probes round(cells/16) of them (8).
     notebook: the Hybrid index of txtai's examples/benchmarks.py, which produced the published 0.713 (examples notebook
-    48): SQ8-quantized Faiss trained on a 5% sample, hence 6 cells, all probed by the same nprobe of 8; BM25 with
+    48): SQ8-quantized Faiss trained on a 5% sample, hence 6 cells, all probed (nprobe 8, capped at 6); BM25 with
     normalized scores (as the hybrid shortcut sets it); "title. abstract". Both truncate at the tokenizer's 512 tokens
     (txtai reads the model's 256 from sentence_bert_config.json only with maxlength=True; MTEB uses 256).
     """
