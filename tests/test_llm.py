@@ -21,7 +21,8 @@ from deepkb.answer import (
 )
 from deepkb.config import Settings
 from deepkb.errors import LLMError, ModelLoadError, UsageError
-from deepkb.llm import LlamaCppLLM, OpenAICompatLLM, Usage, get_backend, open_configured_llm, physical_cores
+from deepkb.llm import OpenAICompatLLM, Usage, get_backend, open_configured_llm
+from deepkb.llm.llama_cpp import LlamaCppLLM, physical_cores
 from deepkb.prompt import build_prompt
 from deepkb.search import Hit
 
