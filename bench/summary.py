@@ -32,7 +32,8 @@ def goals(results: dict) -> list[str]:
     cli = _get(r, "llm_speed", "cli", "first_output_s")
     hybrid = _get(r, "quality", "hybrid", "ndcg@10")
     held_out = _get(r, "fusion_sweep", "held_out_mean")
-    txtai = _get(r, "peer_txtai", "txtai", "hybrid", "ndcg@10")
+    txtai = _get(r, "peer_txtai", "txtai", "hybrid", "ndcg@10")  # txtai's defaults
+    txtai_fair = _get(r, "peer_txtai", "txtai", "notebook", "hybrid", "ndcg@10")  # set up as its notebook did
     ours = _get(r, "peer_txtai", "deepkb", "hybrid", "ndcg@10")
     rows = [
         "## Goals at a glance",
@@ -63,7 +64,9 @@ def goals(results: dict) -> list[str]:
         _row("peak RSS, deepkb ask / raw LLM + raw embedder (sentence-transformers on torch)", "≈ 1", _get(r, "memory", "ratio_ask"), str,
              lambda v: v <= 1.1),
         _row("hybrid nDCG@10 against txtai's, same model and documents", "ahead",
-             (ours, txtai) if ours is not None and txtai is not None else None,
-             lambda v: f"{v[0]:.3f} vs {v[1]:.3f}", lambda v: v[0] > v[1]),
+             (ours, txtai_fair or txtai, txtai) if ours is not None and txtai is not None else None,
+             lambda v: f"{v[0]:.3f} vs {v[1]:.3f}" + (f" (set up as its benchmark notebook; {v[2]:.3f} with its defaults)"
+                                                      if v[1] != v[2] else ""),
+             lambda v: v[0] > v[1]),
     ]  # fmt: skip
     return [*rows, ""]
