@@ -21,6 +21,16 @@ from deepkb.errors import NewerVersionError
 DB_FILE = "kb.sqlite"
 BUSY_TIMEOUT = 30.0  # seconds a statement waits for another program's lock on the database before giving up
 KEYWORD_BUDGET = 2000  # chunks ranked by BM25 per keyword query, roughly (see Store.keyword_search)
+IN_BATCH = 500  # values bound in one `IN (...)`: well under SQLite's limit on bound parameters
+
+
+def _in_batches(values: Iterable) -> Iterator[tuple[list, str]]:
+    """The values in slices of IN_BATCH, each with its `?,?,…` placeholders for an `IN (...)`."""
+    values = list(values)
+    for i in range(0, len(values), IN_BATCH):
+        part = values[i : i + IN_BATCH]
+        yield part, ",".join("?" * len(part))
+
 
 MIGRATIONS: list[str] = [
     # 1: the initial schema. Chunk ids are AUTOINCREMENT so an id is never reused: a stale vector index can
@@ -324,20 +334,15 @@ class Store:
         return ids, added
 
     def _ids_for_hashes(self, hashes: Iterable[str]) -> dict[str, int]:
-        wanted = list(set(hashes))
         found: dict[str, int] = {}
-        for i in range(0, len(wanted), 500):
-            part = wanted[i : i + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _in_batches(set(hashes)):
             found.update(self.db.execute(f"SELECT hash, id FROM vectors WHERE hash IN ({marks})", part).fetchall())
         return found
 
     def _drop_orphans(self, vector_ids: Sequence[int]) -> list[int]:
         """Delete those of these vectors that no chunk refers to any more; returns their ids."""
         dropped: list[int] = []
-        for i in range(0, len(vector_ids), 500):
-            part = list(vector_ids[i : i + 500])
-            marks = ",".join("?" * len(part))
+        for part, marks in _in_batches(vector_ids):
             dropped += [
                 r[0]
                 for r in self.db.execute(
@@ -351,11 +356,8 @@ class Store:
     # vectors and chunks ---------------------------------------------------------------------------------
     def vectors_for_hashes(self, hashes: Iterable[str]) -> dict[str, bytes]:
         """Stored embeddings of chunks with these content hashes, so equal text is never embedded twice."""
-        wanted = list(set(hashes))
         found: dict[str, bytes] = {}
-        for i in range(0, len(wanted), 500):
-            part = wanted[i : i + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _in_batches(set(hashes)):
             found.update(self.db.execute(f"SELECT hash, vector FROM vectors WHERE hash IN ({marks})", part).fetchall())
         return found
 
@@ -388,12 +390,9 @@ class Store:
             cursor = self.db.execute("SELECT id, vector FROM vectors ORDER BY id")
             rows_iter: Iterable = iter(lambda: cursor.fetchmany(batch), [])
         else:
-            wanted = sorted(ids)
             rows_iter = (
-                self.db.execute(
-                    f"SELECT id, vector FROM vectors WHERE id IN ({','.join('?' * len(part))})", part
-                ).fetchall()
-                for part in (wanted[i : i + 500] for i in range(0, len(wanted), 500))
+                self.db.execute(f"SELECT id, vector FROM vectors WHERE id IN ({marks})", part).fetchall()
+                for part, marks in _in_batches(sorted(ids))
             )
         for rows in rows_iter:
             if rows:
