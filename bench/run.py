@@ -91,7 +91,7 @@ def percentiles(samples: list[float]) -> dict:
 
 def latency(kb: KnowledgeBase, queries: list[str]) -> dict:
     """deepkb search per mode against the raw engines on the same queries, same process, same run."""
-    from deepkb.search import fts_query
+    from deepkb.retrieval.search import fts_query
 
     embedder, index, store = kb.embedder, kb.index, kb.store
     kb.search(queries[0], k=10)  # warm up
@@ -133,7 +133,7 @@ def ingest_speed(docs: Path, work: Path, rounds: int = 2, slice_files: int = 100
     """
     from functools import partial
 
-    from deepkb.chunker import chunk_units
+    from deepkb.ingest.chunker import chunk_units
     from deepkb.loaders import load
 
     shutil.rmtree(work, ignore_errors=True)

@@ -20,8 +20,8 @@ from deepkb import __version__
 from deepkb.checksum import file_sha256
 from deepkb.config import CONFIG_FILE
 from deepkb.errors import DatabaseDamagedError, UsageError
-from deepkb.storage_errors import explain, translated
-from deepkb.vector_index import INDEX_FILE, SIDECAR_FILE
+from deepkb.storage.errors import explain, translated
+from deepkb.storage.vectors import INDEX_FILE, SIDECAR_FILE
 
 MANIFEST = "deepkb-backup.json"
 PLAIN_FILES = (INDEX_FILE, SIDECAR_FILE, CONFIG_FILE)  # copied byte for byte when present

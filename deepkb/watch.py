@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from deepkb.errors import DeepKBError, UsageError
-from deepkb.ingest import Change, IngestReport, Progress
-from deepkb.scan import IGNORE_FILE, IgnoreRules, Skipped, UnreadableIgnoreFile, resolve_roots
+from deepkb.ingest.scan import IGNORE_FILE, IgnoreRules, Skipped, UnreadableIgnoreFile, resolve_roots
+from deepkb.ingest.sync import Change, IngestReport, Progress
 
 if TYPE_CHECKING:
     from deepkb.kb import KnowledgeBase

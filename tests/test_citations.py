@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from deepkb.citations import MarkerFilter, ThinkSplitter, resolve_citations, split_think
-from deepkb.search import Hit
+from deepkb.answer.citations import MarkerFilter, ThinkSplitter, resolve_citations, split_think
+from deepkb.retrieval.search import Hit
 
 
 def _hits(n: int) -> list[Hit]:

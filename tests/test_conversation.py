@@ -8,9 +8,10 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from deepkb.answer import CANCELLED, GET_A_MODEL, AskOptions
+from deepkb.answer.prompt import NOT_IN_DOCUMENTS, SYSTEM_PROMPT, build_prompt
+from deepkb.answer.stream import CANCELLED, GET_A_MODEL, AskOptions
 from deepkb.cli import main
-from deepkb.conversation import (
+from deepkb.conversation.session import (
     ChatSession,
     ConversationStore,
     Delta,
@@ -21,8 +22,7 @@ from deepkb.conversation import (
     fuse_hits,
 )
 from deepkb.llm import LlamaCppLLM, Usage
-from deepkb.prompt import NOT_IN_DOCUMENTS, SYSTEM_PROMPT, build_prompt
-from deepkb.search import Hit
+from deepkb.retrieval.search import Hit
 
 from conftest import write
 from tiny_gguf import ANSWER, THINKING

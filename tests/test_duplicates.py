@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from deepkb.kb import KnowledgeBase
-from deepkb.store import MIGRATIONS, Store
-from deepkb.vector_index import INDEX_FILE, SIDECAR_FILE
+from deepkb.storage.catalog import MIGRATIONS, Store
+from deepkb.storage.vectors import INDEX_FILE, SIDECAR_FILE
 
 from conftest import write
 
@@ -89,7 +89,7 @@ def test_a_schema_3_database_is_migrated_and_its_index_rebuilt(kb, tmp_path, emb
     for name in ("kb.sqlite", "kb.sqlite-wal", "kb.sqlite-shm"):
         (home / name).unlink(missing_ok=True)
     with monkeypatch.context() as patch:  # deepkb's own migrations 1-3: the schema it had before vectors were shared
-        patch.setattr("deepkb.store.MIGRATIONS", MIGRATIONS[:3])
+        patch.setattr("deepkb.storage.catalog.MIGRATIONS", MIGRATIONS[:3])
         old = Store(home)
     assert old.db.execute("PRAGMA user_version").fetchone()[0] == 3
     with old.db.atomic():

@@ -12,9 +12,9 @@ import pytest
 from deepkb import embedders as embedder_module
 from deepkb import paths
 from deepkb.checksum import file_sha256
-from deepkb.chunker import chunk_units
 from deepkb.embedders import create_embedder, pick_backend
 from deepkb.errors import EmbeddingModelError
+from deepkb.ingest.chunker import chunk_units
 from deepkb.loaders import load
 
 pytest.importorskip("openvino")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from deepkb.answer import AskOptions, ask
-from deepkb.citations import resolve_citations
-from deepkb.excerpt import ELLIPSIS, score_segments, segments
+from deepkb.answer.citations import resolve_citations
+from deepkb.answer.prompt import build_prompt, pack_excerpts, spread_documents
+from deepkb.answer.stream import AskOptions, ask
 from deepkb.kb import KnowledgeBase
 from deepkb.llm import LlamaCppLLM
-from deepkb.prompt import build_prompt, pack_excerpts, spread_documents
+from deepkb.retrieval.excerpt import ELLIPSIS, score_segments, segments
 
 from conftest import SAMPLE_DATA, write
 

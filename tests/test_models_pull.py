@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from deepkb import models
 from deepkb.errors import ModelDownloadError, ModelNotFoundError
+from deepkb.llm import catalog as models
 
 ENTRY = models.CATALOG[models.DEFAULT_MODEL]
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB standing in for the GGUF

@@ -12,10 +12,10 @@ import pytest
 pytest.importorskip("fastapi")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from deepkb.answer import AskResult  # noqa: E402
-from deepkb.citations import Citation  # noqa: E402
+from deepkb.answer.citations import Citation  # noqa: E402
+from deepkb.answer.stream import AskResult  # noqa: E402
 from deepkb.config import Settings  # noqa: E402
-from deepkb.search import Hit  # noqa: E402
+from deepkb.retrieval.search import Hit  # noqa: E402
 from deepkb.server.chat import BadRequest, Outcome, conversation  # noqa: E402
 from deepkb.server.engine import ModelHost  # noqa: E402
 from deepkb.server.guard import ApiError, error_response  # noqa: E402

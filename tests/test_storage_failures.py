@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from deepkb import store as store_module
 from deepkb.errors import DatabaseDamagedError, DiskFullError, LockedError, NewerVersionError, ReadOnlyError
 from deepkb.kb import KnowledgeBase
-from deepkb.store import SCHEMA_VERSION
+from deepkb.storage.catalog import SCHEMA_VERSION
+from deepkb.storage import catalog as store_module
 
 from conftest import REPO, write
 
@@ -174,7 +174,7 @@ def test_index_that_does_not_fit_is_not_saved_half(tmpfs, tmp_path, embedder):
     """hnswlib writes a truncated file on a full disk without a word: the old index must stay in place."""
     import numpy as np
 
-    from deepkb.vector_index import INDEX_FILE, SIDECAR_FILE, VectorIndex
+    from deepkb.storage.vectors import INDEX_FILE, SIDECAR_FILE, VectorIndex
 
     mount, _ = tmpfs
     home = mount("100k")

@@ -21,7 +21,7 @@ pytest.importorskip("textual", reason="the chat needs the [tui] extra (textual)"
 from textual.widgets import Input, ListView  # noqa: E402
 
 from deepkb.cli import main  # noqa: E402
-from deepkb.conversation import ConversationStore  # noqa: E402
+from deepkb.conversation.session import ConversationStore  # noqa: E402
 from deepkb.kb import KnowledgeBase  # noqa: E402
 from deepkb.llm import LlamaCppLLM, OpenAICompatLLM  # noqa: E402
 from deepkb.tui.app import ChatApp, ChatConfig  # noqa: E402

@@ -25,7 +25,7 @@ class _Group(click.Group):
             _fail(exc)
         except (sqlite3.Error, OSError) as exc:  # a storage failure outside the KnowledgeBase's own guards
             from deepkb.paths import given_home
-            from deepkb.storage_errors import explain
+            from deepkb.storage.errors import explain
 
             error = explain(exc, given_home(ctx.ensure_object(dict).get("kb")).absolute())
             if error is None:

@@ -17,7 +17,7 @@ def _home(ctx: click.Context) -> Path:
 
 
 def _summary(manifest: dict) -> str:
-    from deepkb.storage_errors import human_bytes
+    from deepkb.storage.errors import human_bytes
 
     files = manifest["files"]
     return f"{len(files)} files, {human_bytes(sum(f['size'] for f in files.values()))}"

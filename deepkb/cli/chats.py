@@ -1,4 +1,4 @@
-"""`deepkb chats`: list, show, rename and delete saved conversations (deepkb.conversation_store)."""
+"""`deepkb chats`: list, show, rename and delete saved conversations (deepkb.conversation.store)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from deepkb.cli._common import console, display_path, kb_option, location
 
 
 def _store(ctx: click.Context):
-    from deepkb.conversation_store import ConversationStore
+    from deepkb.conversation.store import ConversationStore
     from deepkb.paths import kb_home
 
     return ConversationStore(kb_home(ctx.ensure_object(dict).get("kb")))

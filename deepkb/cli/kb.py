@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from deepkb.cli._common import console, display_path, err_console, kb_option, location, open_kb
-from deepkb.search import snippet
+from deepkb.retrieval.search import snippet
 
 
 class _IngestProgress:

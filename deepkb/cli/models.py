@@ -1,4 +1,4 @@
-"""`deepkb models list | pull | rm`: thin shells over deepkb.models."""
+"""`deepkb models list | pull | rm`: thin shells over deepkb.llm.catalog."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from deepkb.cli._common import console, display_path, err_console
-from deepkb.models import CATALOG, DEFAULT_MODEL
+from deepkb.llm.catalog import CATALOG, DEFAULT_MODEL
 
 
 def _size(n: int) -> str:
@@ -42,7 +42,7 @@ def list_command(as_json: bool) -> None:
     Example:
         deepkb models list
     """
-    from deepkb.models import list_models
+    from deepkb.llm.catalog import list_models
     from deepkb.paths import models_dir
 
     directory = models_dir()
@@ -79,7 +79,7 @@ def pull(name: str, as_json: bool) -> None:
         deepkb models pull
         deepkb models pull deepseek-r1-7b --json
     """
-    from deepkb.models import pull as pull_model
+    from deepkb.llm.catalog import pull as pull_model
 
     path = pull_model(name, progress=err_console.is_terminal and not as_json)
     if as_json:
@@ -98,7 +98,7 @@ def rm(name: str, as_json: bool) -> None:
     Example:
         deepkb models rm deepseek-r1-7b --json
     """
-    from deepkb.models import remove
+    from deepkb.llm.catalog import remove
 
     removed = remove(name)
     if as_json:

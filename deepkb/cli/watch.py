@@ -13,7 +13,7 @@ import click
 from deepkb.cli._common import console, display_path, err_console, kb_option, open_kb
 
 if TYPE_CHECKING:
-    from deepkb.ingest import IngestReport, Skipped
+    from deepkb.ingest.sync import IngestReport, Skipped
 
 
 class _Printer:

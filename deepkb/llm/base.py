@@ -28,7 +28,7 @@ class LLM(ABC):
     """A chat model that streams text; a final assistant message is a prefill the reply continues.
 
     `lock` guards the model's state. With `exclusive` (a local llama.cpp context: one KV cache), whoever
-    generates holds it from building the prompt (tokenizing) to the last token: deepkb.answer does, for every
+    generates holds it from building the prompt (tokenizing) to the last token: deepkb.answer.stream does, for every
     ChatSession and ask() call. A remote backend is not exclusive: its server runs several requests at once.
     """
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from deepkb.errors import LLMError, ModelLoadError, ModelNotFoundError
 from deepkb.llm.base import DEFAULT_CONTEXT_SIZE, LLM, Message, Usage
-from deepkb.prompt_cache import MIN_TOKENS as MIN_CACHED_TOKENS
-from deepkb.prompt_cache import PrefillSpeeds, PromptCache, common_prefix
+from deepkb.llm.prompt_cache import MIN_TOKENS as MIN_CACHED_TOKENS
+from deepkb.llm.prompt_cache import PrefillSpeeds, PromptCache, common_prefix
 
 MIN_SPEED_TOKENS = 32  # a shorter prefill says little about the machine's prefill speed
 
@@ -24,7 +24,7 @@ _CHATML_TEMPLATE = (
 # Repeat penalty per model family, matched in order on the GGUF's general.name and file name (llama.cpp applies
 # none, 1.0, unless asked). DeepSeek's R1 distills and Llama 3 are tuned to run without one; Qwen2.5 Instruct
 # ships 1.05 in its generation_config.json; SmolLM2-135M repeats a sentence until max_tokens on data/ questions
-# without one (tests/test_loop_guard.py). deepkb.repetition stops what a penalty does not prevent.
+# without one (tests/test_loop_guard.py). deepkb.answer.repetition stops what a penalty does not prevent.
 REPEAT_PENALTIES = (("-r1", 1.0), ("deepseek", 1.0), ("smollm", 1.3), ("qwen", 1.05), ("llama", 1.0))
 DEFAULT_REPEAT_PENALTY = 1.1  # a model of no known family: a mild one
 

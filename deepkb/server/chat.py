@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deepkb.answer import AskOptions, AskResult
+from deepkb.answer.stream import AskOptions, AskResult
 from deepkb.server.cache import AnswerCache, CachedAnswer, cache_key
 from deepkb.server.engine import ModelHost, Worker, model_alone
 from deepkb.server.metrics import Metrics
@@ -308,7 +308,7 @@ class Answerer:
     # producers: run on the worker thread ---------------------------------------------------------------------
     def _rag(self, job: Job, cancel: threading.Event, used: dict[str, Any]) -> Iterator[object]:
         """The conversation core's events; a model failing mid-answer is replaced and the question asked again."""
-        from deepkb.conversation import ChatSession, Done, Notice
+        from deepkb.conversation.session import ChatSession, Done, Notice
 
         for attempt in (1, 2):
             llm = self.host.llm
@@ -350,7 +350,7 @@ class Answerer:
                 return
 
     def _passages(self, job: Job, cancel: threading.Event) -> Iterator[object]:
-        from deepkb.conversation import ChatSession
+        from deepkb.conversation.session import ChatSession
 
         session = ChatSession(self.kb, None, options=job.options, history=job.history, save=False)
         events = session.send(job.question, options=job.options, cancel=cancel)

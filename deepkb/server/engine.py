@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import nullcontext
 
-from deepkb.answer import AskOptions
+from deepkb.answer.stream import AskOptions
 from deepkb.config import Settings
 from deepkb.errors import DeepKBError
 from deepkb.llm import LLM, open_configured_llm, open_llm
@@ -168,8 +168,8 @@ def model_alone(
     mode: str,
 ) -> Iterator[object]:  # fmt: skip
     """The conversation as given, straight to the model, as the core's events (deepkb-norag: no retrieval)."""
-    from deepkb.answer import AskResult, Delta, Done, Notice
-    from deepkb.citations import ThinkSplitter, split_think
+    from deepkb.answer.citations import ThinkSplitter, split_think
+    from deepkb.answer.stream import AskResult, Delta, Done, Notice
     from deepkb.errors import LLMError
     from deepkb.llm import Usage
 

@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepkb.answer import AskOptions
+from deepkb.answer.stream import AskOptions
 from deepkb.errors import UsageError
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from deepkb.answer import AskResult
-from deepkb.search import Hit, display_path, location
+from deepkb.answer.stream import AskResult
+from deepkb.retrieval.search import Hit, display_path, location
 
 FOOTER_HEAD = "Sources:"
 _FOOTER_RE = re.compile(rf"\n\n{FOOTER_HEAD}\n(?:\[\d+\] [^\n]*\n?)+\Z")

@@ -24,11 +24,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input
 
-from deepkb.answer import AskOptions
-from deepkb.conversation import ChatSession, ConversationInfo, ConversationStore
+from deepkb.answer.stream import AskOptions
+from deepkb.conversation.session import ChatSession, ConversationInfo, ConversationStore
 from deepkb.errors import DeepKBError
 from deepkb.llm import LLM
-from deepkb.search import display_path
+from deepkb.retrieval.search import display_path
 from deepkb.tui.screens.chat import ChatScreen
 from deepkb.tui.screens.dialogs import ConfirmScreen
 from deepkb.tui.screens.history import Saved

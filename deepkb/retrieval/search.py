@@ -14,8 +14,8 @@ from deepkb.errors import UsageError
 if TYPE_CHECKING:
     from deepkb.config import Settings
     from deepkb.embedders import Embedder
-    from deepkb.storage import Storage
-    from deepkb.vector_index import VectorIndex
+    from deepkb.storage.storage import Storage
+    from deepkb.storage.vectors import VectorIndex
 
 MODES = ("hybrid", "dense", "keyword")
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from deepkb.errors import LockedError
-from deepkb.store import Store
-from deepkb.vector_index import INDEX_FILE, SIDECAR_FILE, VectorIndex
+from deepkb.storage.catalog import Store
+from deepkb.storage.vectors import INDEX_FILE, SIDECAR_FILE, VectorIndex
 
 LOCK_FILE = "writer.lock"
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from deepkb.answer import (
+from deepkb.answer.stream import (
     AskOptions,
     AskResult,
     Delta,
@@ -23,9 +23,9 @@ from deepkb.answer import (
     Retrieved,
     answer_events,
 )
-from deepkb.conversation_store import Conversation, ConversationInfo, ConversationStore, Turn
+from deepkb.conversation.store import Conversation, ConversationInfo, ConversationStore, Turn
 from deepkb.llm import LLM
-from deepkb.search import Hit
+from deepkb.retrieval.search import Hit
 
 if TYPE_CHECKING:
     from deepkb.embedders.base import Embedder

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from deepkb.citations import MARKER_RE
+from deepkb.answer.citations import MARKER_RE
 from deepkb.errors import LLMError
-from deepkb.excerpt import Segment, window
 from deepkb.llm import LLM, Message
-from deepkb.search import Hit, display_path, location
+from deepkb.retrieval.excerpt import Segment, window
+from deepkb.retrieval.search import Hit, display_path, location
 
 NOT_IN_DOCUMENTS = "not in the documents"
 

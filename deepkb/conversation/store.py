@@ -18,12 +18,12 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepkb.answer import AskResult
-from deepkb.citations import Citation
+from deepkb.answer.citations import Citation
+from deepkb.answer.prompt import cite_label
+from deepkb.answer.stream import AskResult
 from deepkb.errors import DeepKBError, UsageError
 from deepkb.paths import CONVERSATIONS_FILE, conversations_db
-from deepkb.prompt import cite_label
-from deepkb.search import Hit
+from deepkb.retrieval.search import Hit
 
 DB_FILE = CONVERSATIONS_FILE
 TITLE_CHARS = 80

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from deepkb.search import STOPWORDS, Hit
+from deepkb.retrieval.search import STOPWORDS, Hit
 
 # Below this best dense cosine similarity (all-MiniLM-L6-v2, query vs chunk) the dense side finds nothing about
 # the question. Calibrated on data/: 12 in-domain questions scored 0.33-0.74, 10 off-topic ones (capitals,
