@@ -65,6 +65,7 @@ def serve_stdio(kb: KnowledgeBase, retrieval_only: bool = False) -> None:
     log = logging.getLogger("deepkb.mcp")
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    log.propagate = False  # the SDK gives the root logger a handler of its own
     model = LocalModel(kb, retrieval_only)
     server = build_server(Host(kb=kb, model=model.get, describe=model.describe))
     log.info("serving %s over stdio", kb.home)
