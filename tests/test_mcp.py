@@ -207,7 +207,7 @@ def test_stdout_carries_only_the_protocol(built):
 @pytest.mark.parametrize("mode", [MODERN, LEGACY])
 def test_http_with_the_sdk_client(built, tiny_model, embedder, mode):
     settings = ServerSettings(port=0, kb=built, model=str(tiny_model), context_size=1024, api_key="s3cret")
-    with running(settings, embedder) as srv:
+    with running(settings, embedder, headers={"Authorization": "Bearer s3cret"}) as srv:
 
         async def main() -> None:
             async with Client(_http(srv.url + "/mcp", "s3cret"), mode=mode) as client:
