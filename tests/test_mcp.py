@@ -153,6 +153,26 @@ def test_stdio_an_older_client_uses_the_initialize_handshake(built):
     asyncio.run(main())
 
 
+def test_search_filters_by_path_and_type(built):
+    """`paths` and `types` keep the hits inside the folder and the file types asked for, and say how."""
+
+    async def main() -> None:
+        async with Client(_stdio(built, "--retrieval-only")) as client:
+            only_md = await client.call_tool("search", {"query": "security policy keys", "k": 5, "types": ["md"]})
+            hits = only_md.structured_content["hits"]
+            assert hits and all(h["path"].endswith(".md") for h in hits)
+            assert only_md.structured_content["filter"]["types"] == ["md"]
+            one = str(SAMPLE_DATA.resolve() / "security-policy.md")
+            inside = await client.call_tool("search", {"query": QUESTION, "k": 3, "paths": [one]})
+            assert {h["path"] for h in inside.structured_content["hits"]} == {one}  # not the backup PDF
+            relative = await client.call_tool("search", {"query": QUESTION, "k": 3, "paths": ["security-policy.md"]})
+            assert {h["path"] for h in relative.structured_content["hits"]} == {one}  # below an ingested folder
+            bad = await client.call_tool("search", {"query": QUESTION, "mode": "fuzzy"})
+            assert bad.is_error and "unknown search mode 'fuzzy'" in bad.content[0].text
+
+    asyncio.run(main())
+
+
 NOISY = """
 import os, sys
 import deepkb.mcp.tools as tools

@@ -11,6 +11,7 @@ for `deepkb mcp`; the server's model host and generation queue inside `deepkb se
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 import time
@@ -129,6 +130,21 @@ def _hits_text(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _described(fn: Callable[..., Any]) -> str:
+    """A function's docstring as a tool description: one paragraph, without the source's indentation."""
+    return " ".join(inspect.cleandoc(fn.__doc__ or "").split())
+
+
+def _tool(server: MCPServer, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a tool, its docstring (cleaned) as its description."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        server.add_tool(fn, description=_described(fn), **kwargs)
+        return fn
+
+    return register
+
+
 def build_server(host: Host) -> MCPServer:
     """The MCP server over one knowledge base: read-only tools and the document resources."""
     mcp = MCPServer(
@@ -144,7 +160,7 @@ def build_server(host: Host) -> MCPServer:
         except DeepKBError as exc:
             raise _error(exc) from None
 
-    @mcp.tool(name="search", title="Search the documents", annotations=READ_ONLY, structured_output=True)
+    @_tool(mcp, name="search", title="Search the documents", annotations=READ_ONLY, structured_output=True)
     async def search(
         query: Annotated[str, Field(description="What to look for: a question, keywords or a phrase.")],
         k: Annotated[int, Field(description="How many passages to return.", ge=1, le=tools.SEARCH_K_MAX)] = 5,
@@ -162,7 +178,7 @@ def build_server(host: Host) -> MCPServer:
         data = await blocking(lambda: tools.search(host.kb, query, k, mode, paths, types))
         return _result(data, _hits_text(data))
 
-    @mcp.tool(name="fetch", title="Read a passage", annotations=READ_ONLY, structured_output=True)
+    @_tool(mcp, name="fetch", title="Read a passage", annotations=READ_ONLY, structured_output=True)
     async def fetch(
         id: Annotated[str, Field(description="A passage id from `search` (or previous_id / next_id from `fetch`).")],
         before: Annotated[
@@ -181,7 +197,7 @@ def build_server(host: Host) -> MCPServer:
         parts.append(f"(passage {doc['position']} of {doc['passages']}; whole document: {doc['uri']})")
         return _result(data, "\n\n".join(parts))
 
-    @mcp.tool(name="ask", title="Ask deepkb", annotations=READ_ONLY.model_copy(update={"idempotentHint": False}),
+    @_tool(mcp, name="ask", title="Ask deepkb", annotations=READ_ONLY.model_copy(update={"idempotentHint": False}),
               structured_output=True)  # fmt: skip
     async def ask(
         question: Annotated[str, Field(description="The question, in plain words.")],
@@ -201,7 +217,7 @@ def build_server(host: Host) -> MCPServer:
         data = tools.answer_json(result)
         return _result(data, tools.answer_text(data))
 
-    @mcp.tool(name="status", title="Knowledge-base status", annotations=READ_ONLY, structured_output=False)
+    @_tool(mcp, name="status", title="Knowledge-base status", annotations=READ_ONLY, structured_output=False)
     async def status() -> CallToolResult:
         """What the knowledge base holds (documents, passages, folders, last ingest) and how questions are answered."""
         data = await blocking(lambda: tools.status(host.kb, host.describe()))
