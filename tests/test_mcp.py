@@ -138,7 +138,8 @@ def test_stdio_with_the_sdk_client(built, tiny_model):
 
 
 def test_stdio_an_older_client_uses_the_initialize_handshake(built):
-    """A client that only speaks the initialize handshake (mcp 1.x, most desktop apps today) still connects."""
+    """A client that only speaks the initialize handshake (mcp 1.x, most desktop apps today) connects and gets
+    the same tools; search's filters by path and file type."""
 
     async def main() -> None:
         async with Client(_stdio(built, "--retrieval-only"), mode=LEGACY) as client:
@@ -149,15 +150,7 @@ def test_stdio_an_older_client_uses_the_initialize_handshake(built):
             answered = await client.call_tool("ask", {"question": QUESTION})
             assert answered.structured_content["fallback"] is True  # retrieval-only: the passages, cited
             assert answered.structured_content["citations"]
-
-    asyncio.run(main())
-
-
-def test_search_filters_by_path_and_type(built):
-    """`paths` and `types` keep the hits inside the folder and the file types asked for, and say how."""
-
-    async def main() -> None:
-        async with Client(_stdio(built, "--retrieval-only")) as client:
+            # `paths` and `types` keep the hits inside the folder and the file types asked for, and say how
             only_md = await client.call_tool("search", {"query": "security policy keys", "k": 5, "types": ["md"]})
             hits = only_md.structured_content["hits"]
             assert hits and all(h["path"].endswith(".md") for h in hits)
@@ -322,7 +315,7 @@ def test_the_mcp_inspector_cli(built):
     assert {t["name"] for t in json.loads(listed.stdout)["tools"]} == TOOLS
     called = subprocess.run(
         [*base, "--method", "tools/call", "--tool-name", "search", "--tool-arg", f"query={QUESTION}", "--tool-arg",
-         "k=2"], capture_output=True, text=True, timeout=300, cwd=REPO,
+         "k=2", "--tool-arg", "mode=keyword"], capture_output=True, text=True, timeout=300, cwd=REPO,
     )  # fmt: skip
     assert called.returncode == 0, called.stderr
     result = json.loads(called.stdout)

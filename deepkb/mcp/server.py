@@ -171,7 +171,7 @@ def build_server(host: Host) -> MCPServer:
             list[str] | None,
             Field(description="Only documents at or below these paths (absolute, or relative to an ingested folder)."),
         ] = None,
-        types: Annotated[list[str] | None, Field(description="Only these file types, e.g. [\"pdf\", \"md\"].")] = None,
+        types: Annotated[list[str] | None, Field(description='Only these file types, e.g. ["pdf", "md"].')] = None,
     ) -> Annotated[CallToolResult, SearchOutput]:
         """Search the user's documents. Returns passages, best first, each with an id (for `fetch`), the file path,
         page, line span, heading, the passage text and a score."""

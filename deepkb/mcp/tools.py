@@ -175,7 +175,9 @@ def document_text(kb: KnowledgeBase, doc_id: int) -> tuple[str, str]:
     parts = [f"# {rows[0].path}", "(the indexed text, passage by passage; neighbouring passages overlap a little)"]
     for row in rows:
         heading = f" ({row.heading})" if row.heading else ""
-        parts.append(f"\n## [{passage_id(row.id)}] {location(row.page, row.line_start, row.line_end)}{heading}\n{row.text}")
+        parts.append(
+            f"\n## [{passage_id(row.id)}] {location(row.page, row.line_start, row.line_end)}{heading}\n{row.text}"
+        )
     return rows[0].path, "\n".join(parts)
 
 

@@ -47,8 +47,9 @@ def mount_mcp(app: FastAPI, state: ServerState) -> None:
         model=lambda: state.host.llm,
         describe=state.status,
         admit=lambda: _admit(state),
-        not_ready=lambda: None if state.ready else "deepkb is starting (loading the knowledge base and the model); "
-        "retry shortly.",
+        not_ready=lambda: (
+            None if state.ready else "deepkb is starting (loading the knowledge base and the model); retry shortly."
+        ),
     )
     server = build_server(host)
     security = None  # a non-loopback bind needs --api-key; the app's own checks cover it
