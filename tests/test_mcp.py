@@ -254,7 +254,8 @@ def test_http_needs_the_api_key_and_a_local_host(built, embedder):
 
 def test_http_cancelling_ask_stops_the_model(built, embedder):
     """A client that cancels `ask` stops the generation: the upstream stream is closed, the queue slot comes back."""
-    reply = " ".join(["Backups are kept for thirty days [1]."] * 12)
+    numbers = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+    reply = " ".join(f"Rule {n} of the policy keeps backups {i + 1} weeks longer [1]." for i, n in enumerate(numbers))
     with Upstream(reply=reply, pieces=48, delay=0.25) as upstream:
         settings = ServerSettings(port=0, kb=built, llm_url=upstream.url, model="upstream-model")
         with running(settings, embedder) as srv:
