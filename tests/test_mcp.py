@@ -321,3 +321,24 @@ def test_the_mcp_inspector_cli(built):
     assert called.returncode == 0, called.stderr
     result = json.loads(called.stdout)
     assert not result.get("isError") and "backup-retention-policy.pdf" in result["content"][0]["text"]
+
+
+def test_answer_text_lists_citations_and_unsupported_sentences():
+    """Clients that show only text still get the sources with their passage ids, and the grounding marks."""
+    from deepkb.mcp.tools import answer_text
+
+    data = {
+        "answer": "Backups are kept for thirty days [1]. They are encrypted [1].",
+        "notice": None,
+        "citations": [{"n": 1, "path": "/docs/backups.md", "location": "L3-10", "id": "42"}],
+        "support": [
+            {"sentence": "Backups are kept for thirty days [1].", "supported": True, "reason": None},
+            {"sentence": "They are encrypted [1].", "supported": False, "reason": "not in the passage"},
+        ],
+    }
+    text = answer_text(data)
+    assert "[1] /docs/backups.md L3-10 (passage id 42)" in text
+    assert (
+        "Not backed by the cited passages (1 of 2 sentences):\n- They are encrypted [1]. (not in the passage)" in text
+    )
+    assert "thirty days [1]. (" not in text  # a supported sentence is not listed

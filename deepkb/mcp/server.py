@@ -107,6 +107,11 @@ class AskOutput(_Open):
     fallback: bool = Field(description="True when no model answered and `answer` lists the best passages.")
     cancelled: bool
     notice: str | None
+    support: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Grounding, where this deepkb checks it: each answer sentence, its citations, whether they "
+        "back it (supported), a score and the reason when they do not.",
+    )
 
 
 def _error(exc: DeepKBError) -> ToolError:

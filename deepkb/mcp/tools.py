@@ -207,7 +207,11 @@ def answer_text(data: dict[str, Any]) -> str:
         lines.append("\nSources:")
         for c in citations:
             lines.append(f"[{c['n']}] {c['path']} {c['location']} (passage id {c['id']})".rstrip())
-    grounding = data.get("grounding")
-    if grounding:
-        lines.append(f"\nGrounding: {grounding}")
+    support = data.get("support") or []  # grounding: each sentence checked against the passages it cites
+    unsupported = [s for s in support if not s.get("supported")]
+    if unsupported:
+        lines.append(f"\nNot backed by the cited passages ({len(unsupported)} of {len(support)} sentences):")
+        for s in unsupported:
+            reason = f" ({s['reason']})" if s.get("reason") else ""
+            lines.append(f"- {s['sentence']}{reason}")
     return "\n".join(lines)
