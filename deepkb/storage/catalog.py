@@ -292,6 +292,29 @@ class Store:
     def chunk_ids(self, doc_id: int) -> list[int]:
         return [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc_id = ? ORDER BY ord", [doc_id])]
 
+    def chunk_window(self, chunk_id: int, before: int = 0, after: int = 0) -> ChunkWindow | None:
+        """The chunk and up to `before` / `after` chunks of its document around it; None when no such chunk.
+        One statement, so a writer replacing the document meanwhile cannot split the window."""
+        rows = self.db.execute(
+            "WITH me AS (SELECT doc_id, ord FROM chunks WHERE id = ?) "
+            "SELECT c.id, d.path, c.text, c.heading, c.page, c.line_start, c.line_end, c.doc_id, me.ord, "
+            "(SELECT count(*) FROM chunks WHERE doc_id = me.doc_id) FROM chunks c JOIN me ON c.doc_id = me.doc_id "
+            "JOIN documents d ON d.id = c.doc_id WHERE c.ord BETWEEN me.ord - ? AND me.ord + ? ORDER BY c.ord",
+            [chunk_id, max(before, 0), max(after, 0)],
+        ).fetchall()
+        if not rows:
+            return None
+        return ChunkWindow(rows[0][7], rows[0][8], rows[0][9], [ChunkRow(*r[:7]) for r in rows])
+
+    def document_chunks(self, doc_id: int) -> list[ChunkRow]:
+        """Every chunk of one document in document order (empty when there is no such document)."""
+        rows = self.db.execute(
+            "SELECT c.id, d.path, c.text, c.heading, c.page, c.line_start, c.line_end FROM chunks c "
+            "JOIN documents d ON d.id = c.doc_id WHERE c.doc_id = ? ORDER BY c.ord",
+            [doc_id],
+        )
+        return [ChunkRow(*r) for r in rows]
+
     def put_document(
         self, fields: dict, chunks: Sequence[Chunk], vectors: np.ndarray
     ) -> tuple[list[int], list[tuple[int, np.ndarray]]]:
@@ -418,29 +441,6 @@ class Store:
             list(ids),
         )
         return {r[0]: ChunkRow(*r) for r in rows}
-
-    def chunk_window(self, chunk_id: int, before: int = 0, after: int = 0) -> ChunkWindow | None:
-        """The chunk and up to `before` / `after` chunks of its document around it; None when no such chunk.
-        One statement, so a writer replacing the document meanwhile cannot split the window."""
-        rows = self.db.execute(
-            "WITH me AS (SELECT doc_id, ord FROM chunks WHERE id = ?) "
-            "SELECT c.id, d.path, c.text, c.heading, c.page, c.line_start, c.line_end, c.doc_id, me.ord, "
-            "(SELECT count(*) FROM chunks WHERE doc_id = me.doc_id) FROM chunks c JOIN me ON c.doc_id = me.doc_id "
-            "JOIN documents d ON d.id = c.doc_id WHERE c.ord BETWEEN me.ord - ? AND me.ord + ? ORDER BY c.ord",
-            [chunk_id, max(before, 0), max(after, 0)],
-        ).fetchall()
-        if not rows:
-            return None
-        return ChunkWindow(rows[0][7], rows[0][8], rows[0][9], [ChunkRow(*r[:7]) for r in rows])
-
-    def document_chunks(self, doc_id: int) -> list[ChunkRow]:
-        """Every chunk of one document in document order (empty when there is no such document)."""
-        rows = self.db.execute(
-            "SELECT c.id, d.path, c.text, c.heading, c.page, c.line_start, c.line_end FROM chunks c "
-            "JOIN documents d ON d.id = c.doc_id WHERE c.doc_id = ? ORDER BY c.ord",
-            [doc_id],
-        )
-        return [ChunkRow(*r) for r in rows]
 
     def keyword_search(self, terms: Sequence[str], limit: int, budget: int = KEYWORD_BUDGET) -> list[tuple[int, float]]:
         """FTS5 BM25 of any of the terms (quoted FTS5 strings) over chunk text and headings; higher score is better.
