@@ -152,9 +152,12 @@ def _tool(server: MCPServer, **kwargs: Any) -> Callable[[Callable[..., Any]], Ca
 
 def build_server(host: Host) -> MCPServer:
     """The MCP server over one knowledge base: read-only tools and the document resources."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     mcp = MCPServer(
         "deepkb", title="deepkb: your documents", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"
     )
+    root.handlers[:], root.level = handlers, level  # the SDK's basicConfig: each shell sets up its own logging
 
     async def blocking(fn: Callable[[], Any]) -> Any:
         reason = host.not_ready()
