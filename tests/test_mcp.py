@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -252,50 +252,57 @@ def test_http_needs_the_api_key_and_a_local_host(built, embedder):
         assert huge.status_code == 413
 
 
+SLOW_REPLY = " ".join(  # no sentence repeats: only a cancel (not the loop guard) can stop it early
+    f"Rule {n} of the policy keeps backups {i + 1} weeks longer [1]."
+    for i, n in enumerate(["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven"])
+)
+
+
+def _cancel_midway(connect) -> None:
+    """Ask, cancel the request once the answer is streaming, then use the same session again."""
+    import anyio
+
+    async def main() -> None:
+        answering = anyio.Event()
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            if message and message.startswith("answering"):
+                answering.set()
+
+        async with Client(connect()) as client:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: client.call_tool("ask", {"question": QUESTION}, progress_callback=on_progress))
+                with anyio.fail_after(90):
+                    await answering.wait()
+                tg.cancel_scope.cancel()  # the SDK sends notifications/cancelled
+            found = await client.call_tool("search", {"query": QUESTION, "k": 1})  # the session goes on
+            assert found.structured_content["hits"]
+
+    asyncio.run(main())
+
+
+def _stopped_early(upstream: Upstream) -> None:
+    deadline = time.monotonic() + 30
+    while upstream.closed_early < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert upstream.closed_early == 1, "the upstream kept streaming after the cancel"
+    assert upstream.requests == 1
+
+
 def test_http_cancelling_ask_stops_the_model(built, embedder):
     """A client that cancels `ask` stops the generation: the upstream stream is closed, the queue slot comes back."""
-    numbers = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
-    reply = " ".join(f"Rule {n} of the policy keeps backups {i + 1} weeks longer [1]." for i, n in enumerate(numbers))
-    with Upstream(reply=reply, pieces=48, delay=0.25) as upstream:
+    with Upstream(reply=SLOW_REPLY, pieces=44, delay=0.25) as upstream:
         settings = ServerSettings(port=0, kb=built, llm_url=upstream.url, model="upstream-model")
         with running(settings, embedder) as srv:
-            started = threading.Event()
-
-            async def main() -> None:
-                import anyio
-
-                answering = anyio.Event()
-
-                async def on_progress(value: float, total: float | None, message: str | None) -> None:
-                    if message and message.startswith("answering"):
-                        answering.set()
-
-                async with Client(_http(srv.url + "/mcp")) as client:
-                    async with anyio.create_task_group() as tg:
-
-                        async def call() -> None:
-                            started.set()
-                            await client.call_tool("ask", {"question": QUESTION}, progress_callback=on_progress)
-
-                        tg.start_soon(call)
-                        with anyio.fail_after(60):
-                            await answering.wait()
-                        tg.cancel_scope.cancel()
-                    # the model is free again: the next question is answered in full
-                    answered = await client.call_tool("search", {"query": QUESTION, "k": 1})
-                    assert answered.structured_content["hits"]
-
-            asyncio.run(main())
-            assert started.is_set()
+            _cancel_midway(lambda: _http(srv.url + "/mcp"))
+            _stopped_early(upstream)
             srv.wait_metric("deepkb_generations_in_flight", 0, timeout=30)
-            deadline = 30
-            while upstream.closed_early < 1 and deadline > 0:
-                import time
 
-                time.sleep(0.1)
-                deadline -= 0.1
-            assert upstream.closed_early == 1, "the upstream kept streaming after the cancel"
-            assert upstream.requests == 1
+
+def test_stdio_cancelling_ask_stops_the_model(built):
+    with Upstream(reply=SLOW_REPLY, pieces=44, delay=0.25) as upstream:
+        _cancel_midway(lambda: _stdio(built, "--llm-url", upstream.url, "--model", "upstream-model"))
+        _stopped_early(upstream)
 
 
 # a third-party client ------------------------------------------------------------------------------------------
