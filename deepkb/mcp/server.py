@@ -26,7 +26,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from deepkb import __version__
-from deepkb.answer import AskOptions
+from deepkb.answer.stream import AskOptions
 from deepkb.errors import DeepKBError
 from deepkb.mcp import tools
 
@@ -253,7 +253,7 @@ def build_server(host: Host) -> MCPServer:
 
 async def _answer(host: Host, question: str, options: AskOptions, ctx: Context) -> Any:
     """Run ChatSession.send on a thread; progress while it streams; a cancelled request cancels the session."""
-    from deepkb.conversation import ChatSession, Delta, Done, Notice, Retrieved
+    from deepkb.conversation.session import ChatSession, Delta, Done, Notice, Retrieved
 
     release = await host.admit() if host.admit else (lambda: None)
     try:

@@ -5,17 +5,18 @@ MCP tools and resources; nothing here imports the MCP SDK, and nothing here writ
 from __future__ import annotations
 
 import inspect
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepkb.errors import UsageError
-from deepkb.search import MODES, Hit, location
-from deepkb.storage_errors import translated
+from deepkb.retrieval.search import MODES, Hit, location
+from deepkb.storage.errors import translated
 
 if TYPE_CHECKING:
-    from deepkb.answer import AskResult
+    from deepkb.answer.stream import AskResult
     from deepkb.kb import KnowledgeBase
-    from deepkb.store import ChunkRow
+    from deepkb.storage.catalog import ChunkRow
 
 SEARCH_K_MAX = 50  # hits one search may return
 NEIGHBOURS_MAX = 10  # passages fetch may add on either side
@@ -89,14 +90,17 @@ def _scope_paths(kb: KnowledgeBase, paths: list[str]) -> list[str]:
 
 
 def _native_scope(kb: KnowledgeBase, paths: list[str], types: list[str]) -> Any | None:
-    """A deepkb.scope.Scope when this deepkb's search takes one (`deepkb search --in/--type`), else None."""
-    try:
-        from deepkb.scope import make_scope  # type: ignore[import-not-found]
-    except ImportError:
-        return None
+    """A Scope for kb.search when this deepkb's search takes one (`deepkb search --in/--type`), else None.
+
+    Looked up among the loaded modules rather than imported: the knowledge base imports its scope module when its
+    search takes a scope, and a deepkb without one has no such module to import."""
     if "scope" not in inspect.signature(kb.search).parameters:
         return None
-    return make_scope(paths, types)
+    for name in ("deepkb.retrieval.scope", "deepkb.scope"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "make_scope"):
+            return module.make_scope(paths, types)
+    return None
 
 
 def _in_scope(path: str, paths: list[str], types: list[str]) -> bool:
