@@ -26,6 +26,7 @@ GROUPS: dict[str, list[str]] = {
     "answer": ["answer"],
     "conversation": ["conversation"],
     "facade": ["kb", "watch", "doctor", "backup"],
+    "mcp": ["mcp"],
     "server": ["server"],
     "tui": ["tui"],
     "cli": ["cli", "__main__"],
@@ -44,7 +45,8 @@ ALLOWED: dict[str, set[str]] = {
     "answer": {"base", "retrieval", "llm"},
     "conversation": {"base", "embedders", "retrieval", "llm", "answer"},
     "facade": {*_CORE, "answer", "conversation"},
-    "server": {*_CORE, "answer", "conversation", "facade"},
+    "mcp": {*_CORE, "answer", "conversation", "facade"},  # the MCP tools: a shell like the server and the TUI
+    "server": {*_CORE, "answer", "conversation", "facade", "mcp"},  # /mcp mounts them
     "tui": {*_CORE, "answer", "conversation", "facade"},
     "cli": set(GROUPS) - {"cli"},
 }

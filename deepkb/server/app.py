@@ -303,6 +303,9 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
             raise _busy(exc) from None
         return JSONResponse(completion(body.model, outcome), headers=headers)
 
+    from deepkb.server.mcp import mount_mcp
+
+    mount_mcp(app, state)  # MCP at /mcp, behind the same middleware as the routes above
     return app
 
 

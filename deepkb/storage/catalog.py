@@ -119,6 +119,16 @@ class ChunkRow:
     line_end: int | None
 
 
+@dataclass(frozen=True)
+class ChunkWindow:
+    """A chunk with its neighbours in document order (what an agent reads around a search hit)."""
+
+    doc_id: int
+    position: int  # the asked chunk's place in its document, from 0
+    total: int  # chunks in the document
+    chunks: list[ChunkRow]  # in document order; the asked chunk among them
+
+
 class Store:
     """SQLite in WAL mode: readers never wait for the writer, and every write is one transaction.
 
@@ -281,6 +291,29 @@ class Store:
 
     def chunk_ids(self, doc_id: int) -> list[int]:
         return [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc_id = ? ORDER BY ord", [doc_id])]
+
+    def chunk_window(self, chunk_id: int, before: int = 0, after: int = 0) -> ChunkWindow | None:
+        """The chunk and up to `before` / `after` chunks of its document around it; None when no such chunk.
+        One statement, so a writer replacing the document meanwhile cannot split the window."""
+        rows = self.db.execute(
+            "WITH me AS (SELECT doc_id, ord FROM chunks WHERE id = ?) "
+            "SELECT c.id, d.path, c.text, c.heading, c.page, c.line_start, c.line_end, c.doc_id, me.ord, "
+            "(SELECT count(*) FROM chunks WHERE doc_id = me.doc_id) FROM chunks c JOIN me ON c.doc_id = me.doc_id "
+            "JOIN documents d ON d.id = c.doc_id WHERE c.ord BETWEEN me.ord - ? AND me.ord + ? ORDER BY c.ord",
+            [chunk_id, max(before, 0), max(after, 0)],
+        ).fetchall()
+        if not rows:
+            return None
+        return ChunkWindow(rows[0][7], rows[0][8], rows[0][9], [ChunkRow(*r[:7]) for r in rows])
+
+    def document_chunks(self, doc_id: int) -> list[ChunkRow]:
+        """Every chunk of one document in document order (empty when there is no such document)."""
+        rows = self.db.execute(
+            "SELECT c.id, d.path, c.text, c.heading, c.page, c.line_start, c.line_end FROM chunks c "
+            "JOIN documents d ON d.id = c.doc_id WHERE c.doc_id = ? ORDER BY c.ord",
+            [doc_id],
+        )
+        return [ChunkRow(*r) for r in rows]
 
     def put_document(
         self, fields: dict, chunks: Sequence[Chunk], vectors: np.ndarray
