@@ -90,8 +90,8 @@ class Scored:
 
 def pack(question: str, hits: list, scored: Scored, llm, budget: int | None, method: str, settings: dict):
     """The prompt `deepkb ask` builds under `budget` with `method` (see METHODS)."""
-    from deepkb.answer.stream import AskOptions
     from deepkb.answer import prompt as P
+    from deepkb.answer.stream import AskOptions
 
     answer_tokens = min(AskOptions.answer_tokens, llm.context_size // 2)
     if budget is None:

@@ -18,8 +18,8 @@ import pytest
 
 from deepkb.errors import DatabaseDamagedError, DiskFullError, LockedError, NewerVersionError, ReadOnlyError
 from deepkb.kb import KnowledgeBase
-from deepkb.storage.catalog import SCHEMA_VERSION
 from deepkb.storage import catalog as store_module
+from deepkb.storage.catalog import SCHEMA_VERSION
 
 from conftest import REPO, write
 

@@ -12,8 +12,8 @@ import pytest
 
 from deepkb.errors import EmbeddingModelError
 from deepkb.kb import KnowledgeBase
-from deepkb.storage.catalog import MIGRATIONS, SCHEMA_VERSION, Store
 from deepkb.storage import catalog as store_module
+from deepkb.storage.catalog import MIGRATIONS, SCHEMA_VERSION, Store
 from deepkb.storage.vectors import INDEX_FILE, SIDECAR_FILE
 
 from conftest import write
