@@ -103,7 +103,9 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
         if (r := result.retrieval) and r["decision"] != "first":
             why = f" ({r['cue']})" if r["cue"] else ""
             sim = f", similarity to the conversation {r['similarity']:.2f}" if r["similarity"] is not None else ""
-            err_console.print(f"searched as {r['decision']}{why}{sim}: {r['query']!r}", style="dim", markup=False)
+            err_console.print(
+                f"searched as {r['decision']}{why}{sim}: {r['query']!r}", style="dim", markup=False, soft_wrap=True
+            )
 
 
 @click.command()

@@ -93,7 +93,7 @@ class ChatSession:
         self._llm = llm
         self._load_lock = threading.Lock()
         self._cancel = threading.Event()
-        self.decision: dict | None = None  # how the last question was searched (deepkb.follow_up.Decision)
+        self.decision: dict | None = None  # how the last question was searched (deepkb.conversation.follow_up.Decision)
         if conversation_id is not None:
             saved = self.store.get(conversation_id)
             self.id, self.title, self.turns = saved.id, saved.title, saved.turns
@@ -110,11 +110,16 @@ class ChatSession:
     def retrieve(self, question: str, k: int) -> list[Hit]:
         """One hybrid search: of the question alone when it stands on its own (a first question, a new topic), of
         the question joined to the earlier questions it continues when it is a follow-up ("how do I get them
-        back?"); deepkb.follow_up decides, without a model. The decision is kept in `self.decision`."""
+        back?"), whose passages from the documents the previous answer cited then come first: it keeps their
+        topic. deepkb.conversation.follow_up decides, without a model; the decision is kept in `self.decision`."""
         previous = self.previous_questions()
         chosen = decide(previous, question, self._embed if previous else None)
         self.decision = chosen.to_json()
-        return self.kb.search(chosen.query, k=k, mode="hybrid")
+        hits = self.kb.search(chosen.query, k=k, mode="hybrid")
+        cited = {c.hit.path for c in self.turns[-1].citations} if self.turns and chosen.cue else set()
+        if cited:
+            hits.sort(key=lambda h: not ({h.path, *(p.path for p in h.also_in)} & cited))  # stable: rank kept within
+        return hits
 
     def _embed(self, texts: Sequence[str]):
         """The knowledge base's embedder (already loaded by the search), for scoring the excerpts' sentences."""

@@ -60,7 +60,7 @@ class Hit:
     text: str  # the chunk's full text
     dense_score: float | None = None  # cosine similarity to the query, when the dense side saw this chunk
     keyword_score: float | None = None  # BM25 (higher is better), when the keyword side matched this chunk
-    also_in: tuple[Place, ...] = ()  # the same passage in other documents (deepkb.twins), best ranked first
+    also_in: tuple[Place, ...] = ()  # the same passage in other documents (deepkb.retrieval.twins), best ranked first
 
     def to_json(self) -> dict:
         """The one JSON shape of a hit: `search --json`, `ask --json` citations and also_retrieved, the server."""
