@@ -15,6 +15,10 @@ Beside deepkb's decision it scores the two fixed strategies (always search the q
 earlier question) and the fusion of both that deepkb used before (b62b0f6). 95% bootstrap intervals per half.
 Writes bench/out/conversation.json.
 
+The pairs were committed before deepkb.follow_up was measured on them, but its word cues were written by someone who
+had read all 48 (both halves); the 28 follow-ups of tests/test_answer_retrieval.py and the 67 stand-alone questions
+of bench/manuals_questions.jsonl, written by others, are the cues' outside check (23 of 28 and 1 of 67 flagged).
+
 The documents: bench/cache/conversation/docs (git-ignored), fetched by `fetch()` from pinned Debian 12 packages.
 """
 
