@@ -18,10 +18,12 @@ from deepkb.errors import EmbeddingModelError, UsageError
 from deepkb.ingest.chunker import Chunk
 from deepkb.ingest.sync import IngestReport, Progress, embed_chunks, sync
 from deepkb.retrieval.search import Hit, check_query, search
+from deepkb.retrieval.twins import group_twins
 from deepkb.storage.errors import translated
 from deepkb.storage.storage import Storage
 from deepkb.storage.vectors import VectorIndex
 
+TWIN_DEPTH = 3  # hits ranked per hit returned, so that k distinct passages remain after twins are folded
 REEMBED_SLICE = 4096  # chunks read from SQLite at a time by `reindex --reembed`
 
 
@@ -127,10 +129,12 @@ class KnowledgeBase:
 
     @_storage_guarded
     def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
-        """Top-k chunks for a query: hybrid (dense + keyword fused), dense or keyword."""
+        """Top-k passages for a query: hybrid (dense + keyword fused), dense or keyword. A passage that stands in
+        several documents (a page as .txt and .html, a copied file) is one hit, its other places in `also_in`."""
         check_query(query, k, mode)
         embedder = self.embedder if mode != "keyword" and self.dim is not None else None  # keyword: no model load
-        return search(self.storage, embedder, self.settings, query, k=k, mode=mode)
+        ranked = search(self.storage, embedder, self.settings, query, k=k * TWIN_DEPTH, mode=mode)
+        return group_twins(ranked, k)
 
     @_storage_guarded
     def remove(self, paths: Sequence[str | os.PathLike]) -> list[str]:

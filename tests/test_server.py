@@ -162,6 +162,7 @@ def test_models_search_and_documents(settings, embedder, kb_home):
     assert models == ["deepkb", "deepkb-norag"] and one["id"] == "deepkb-norag"
     cli = CliRunner().invoke(main, ["--kb", str(kb_home), "search", "key rotation", "-k", "2", "--json"])
     assert found == json.loads(cli.output)  # the same hits as `deepkb search --json`
+    assert found["hits"][0]["also_in"] == []  # a passage's twins (deepkb.retrieval.twins): none here
     assert found["hits"][0]["path"].endswith("keys.md")
     assert keyword["mode"] == "keyword" and keyword["hits"][0]["path"].endswith("travel.md")
     assert documents["object"] == "list"

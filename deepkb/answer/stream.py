@@ -131,6 +131,7 @@ class AskResult:
     error: str | None = None  # the model failed mid-answer (the partial answer is kept); None when it did not
     conversation_id: str | None = None  # set by ChatSession when the turn is saved
     turn: int | None = None  # the turn's number in that conversation, from 1
+    retrieval: dict | None = None  # how ChatSession searched: first question, new topic or follow-up (deepkb.conversation.follow_up)
 
     def to_json(self) -> dict:
         """The `deepkb ask --json` object."""
@@ -148,6 +149,7 @@ class AskResult:
             "cancelled": self.cancelled,
             "conversation_id": self.conversation_id,
             "turn": self.turn,
+            "retrieval": self.retrieval,
         }
         if self.show_thinking:
             data["thinking"] = self.thinking

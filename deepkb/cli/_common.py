@@ -11,6 +11,7 @@ from deepkb.retrieval.search import display_path, location  # noqa: F401  (re-ex
 
 if TYPE_CHECKING:
     from deepkb.kb import KnowledgeBase
+    from deepkb.retrieval.search import Place
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -42,3 +43,10 @@ def open_kb(ctx: click.Context, **overrides: object) -> KnowledgeBase:
     kb = KnowledgeBase.open(obj.get("kb"), **obj.get("settings", {}), **overrides)
     ctx.call_on_close(kb.close)
     return kb
+
+
+def also_in(places: tuple[Place, ...]) -> str:
+    """A hit's twins on one line: `also in git-mv.html L40-52 · copy/notes.md L3-9`."""
+    return "also in " + " · ".join(
+        f"{display_path(p.path)} {location(p.page, p.line_start, p.line_end)}".rstrip() for p in places
+    )

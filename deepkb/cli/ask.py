@@ -14,7 +14,7 @@ import click
 
 from deepkb.answer.prompt import cite_label
 from deepkb.answer.stream import CPU_FIRST_CHARACTER_S, CPU_SOURCE_TOKENS, DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
-from deepkb.cli._common import console, display_path, err_console, kb_option, location, open_kb
+from deepkb.cli._common import also_in, console, display_path, err_console, kb_option, location, open_kb
 from deepkb.llm import DEFAULT_CONTEXT_SIZE
 from deepkb.retrieval.search import snippet
 
@@ -75,6 +75,8 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
             heading = f"  [magenta]{h.heading}[/]" if h.heading else ""
             console.print(f"[bold cyan][{c.n}][/] [bold]{display_path(h.path)}[/] {where}{heading}", soft_wrap=True)
             console.print("    " + snippet(h.text, 240), markup=False, style="dim")
+            if h.also_in:
+                console.print("    " + also_in(h.also_in), markup=False, style="dim", soft_wrap=True)
     if result.also_retrieved and not result.abstained:
         names = " · ".join(cite_label(h) for h in result.also_retrieved)
         console.print(f"[dim]Also retrieved (not cited): {names}[/]", soft_wrap=True)
@@ -98,6 +100,12 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
         if t.tokens_per_s is not None:
             parts.append(f"{t.tokens_per_s} tokens/s ({t.completion_tokens} tokens)")
         err_console.print(f"[dim]{result.model or 'no model'} · {' · '.join(parts)}[/]", soft_wrap=True)
+        if (r := result.retrieval) and r["decision"] != "first":
+            why = f" ({r['cue']})" if r["cue"] else ""
+            sim = f", similarity to the conversation {r['similarity']:.2f}" if r["similarity"] is not None else ""
+            err_console.print(
+                f"searched as {r['decision']}{why}{sim}: {r['query']!r}", style="dim", markup=False, soft_wrap=True
+            )
 
 
 @click.command()

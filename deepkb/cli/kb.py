@@ -10,7 +10,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from deepkb.cli._common import console, display_path, err_console, kb_option, location, open_kb
+from deepkb.cli._common import also_in, console, display_path, err_console, kb_option, location, open_kb
 from deepkb.retrieval.search import snippet
 
 
@@ -123,6 +123,8 @@ def search(ctx: click.Context, query: str, k: int, mode: str, as_json: bool) -> 
         if hit.heading:
             console.print(f"   [magenta]{hit.heading}[/]", soft_wrap=True)
         console.print("   " + snippet(hit.text), soft_wrap=False, markup=False)
+        if hit.also_in:
+            console.print("   " + also_in(hit.also_in), style="dim", soft_wrap=True, markup=False)
 
 
 @click.command()

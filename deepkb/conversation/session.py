@@ -23,6 +23,7 @@ from deepkb.answer.stream import (
     Retrieved,
     answer_events,
 )
+from deepkb.conversation.follow_up import Decision, decide
 from deepkb.conversation.store import Conversation, ConversationInfo, ConversationStore, Turn
 from deepkb.llm import LLM
 from deepkb.retrieval.search import Hit
@@ -43,13 +44,10 @@ __all__ = [
     "Notice",
     "Retrieved",
     "Searchable",
+    "Decision",
     "Turn",
-    "conversation_query",
-    "fuse_hits",
+    "decide",
 ]
-
-FOLLOW_UP_CONTEXT = 2  # earlier questions joined to a follow-up for retrieval
-RRF_K = 20  # as deepkb.config's rrf_k: the top of each list counts most
 
 
 class Searchable(Protocol):
@@ -62,26 +60,6 @@ class Searchable(Protocol):
     def embedder(self) -> Embedder: ...
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]: ...
-
-
-def conversation_query(previous: Sequence[str], question: str, turns: int = FOLLOW_UP_CONTEXT) -> str:
-    """The follow-up with the last `turns` earlier questions before it: "it" and "that" get their referent."""
-    return " ".join([*previous[-turns:], question]) if turns else question
-
-
-def fuse_hits(ranked: Sequence[list[Hit]], k: int, rrf_k: int = RRF_K) -> list[Hit]:
-    """Reciprocal rank fusion of hit lists by chunk id; the first list wins ties. The Hit kept for a chunk is
-    the one with the best dense score, which the abstention check reads."""
-    scores: dict[int, float] = {}
-    best: dict[int, Hit] = {}
-    for hits in ranked:
-        for rank, hit in enumerate(hits, start=1):
-            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (rrf_k + rank)
-            kept = best.get(hit.chunk_id)
-            if kept is None or (hit.dense_score or -1.0) > (kept.dense_score or -1.0):
-                best[hit.chunk_id] = hit
-    order = sorted(scores, key=lambda chunk_id: -scores[chunk_id])  # stable: first seen first on ties
-    return [best[chunk_id] for chunk_id in order[:k]]
 
 
 class ChatSession:
@@ -115,6 +93,7 @@ class ChatSession:
         self._llm = llm
         self._load_lock = threading.Lock()
         self._cancel = threading.Event()
+        self.decision: dict | None = None  # how the last question was searched (deepkb.conversation.follow_up.Decision)
         if conversation_id is not None:
             saved = self.store.get(conversation_id)
             self.id, self.title, self.turns = saved.id, saved.title, saved.turns
@@ -129,15 +108,18 @@ class ChatSession:
         return [q for q, _ in self.given_history] + [t.question for t in self.turns]
 
     def retrieve(self, question: str, k: int) -> list[Hit]:
-        """Hybrid search for the question; a follow-up also searches with the earlier questions joined to it,
-        and the two lists are fused, so "how do I get it back?" finds what "it" was while the bare words still
-        count. Needs no model."""
-        bare = self.kb.search(question, k=k, mode="hybrid")
+        """One hybrid search: of the question alone when it stands on its own (a first question, a new topic), of
+        the question joined to the earlier questions it continues when it is a follow-up ("how do I get them
+        back?"), whose passages from the documents the previous answer cited then come first: it keeps their
+        topic. deepkb.conversation.follow_up decides, without a model; the decision is kept in `self.decision`."""
         previous = self.previous_questions()
-        if not previous:
-            return bare
-        joined = self.kb.search(conversation_query(previous, question), k=k, mode="hybrid")
-        return fuse_hits([joined, bare], k)
+        chosen = decide(previous, question, self._embed if previous else None)
+        self.decision = chosen.to_json()
+        hits = self.kb.search(chosen.query, k=k, mode="hybrid")
+        cited = {c.hit.path for c in self.turns[-1].citations} if self.turns and chosen.cue else set()
+        if cited:
+            hits.sort(key=lambda h: not ({h.path, *(p.path for p in h.also_in)} & cited))  # stable: rank kept within
+        return hits
 
     def _embed(self, texts: Sequence[str]):
         """The knowledge base's embedder (already loaded by the search), for scoring the excerpts' sentences."""
@@ -175,8 +157,10 @@ class ChatSession:
             embed=self._embed,
             waiting_since=waiting_since,
         ):
-            if isinstance(event, Done) and (trouble := self._record(event.result)):
-                yield Notice(trouble)
+            if isinstance(event, Done):
+                event.result.retrieval = self.decision
+                if trouble := self._record(event.result):
+                    yield Notice(trouble)
             yield event
 
     def ask(self, question: str, *, options: AskOptions | None = None) -> AskResult:

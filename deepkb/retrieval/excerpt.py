@@ -38,6 +38,10 @@ SEGMENT_CHARS = 320  # a longer sentence spanning several lines (a code block, a
 # the share alone when no embedder is given. 0 scored best on the tune halves of SciFact and the manuals
 # (bench/context_recall.py --sweep: 0, 0.25, 0.5, 1, 2).
 KEYWORD_WEIGHT = 0.0
+# Added to the score of a definition whose term the question names ("what does set -e do": the `-e` entry of bash's
+# option list). Larger than any cosine gap between a chunk's sentences: the named term's definition goes first.
+TERM_BONUS = 0.5
+TERM_WORDS = 4  # a line of at most this many words, with no sentence end, that heads a paragraph: a term or heading
 ELLIPSIS = "…"
 
 
@@ -215,11 +219,12 @@ def segments(hit: Hit) -> list[Segment] | None:
 
 
 def _glue_headings(hit: Hit, segs: list[Segment]) -> list[Segment]:
-    """A heading line says little alone (the prompt's label carries the heading path): it joins the sentence after it."""
+    """A heading line, or the term of a definition list (`-e`, `pipefail`, `--continue::`), says little alone: it joins
+    the sentence after it, so the term and its definition are scored and kept together."""
     last = (hit.heading or "").rsplit(" > ", 1)[-1].strip()
     out: list[Segment] = []
     for seg in segs:
-        if out and out[-1].end < seg.start and _is_heading(out[-1].text(hit), last):
+        if out and out[-1].end < seg.start and (_is_heading(out[-1].text(hit), last) or _is_term(out[-1].text(hit))):
             out[-1] = Segment(out[-1].start, seg.end, out[-1].line_start, max(out[-1].line_end, seg.line_end))
         else:
             out.append(seg)
@@ -228,6 +233,33 @@ def _glue_headings(hit: Hit, segs: list[Segment]) -> list[Segment]:
 
 def _is_heading(text: str, last: str) -> bool:
     return "\n" not in text and (text.startswith("#") or bool(last) and text.strip() == last)
+
+
+def _is_term(text: str) -> bool:
+    """A short line that ends no sentence: a definition list's term, or a heading."""
+    line = text.strip()
+    return "\n" not in line and 0 < len(line.split()) <= TERM_WORDS and not line.endswith((".", "!", "?", ","))
+
+
+_TOKEN = re.compile(r"-{0,2}[^\W_][\w.-]*", re.UNICODE)  # a word, or an option with its dashes: -e, --continue
+_MARKUP = "*`'\"_:[]"  # what AsciiDoc and Markdown put around a term: *--continue*::, `pipefail`
+
+
+def term(text: str) -> str | None:
+    """The term a definition starts with (its first line's first token, markup stripped), when it starts with one."""
+    first, sep, rest = text.partition("\n")
+    if not sep or not rest.strip() or not _is_term(first):
+        return None
+    found = _TOKEN.match(first.strip().strip(_MARKUP))
+    return found.group(0).rstrip(".-") if found else None
+
+
+def names_term(question: str, name: str | None) -> bool:
+    """Whether the question names the term: exactly for an option (`-e` is not `-E`), in any case for a word."""
+    if not name or name.lower() in STOPWORDS:
+        return False
+    tokens = {t.rstrip(".-") for t in _TOKEN.findall(question)}
+    return name in tokens if name.startswith("-") else name.lower() in {t.lower() for t in tokens}
 
 
 def _paragraph_segments(text: str, rows: list[tuple[int, int, tuple[int, int]]]) -> list[Segment]:
@@ -294,8 +326,9 @@ def score_segments(
     else:
         keyword_weight = 1.0
     out: dict[int, list[Segment]] = {cid: [] for cid in found}
-    for (cid, seg), d, k in zip(flat, dense, keyword):
-        out[cid].append(replace(seg, score=round(d + keyword_weight * k, 6)))
+    for (cid, seg), text, d, k in zip(flat, texts, dense, keyword):
+        bonus = TERM_BONUS if names_term(question, term(text)) else 0.0
+        out[cid].append(replace(seg, score=round(d + keyword_weight * k + bonus, 6)))
     return out
 
 

@@ -33,6 +33,20 @@ MAX_TERMS = 32  # a pasted paragraph is still one query
 
 
 @dataclass(frozen=True)
+class Place:
+    """Another place a hit's passage stands (a twin: the same page as .txt and .html, a copied file)."""
+
+    path: str
+    page: int | None
+    line_start: int | None
+    line_end: int | None
+
+    @classmethod
+    def of(cls, hit: Hit) -> Place:
+        return cls(hit.path, hit.page, hit.line_start, hit.line_end)
+
+
+@dataclass(frozen=True)
 class Hit:
     """One retrieved chunk with its exact source location."""
 
@@ -46,10 +60,13 @@ class Hit:
     text: str  # the chunk's full text
     dense_score: float | None = None  # cosine similarity to the query, when the dense side saw this chunk
     keyword_score: float | None = None  # BM25 (higher is better), when the keyword side matched this chunk
+    also_in: tuple[Place, ...] = ()  # the same passage in other documents (deepkb.retrieval.twins), best ranked first
 
     def to_json(self) -> dict:
         """The one JSON shape of a hit: `search --json`, `ask --json` citations and also_retrieved, the server."""
-        return asdict(self)
+        data = asdict(self)
+        data["also_in"] = list(data["also_in"])
+        return data
 
 
 def snippet(text: str, limit: int = 300) -> str:
