@@ -131,7 +131,9 @@ class AskResult:
     error: str | None = None  # the model failed mid-answer (the partial answer is kept); None when it did not
     conversation_id: str | None = None  # set by ChatSession when the turn is saved
     turn: int | None = None  # the turn's number in that conversation, from 1
-    retrieval: dict | None = None  # how ChatSession searched: first question, new topic or follow-up (deepkb.conversation.follow_up)
+    retrieval: dict | None = (
+        None  # how ChatSession searched: first question, new topic or follow-up (deepkb.conversation.follow_up)
+    )
 
     def to_json(self) -> dict:
         """The `deepkb ask --json` object."""
