@@ -22,6 +22,7 @@ from deepkb.retrieval.search import STOPWORDS, Hit
 DENSE_WEIGHT = 0.5
 COVERAGE_WEIGHT = 0.5
 THRESHOLD = 0.78
+HARD_FAILURE_FACTOR = 0.5
 MIN_TERMS = 2  # a sentence with fewer content words ("See below.") states nothing to check
 
 _MARKER = re.compile(r"\s?\[(\d+)\]")
@@ -71,7 +72,7 @@ class Support:
     sentence: str
     citations: list[int]
     supported: bool
-    score: float  # the combined similarity, 0..1; a hard check can fail a high one
+    score: float  # 0..1: cosine and word coverage combined, halved when a hard check fails; < THRESHOLD: unsupported
     reason: str | None = None  # why it is unsupported, in a few words
 
     def to_json(self) -> dict:
@@ -350,14 +351,17 @@ def decide(f: dict, weights: Weights = Weights()) -> tuple[bool, float, str | No
     score = round(max(0.0, min(1.0, weights.dense * dense + weights.coverage * f["coverage"])), 3)
     if f["terms"] < MIN_TERMS and not f["missing_numbers"]:
         return True, score, None
+    failed = None
     if weights.hard_numbers and f["missing_numbers"]:
-        return False, score, "number not in the cited passage: " + ", ".join(f["missing_numbers"][:3])
-    if weights.hard_quotes and f["missing_quotes"]:
-        return False, score, f"quote not in the cited passage: {f['missing_quotes'][0][:40]}"
-    if weights.hard_names and f["missing_names"]:
-        return False, score, "name not in the cited passage: " + ", ".join(f["missing_names"][:3])
-    if weights.hard_negation and f["negation"]:
-        return False, score, "the cited passage says the opposite"
+        failed = "number not in the cited passage: " + ", ".join(f["missing_numbers"][:3])
+    elif weights.hard_quotes and f["missing_quotes"]:
+        failed = f"quote not in the cited passage: {f['missing_quotes'][0][:40]}"
+    elif weights.hard_names and f["missing_names"]:
+        failed = "name not in the cited passage: " + ", ".join(f["missing_names"][:3])
+    elif weights.hard_negation and f["negation"]:
+        failed = "the cited passage says the opposite"
+    if failed:  # halved: every unsupported sentence scores below the threshold, a supported one at or above it
+        return False, round(score * HARD_FAILURE_FACTOR, 3), failed
     if score < weights.threshold:
         return False, score, "the cited passage does not say this"
     return True, score, None
@@ -377,5 +381,19 @@ def judge(
     return Support(claim.text, claim.citations, supported, score, reason)
 
 
-def unsupported_count(support: Sequence[Support]) -> int:
-    return sum(not s.supported for s in support)
+MARK = "⚠"
+
+
+def mark_unsupported(answer: str, support: Sequence[Support], mark: str = MARK) -> str:
+    """The answer with `mark` after each sentence its cited passages do not back (code blocks are left as they are)."""
+    out, at = [], 0
+    for item in support:
+        where = answer.find(item.sentence, at)
+        if where < 0:
+            continue
+        end = where + len(item.sentence)
+        if not item.supported and "\n" not in item.sentence:
+            out.append(f"{answer[at:end]} {mark}")
+            at = end
+    out.append(answer[at:])
+    return "".join(out)
