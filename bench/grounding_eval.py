@@ -171,23 +171,34 @@ def report_line(name: str, rows: list[dict], predict) -> str:
     )
 
 
-def time_per_answer(rows: list[dict], embedder) -> tuple[float, float, int]:
-    """Median and p90 ms of deepkb.answer.grounding.check_answer over answers made of one passage's sentences."""
+def time_per_answer(rows: list[dict], embedder) -> dict:
+    """Median and p90 ms of deepkb.answer.grounding.check_answer over answers made of one passage's sentences (up to 5,
+    each citing it), with the embedder and without it, beside one embed call of one sentence (what embedding a
+    question for search costs on the same machine at the same moment) and the load average."""
     from deepkb.answer.grounding import check_answer
 
     groups: dict[str, list[dict]] = {}
     for row in rows:
         if row["shape"] != "scifact-claims":
             groups.setdefault(row["passage"], []).append(row)
-    times = []
+    load = os.getloadavg()[0]
+    timed: dict[str, list[float]] = {"embedder": [], "words only": [], "one query embed": []}
     for text, group in groups.items():
         answer = " ".join(f"{r['sentence'].rstrip('.')} [1]." for r in group[:5])
         hits = [Hit(0, "passage", None, None, None, None, 0.0, text)]
-        started = time.perf_counter()
-        check_answer(answer, hits, embedder.embed)
-        times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    return statistics.median(times), times[int(0.9 * (len(times) - 1))], len(times)
+        for name, (call, args) in {
+            "embedder": (check_answer, (answer, hits, embedder.embed)),
+            "words only": (check_answer, (answer, hits, None)),
+            "one query embed": (embedder.embed, ([group[0]["sentence"]],)),
+        }.items():
+            started = time.perf_counter()
+            call(*args)
+            timed[name].append((time.perf_counter() - started) * 1000)
+    out = {"answers": len(groups), "load_before": load, "load_after": os.getloadavg()[0]}
+    for name, times in timed.items():
+        times.sort()
+        out[name] = (statistics.median(times), times[int(0.9 * (len(times) - 1))])
+    return out
 
 
 def main() -> int:
@@ -195,6 +206,7 @@ def main() -> int:
     parser.add_argument("--scifact", type=Path, default=SCIFACT)
     parser.add_argument("--manuals", type=Path, default=MANUALS)
     parser.add_argument("--sweep", action="store_true", help="Tune on the tune half and print the best settings.")
+    parser.add_argument("--timing", action="store_true", help="Only the time per answer.")
     args = parser.parse_args()
     rows = load(args.scifact, args.manuals)
     if not rows:
@@ -203,10 +215,16 @@ def main() -> int:
     from deepkb.embedders import create_embedder
 
     embedder = create_embedder("all-MiniLM-L6-v2")
-    featurize(rows, embedder.embed)
+    if args.timing:
+        rows = [r for r in rows if r["shape"] != "scifact-claims"]
+    else:
+        featurize(rows, embedder.embed)
     tune = [r for r in rows if r["split"] == "tune"]
     report = [r for r in rows if r["split"] == "report"]
     ours = [r for r in tune if r["shape"] != "scifact-claims"]
+    if args.timing:
+        print_timing(rows, embedder)
+        return 0
     weights, cos_t, ovl_t = sweep(ours)
     print(f"tuned on {len(ours)} tune sentences (our shapes): {weights}; cosine alone < {cos_t}; overlap < {ovl_t}")
     if args.sweep:
@@ -244,10 +262,17 @@ def main() -> int:
         subset = [r for r in shapes[0][1] if r["kind"] == kind]
         flagged = sum(deepkb_predict(Weights())(r) for r in subset)
         print(f"  {kind}: {flagged}/{len(subset)} flagged")
-    median, p90, n = time_per_answer(rows, embedder)
-    print(f"\ntime per answer (check_answer, embedder loaded, {n} answers of up to 5 sentences): "
-          f"median {median:.1f} ms, p90 {p90:.1f} ms")  # fmt: skip
+    print_timing(rows, embedder)
     return 0
+
+
+def print_timing(rows: list[dict], embedder) -> None:
+    timing = time_per_answer(rows, embedder)
+    print(f"\ntime per answer ({timing['answers']} answers of up to 5 sentences, load average "
+          f"{timing['load_before']:.1f} -> {timing['load_after']:.1f}):")  # fmt: skip
+    for name in ("embedder", "words only", "one query embed"):
+        median, p90 = timing[name]
+        print(f"  {name}: median {median:.1f} ms, p90 {p90:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -127,8 +127,9 @@ def test_the_server_carries_support_in_the_response_the_final_chunk_and_the_foot
     kb.ingest([docs])
     request = {"model": "deepkb", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 64}
     with Upstream(reply=REPLY) as up:
-        settings = ServerSettings(port=0, kb=kb_home, llm_url=up.url, model="upstream-model", cache_size=0,
-                                  sources_footer=True)
+        settings = ServerSettings(
+            port=0, kb=kb_home, llm_url=up.url, model="upstream-model", cache_size=0, sources_footer=True
+        )
         with running(settings, embedder) as srv:
             whole = srv.http.post("/v1/chat/completions", json=request).json()
             lines = []

@@ -319,7 +319,17 @@ class ConversationStore:
             updated,
             [
                 Turn(
-                    q, a, r or "", cited.get(n, []), m, bool(ab), bool(fb), bool(cc), notice, json.loads(t), when,
+                    q,
+                    a,
+                    r or "",
+                    cited.get(n, []),
+                    m,
+                    bool(ab),
+                    bool(fb),
+                    bool(cc),
+                    notice,
+                    json.loads(t),
+                    when,
                     json.loads(sup),
                 )
                 for n, q, a, r, m, ab, fb, cc, notice, t, when, sup in turns
