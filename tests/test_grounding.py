@@ -157,3 +157,29 @@ def test_saved_turns_keep_their_support(kb, docs, embedder):
         result = session.ask(QUESTION)
     saved = session.store.get(session.id).turns[0]
     assert [s["supported"] for s in saved.support] == [s.supported for s in result.support] == [True, False]
+
+
+def test_chat_marks_the_unsupported_sentence_beside_the_answer(kb, docs):
+    pytest.importorskip("textual", reason="the chat needs the [tui] extra (textual)")
+    import asyncio
+    import time
+
+    from deepkb.llm.remote import OpenAICompatLLM
+    from deepkb.tui.app import ChatApp, ChatConfig
+
+    kb.ingest([docs])
+
+    async def scenario(app: ChatApp) -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press(*QUESTION, "enter")
+            deadline = time.monotonic() + 120
+            while not app.chat.last_answer or app.chat.answering or not app.chat.last_answer.sources:
+                assert time.monotonic() < deadline, "no answer"
+                await pilot.pause(0.05)
+            await pilot.pause()
+            answer = app.chat.last_answer
+            assert answer.text == f"{SUPPORTED} {INVENTED} ⚠"
+            assert "⚠ 1 of 2 sentences not supported" in str(answer.query_one(".meta").render())
+
+    with Upstream(reply=REPLY) as up:
+        asyncio.run(scenario(ChatApp(ChatConfig(kb, lambda: OpenAICompatLLM(up.url), model_label="stand-in"))))
