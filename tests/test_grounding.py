@@ -183,3 +183,13 @@ def test_chat_marks_the_unsupported_sentence_beside_the_answer(kb, docs):
 
     with Upstream(reply=REPLY) as up:
         asyncio.run(scenario(ChatApp(ChatConfig(kb, lambda: OpenAICompatLLM(up.url), model_label="stand-in"))))
+
+
+def test_a_footer_with_the_unsupported_count_is_stripped_from_history():
+    from deepkb.server.sources import footer, strip_footer
+
+    cited = [{"n": 1, "path": "/docs/backups.md", "page": None, "line_start": 1, "line_end": 4}]
+    for tail in (footer(cited, 1, 2), footer([], 1, 2)):
+        assert "⚠ 1 of 2 sentences not supported" in tail
+        assert strip_footer(REPLY + tail) == REPLY
+    assert "⚠" not in footer(cited, 0, 2)
