@@ -255,7 +255,9 @@ def main() -> int:
         print(report_line(f"cosine alone (< {cos_t}): {name}", subset, cosine_predict(cos_t)))
         print(report_line(f"word overlap alone (< {ovl_t}): {name}", subset, overlap_predict(ovl_t)))
     no_embed = [r for r in word_rows if r["shape"] != "scifact-claims"]
-    print(report_line("deepkb.answer.grounding without the embedder: our sentences", no_embed, deepkb_predict(Weights())))
+    print(
+        report_line("deepkb.answer.grounding without the embedder: our sentences", no_embed, deepkb_predict(Weights()))
+    )
     kinds = sorted({r["kind"] for r in shapes[0][1]})
     print("\nrecall by kind (our sentences, report half); false flags among supported kinds:")
     for kind in kinds:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from deepkb.cli import main
 from deepkb.answer.grounding import check_answer, mark_unsupported, split_answer
+from deepkb.cli import main
 from deepkb.retrieval.search import Hit
 
 from conftest import write

@@ -8,10 +8,10 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from deepkb.answer.citations import Citation, MarkerFilter, ThinkSplitter, resolve_citations, split_think
+from deepkb.answer.grounding import Support, check_answer
 from deepkb.answer.prompt import NOT_IN_DOCUMENTS, build_prompt, pack_excerpts, spread_documents
 from deepkb.answer.repetition import LOOP_NOTICE, RepeatGuard
 from deepkb.errors import LLMError, ModelLoadError, ModelNotFoundError
-from deepkb.answer.grounding import Support, check_answer
 from deepkb.llm import LLM, Usage
 from deepkb.retrieval.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic
 from deepkb.retrieval.excerpt import Embed, Scored, score_segments
@@ -94,7 +94,7 @@ class Timings:
     generate_ms: float | None = None
     source_token_budget: int | None = None  # what the sources could take (None: all that fit the context)
     excerpt_ms: float | None = None  # splitting the chunks into sentences and scoring them (a CPU budget only)
-    grounding_ms: float | None = None  # checking each answer sentence against its cited passages (deepkb.grounding)
+    grounding_ms: float | None = None  # checking each answer sentence against its cited passages (grounding.py)
 
     def to_json(self) -> dict:
         return {

@@ -67,7 +67,7 @@ class _Printer:
 
 
 def _print_support(result: AskResult) -> None:
-    """The answer's sentences that their cited passages do not back (deepkb.grounding), with a one-line count."""
+    """The answer's sentences that their cited passages do not back (deepkb.answer.grounding), with a one-line count."""
     missing = [s for s in result.support if not s.supported]
     if missing:
         console.print(f"\n⚠ {len(missing)} of {len(result.support)} sentences not supported by the cited passages:",

@@ -68,7 +68,7 @@ SCHEMA = [
     );
     CREATE INDEX conversations_updated ON conversations(updated)
     """,
-    # deepkb.grounding: each answer sentence and whether its cited passages back it, as JSON
+    # deepkb.answer.grounding: each answer sentence and whether its cited passages back it, as JSON
     "ALTER TABLE turns ADD COLUMN support TEXT NOT NULL DEFAULT '[]'",
 ]
 

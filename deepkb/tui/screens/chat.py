@@ -178,7 +178,7 @@ class ChatScreen(Screen):
             title = f"Sources · {len(cited)} cited"
         if result.cancelled:
             meta = f"{len(cited)} cited so far" if cited else ""
-        if result.unsupported:  # deepkb.grounding: the sentences their passages do not back are marked
+        if result.unsupported:  # deepkb.answer.grounding: the sentences their passages do not back are marked
             meta += f" · {MARK} {result.unsupported} of {len(result.support)} sentences not supported by their sources"
         shown = mark_unsupported(result.answer, result.support)
         await answer.finish(shown, stopped=result.cancelled, meta=meta.lstrip(" ·"))
