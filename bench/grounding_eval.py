@@ -4,7 +4,7 @@
     .venv/bin/python bench/grounding_eval.py         # the report half, the peers beside it
     .venv/bin/python bench/grounding_eval.py --sweep # the tune half: the weights and threshold grid
 
-bench/grounding_sentences.jsonl was written and labelled before the scorer existed (commit 937ebd4). Three shapes:
+bench/grounding_sentences.jsonl was written and labelled before the scorer existed (commit 71abc60). Three shapes:
 - manuals: our sentences over 30 passages of Debian's git, find, tar, rsync and Python manuals (bench/cache/manuals);
 - scifact: our sentences over 14 SciFact abstracts (read from ../shared/data/scifact, never copied here);
 - scifact-claims: SciFact's own claims cited to their abstract, by id: SUPPORT -> supported, CONTRADICT ->
