@@ -8,6 +8,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from deepkb.answer.citations import Citation, MarkerFilter, ThinkSplitter, resolve_citations, split_think
+from deepkb.answer.grounding import Support, check_answer
 from deepkb.answer.prompt import NOT_IN_DOCUMENTS, build_prompt, pack_excerpts, spread_documents
 from deepkb.answer.repetition import LOOP_NOTICE, RepeatGuard
 from deepkb.errors import LLMError, ModelLoadError, ModelNotFoundError
@@ -93,6 +94,7 @@ class Timings:
     generate_ms: float | None = None
     source_token_budget: int | None = None  # what the sources could take (None: all that fit the context)
     excerpt_ms: float | None = None  # splitting the chunks into sentences and scoring them (a CPU budget only)
+    grounding_ms: float | None = None  # checking each answer sentence against its cited passages (grounding.py)
 
     def to_json(self) -> dict:
         return {
@@ -107,6 +109,7 @@ class Timings:
             "generate_ms": self.generate_ms,
             "source_token_budget": self.source_token_budget,
             "excerpt_ms": self.excerpt_ms,
+            "grounding_ms": self.grounding_ms,
         }
 
 
@@ -134,6 +137,12 @@ class AskResult:
     retrieval: dict | None = (
         None  # how ChatSession searched: first question, new topic or follow-up (deepkb.conversation.follow_up)
     )
+    support: list[Support] = field(default_factory=list)  # each answer sentence checked against what it cites
+
+    @property
+    def unsupported(self) -> int:
+        """How many answer sentences their cited passages do not back."""
+        return sum(not s.supported for s in self.support)
 
     def to_json(self) -> dict:
         """The `deepkb ask --json` object."""
@@ -152,6 +161,7 @@ class AskResult:
             "conversation_id": self.conversation_id,
             "turn": self.turn,
             "retrieval": self.retrieval,
+            "support": [s.to_json() for s in self.support],
         }
         if self.show_thinking:
             data["thinking"] = self.thinking
@@ -247,11 +257,16 @@ def answer_events(
         yield from _cancelled(result, hits)
         return
     closing: list[Event] = []
+    given: list[Hit] = []
     with _Holding(llm, stop) as held:
         if held:
-            closing = yield from _generate(question, hits, llm, opts, history, result, stop, scored, since)
+            closing = yield from _generate(question, hits, llm, opts, history, result, stop, scored, since, given)
     if not held:  # cancelled while another answer had the model
         closing = list(_cancelled(result, hits))
+    if result.answer and given and not result.abstained and not result.fallback:  # after the lock: on the CPU alone
+        grounding = time.perf_counter()
+        result.support = check_answer(result.answer, given, embed)
+        timings.grounding_ms = _ms(grounding)
     yield from closing  # the Done comes after the lock is released: a consumer may stop reading there
 
 
@@ -265,9 +280,11 @@ def _generate(
     stop: threading.Event,
     scored: Scored | None,
     since: float,
+    given: list[Hit],
 ) -> Generator[Event, None, list[Event]]:
     """Prompt, stream and check citations, with the model's lock held; yields the deltas and returns the closing
-    events (a Notice or none, then the Done)."""
+    events (a Notice or none, then the Done). `given` receives the passages the prompt held, numbered as the
+    markers."""
     timings = result.timings
     room = min(opts.answer_tokens, llm.context_size // 2)
     source_tokens = opts.source_tokens
@@ -302,6 +319,7 @@ def _generate(
         result.error = str(exc)
     thinking, answer = split_think(stream.raw)
     cited = resolve_citations(answer, prompt.sources)
+    given.extend(prompt.sources)
     result.answer, result.thinking = cited.text, thinking
     in_prompt = {h.chunk_id for h in prompt.sources}
     result.citations = cited.citations

@@ -66,6 +66,16 @@ class _Printer:
             console.print()
 
 
+def _print_support(result: AskResult) -> None:
+    """The answer's sentences that their cited passages do not back (deepkb.answer.grounding), with a one-line count."""
+    missing = [s for s in result.support if not s.supported]
+    if missing:
+        console.print(f"\n⚠ {len(missing)} of {len(result.support)} sentences not supported by the cited passages:",
+                      style="yellow", markup=False)  # fmt: skip
+        for s in missing:
+            console.print(f"  ⚠ {snippet(s.sentence, 200)} ({s.reason})", style="yellow", markup=False, soft_wrap=True)
+
+
 def _print_sources(result: AskResult, verbose: bool) -> None:
     if result.citations:
         console.print("[bold]Best passages[/]" if result.fallback else "\n[bold]Sources[/]")
@@ -89,6 +99,8 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
             parts.append(f"model load {t.load_ms} ms")
         if t.excerpt_ms is not None:
             parts.append(f"excerpts {t.excerpt_ms} ms")
+        if t.grounding_ms is not None:
+            parts.append(f"grounding {t.grounding_ms} ms")
         if t.prompt_tokens is not None:
             cached = f", {t.cached_prompt_tokens} cached" if t.cached_prompt_tokens else ""
             budget = f", sources ≤ {t.source_token_budget}" if t.source_token_budget is not None else ""
@@ -213,6 +225,7 @@ def ask(
         if as_json:
             click.echo(json.dumps(result.to_json(), ensure_ascii=False))
         else:
+            _print_support(result)
             _print_sources(result, verbose)
             if result.abstained and not result.also_retrieved and not kb.store.counts()["chunks"]:
                 err_console.print("[yellow]The knowledge base is empty; run `deepkb ingest PATH` first.[/]")

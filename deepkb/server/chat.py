@@ -70,10 +70,15 @@ class Outcome:
     finish_reason: str = "stop"
     cached: bool = False
     queue_wait_ms: float = 0.0  # time spent waiting for a generation slot
+    support: list[dict[str, Any]] = field(default_factory=list)  # each answer sentence against what it cites
 
     def info(self) -> dict[str, Any]:
         """deepkb's own figures, sent beside OpenAI's fields."""
-        return {"cached": self.cached, "queue_wait_ms": self.queue_wait_ms}
+        unsupported = sum(not s["supported"] for s in self.support)
+        return {
+            "cached": self.cached, "queue_wait_ms": self.queue_wait_ms, "support": self.support,
+            "unsupported": unsupported,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -277,8 +282,9 @@ class Answerer:
         if not streamed_answer and result.answer:
             texts.append(("content", result.answer))  # passages when no model answered
         out.citations = [c.to_json() for c in result.citations]
+        out.support = [s.to_json() for s in result.support]
         if self.settings.sources_footer:
-            texts.append(("content", footer(out.citations)))
+            texts.append(("content", footer(out.citations, result.unsupported, len(result.support))))
         for kind, piece in texts:
             released = screen.feed(kind, piece)
             if released:
@@ -367,7 +373,7 @@ class Answerer:
 def _to_cached(out: Outcome) -> CachedAnswer:
     return CachedAnswer(
         out.content, out.reasoning, out.sources, out.prompt_tokens, out.completion_tokens, out.finish_reason,
-        citations=out.citations,
+        citations=out.citations, support=out.support,
     )  # fmt: skip
 
 
@@ -381,5 +387,5 @@ def _replay(cached: CachedAnswer) -> Iterator[object]:
         yield TextItem("content", cached.content)
     yield Outcome(
         cached.content, cached.reasoning, list(cached.citations), list(cached.sources), cached.prompt_tokens,
-        cached.completion_tokens, cached.finish_reason, cached=True,
+        cached.completion_tokens, cached.finish_reason, cached=True, support=list(cached.support),
     )  # fmt: skip

@@ -10,7 +10,8 @@ from deepkb.answer.stream import AskResult
 from deepkb.retrieval.search import Hit, display_path, location
 
 FOOTER_HEAD = "Sources:"
-_FOOTER_RE = re.compile(rf"\n\n{FOOTER_HEAD}\n(?:\[\d+\] [^\n]*\n?)+\Z")
+UNSUPPORTED_LINE = "⚠ {n} of {total} sentences not supported by the cited passages"
+_FOOTER_RE = re.compile(rf"\n\n(?:{FOOTER_HEAD}\n(?:\[\d+\] [^\n]*\n?)+(?:⚠ [^\n]*\n?)?|⚠ [^\n]*\n?)\Z")
 
 
 def source_name(hit: Hit) -> str:
@@ -31,14 +32,16 @@ def source_data(n: int, hit: Hit) -> dict[str, Any]:
     return {"source": {"id": ident, "name": name}, "document": [hit.text], "metadata": [meta]}
 
 
-def footer(citations: list[dict[str, Any]]) -> str:
-    """A plain Sources list for clients that show only the text."""
+def footer(citations: list[dict[str, Any]], unsupported: int = 0, sentences: int = 0) -> str:
+    """A plain Sources list for clients that show only the text, and how many sentences lack support."""
     if not citations:
-        return ""
+        return "\n\n" + UNSUPPORTED_LINE.format(n=unsupported, total=sentences) if unsupported else ""
     lines = []
     for c in citations:
         where = location(c["page"], c["line_start"], c["line_end"])
         lines.append(f"[{c['n']}] {display_path(c['path'])} {where}".rstrip())
+    if unsupported:
+        lines.append(UNSUPPORTED_LINE.format(n=unsupported, total=sentences))
     return f"\n\n{FOOTER_HEAD}\n" + "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, ListView, Markdown
 
+from deepkb.answer.grounding import MARK, mark_unsupported
 from deepkb.conversation.session import Delta, Done, Notice, Retrieved
 from deepkb.errors import DeepKBError
 from deepkb.tui.commands import SlashError, parse_k, parse_on_off, parse_slash
@@ -177,7 +178,10 @@ class ChatScreen(Screen):
             title = f"Sources · {len(cited)} cited"
         if result.cancelled:
             meta = f"{len(cited)} cited so far" if cited else ""
-        await answer.finish(result.answer, stopped=result.cancelled, meta=meta)
+        if result.unsupported:  # deepkb.answer.grounding: the sentences their passages do not back are marked
+            meta += f" · {MARK} {result.unsupported} of {len(result.support)} sentences not supported by their sources"
+        shown = mark_unsupported(result.answer, result.support)
+        await answer.finish(shown, stopped=result.cancelled, meta=meta.lstrip(" ·"))
         await self.sources.show(cited + [Source(h) for h in result.also_retrieved], title=title)
         t = result.timings
         if t.tokens_per_s is not None and t.ttft_ms is not None:
