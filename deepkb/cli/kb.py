@@ -175,7 +175,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         deepkb status
         deepkb status --json
     """
-    from deepkb.abstain import reads_many_languages
+    from deepkb.retrieval.abstain import reads_many_languages
 
     info = open_kb(ctx).status()
     info["embedding_languages"] = "many" if reads_many_languages(info["embedding_model"]) else "english"

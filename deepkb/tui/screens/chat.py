@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, ListView, Markdown
 
+from deepkb.answer.stream import ABOUT_THE_ANSWER
 from deepkb.conversation.session import Delta, Done, Notice, Retrieved
 from deepkb.errors import DeepKBError
 from deepkb.tui.commands import SlashError, parse_k, parse_on_off, parse_slash
@@ -111,6 +112,8 @@ class ChatScreen(Screen):
             slash = parse_slash(text)
         except SlashError as exc:
             self.notify(str(exc), severity="warning")
+            box.remember(text)  # Up brings it back to correct it; the box is free for the next line
+            box.value = ""
             return
         box.remember(text)
         if slash is not None:
@@ -153,6 +156,8 @@ class ChatScreen(Screen):
                 answer.note("loading the model…")
         elif isinstance(event, Delta):
             await answer.add(event.kind, event.text)
+        elif isinstance(event, Notice) and event.kind in ABOUT_THE_ANSWER:
+            pass  # how the answer ended: said under the answer when it is done
         elif isinstance(event, Notice):
             self.notify(event.text, severity="warning", timeout=8)
         elif isinstance(event, Done):
@@ -177,6 +182,10 @@ class ChatScreen(Screen):
             title = f"Sources · {len(cited)} cited"
         if result.cancelled:
             meta = f"{len(cited)} cited so far" if cited else ""
+        if result.looped:
+            meta = f"{meta} · stopped: the model started repeating itself" if meta else "stopped: repeating itself"
+        elif result.truncated:
+            meta = f"{meta} · cut at the answer-token limit" if meta else "cut at the answer-token limit"
         await answer.finish(result.answer, stopped=result.cancelled, meta=meta)
         await self.sources.show(cited + [Source(h) for h in result.also_retrieved], title=title)
         t = result.timings
