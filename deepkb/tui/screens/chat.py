@@ -6,7 +6,7 @@ import re
 import threading
 from typing import TYPE_CHECKING
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -75,7 +75,9 @@ class ChatScreen(Screen):
         with Horizontal(id="body"):
             yield Conversation(id="conversation")
             yield SourcesPane(id="sources")
-        yield ChatInput(placeholder="Ask your documents… (/help for commands)", id="question")
+        # select_on_focus off: coming back to the box (Tab, or typing in another pane) must not select the draft,
+        # or the next key would replace it
+        yield ChatInput(placeholder="Ask your documents… (/help for commands)", id="question", select_on_focus=False)
         yield StatusLine(id="status")
         yield Footer()
 
@@ -193,6 +195,21 @@ class ChatScreen(Screen):
             self.status.speed = f"{t.tokens_per_s:.1f} tok/s · first token {t.ttft_ms / 1000:.1f} s"
 
     # keys -------------------------------------------------------------------------------------------------
+    def on_key(self, event: events.Key) -> None:
+        """Typing while the transcript or the sources list has focus (Shift+Tab, a click) goes to the question
+        box instead of nowhere; keys those panes bind (e, c, 1-9 in the sources) keep their meaning."""
+        focused = self.focused
+        if isinstance(focused, Input) or not (event.is_printable and event.character):
+            return
+        bound = {key for node in (focused.ancestors_with_self if focused else []) for key in _keys(node)}
+        if event.key in bound:
+            return
+        event.stop()
+        event.prevent_default()
+        box = self.query_one(ChatInput)
+        box.focus()
+        box.insert_text_at_cursor(event.character)
+
     def action_stop(self) -> None:
         """Esc: stop the running answer; what was written so far stays, marked stopped."""
         if self.answering and self._cancel is not None:
@@ -355,6 +372,12 @@ class ChatScreen(Screen):
         if source is None:
             raise SlashError(f"the last answer has no source [{arg}].")
         self.app.push_screen(SourceScreen(source))
+
+
+def _keys(node: object) -> set[str]:
+    """The keys a widget binds (each of a binding's comma-separated keys)."""
+    keys = (b[0] if isinstance(b, tuple) else getattr(b, "key", "") for b in getattr(node, "BINDINGS", []))
+    return {k.strip() for key in keys for k in key.split(",")}
 
 
 def _number(arg: str) -> int:

@@ -180,12 +180,3 @@ class Conversation(VerticalScroll):
         await self.remove_children()
         self.anchor(False)
         self.scroll_to(y=0, animate=False, immediate=True)
-
-    def on_key(self, event) -> None:
-        """Typing while the transcript has focus (Shift+Tab, a click) goes to the question box, not nowhere."""
-        if event.is_printable and event.character:
-            event.stop()
-            event.prevent_default()
-            self.screen.query_one("#question").focus()
-            box = self.screen.query_one("#question")
-            box.insert_text_at_cursor(event.character)
