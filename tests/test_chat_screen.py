@@ -2,6 +2,7 @@
 `<placeholders>`, the help table, the whole source passage, typing after Shift+Tab, copying under tmux, and the
 notices that belong under an answer. Pilot over a real knowledge base and a stand-in answer server."""
 
+# ruff: noqa: F811  (docs_kb, kb_template: test_tui's fixtures, used here by name)
 from __future__ import annotations
 
 import json
