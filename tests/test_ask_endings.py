@@ -21,7 +21,7 @@ from deepkb.conversation.session import ConversationStore
 from deepkb.llm import LlamaCppLLM
 from deepkb.retrieval.search import Hit
 
-from conftest import REPO, write
+from conftest import write
 
 QUESTION = "How long are backups kept?"
 
@@ -72,7 +72,7 @@ def backups_kb(kb, tmp_path):
 
 def test_ctrl_c_stops_the_answer_keeps_it_and_exits_130(backups_kb, tmp_path):
     with StandIn(words=2000, delay=0.05) as server:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+        env = {**os.environ, "NO_COLOR": "1"}
         process = subprocess.Popen(
             [sys.executable, "-m", "deepkb", "--kb", str(backups_kb.home), "ask", QUESTION, "--llm-url", server.url],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1,
