@@ -245,3 +245,28 @@ def test_copy_under_tmux_that_drops_osc52_says_where_the_text_went(docs_kb, tmp_
         run(scenario)
     finally:
         subprocess.run(["tmux", "-S", str(socket), "kill-server"], check=False)
+
+
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_the_status_line_says_think_only_for_models_that_reason(docs_kb, tiny_model, tmp_path):
+    from deepkb.llm import LlamaCppLLM
+
+    from tiny_gguf import build_tiny_gguf
+
+    plain = build_tiny_gguf(tmp_path / "tiny-chatml.gguf", chat_template=CHATML)
+    for path, thinks in ((plain, False), (tiny_model, True)):
+        app = _app(docs_kb, lambda path=path: LlamaCppLLM(path, context_size=1024, gpu_layers=0))
+
+        async def scenario(app=app, thinks=thinks):
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: app.model_ready, what="the model")
+                await pilot.pause()
+                line = str(chat(pilot).status.render())
+                assert ("think on" in line) is thinks, line
+
+        run(scenario)
