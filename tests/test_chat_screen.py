@@ -190,7 +190,7 @@ def test_typing_after_shift_tab_and_after_an_unknown_command(docs_kb):
 
 
 def test_the_source_view_reads_the_whole_passage_with_the_cited_lines_marked(docs_kb, scripted):
-    from deepkb.answer import AskOptions
+    from deepkb.answer.stream import AskOptions
 
     server = scripted("Production keys need the security lead's approval [1].")
     app = _app(docs_kb, lambda: OpenAICompatLLM(server.url), options=AskOptions(source_tokens=200))

@@ -9,7 +9,7 @@ import json
 from click.testing import CliRunner
 
 from deepkb.cli import main
-from deepkb.conversation import ChatSession, ConversationStore
+from deepkb.conversation.session import ChatSession, ConversationStore
 
 from conftest import write
 

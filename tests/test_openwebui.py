@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from deepkb.answer.repetition import LOOP_NOTICE
 from deepkb.kb import KnowledgeBase
-from deepkb.repetition import LOOP_NOTICE
 from deepkb.server.settings import ServerSettings
 
 from conftest import SAMPLE_DATA

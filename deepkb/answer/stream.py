@@ -12,7 +12,7 @@ from deepkb.answer.prompt import NOT_IN_DOCUMENTS, build_prompt, pack_excerpts, 
 from deepkb.answer.repetition import LOOP_NOTICE, RepeatGuard
 from deepkb.errors import LLMError, ModelLoadError, ModelNotFoundError
 from deepkb.llm import LLM, Usage
-from deepkb.retrieval.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic
+from deepkb.retrieval.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic, other_script
 from deepkb.retrieval.excerpt import Embed, Scored, score_segments
 from deepkb.retrieval.search import Hit, snippet
 
