@@ -22,7 +22,6 @@ from textual.widgets import Input, Markdown  # noqa: E402
 
 from deepkb.llm import OpenAICompatLLM  # noqa: E402
 from deepkb.tui.screens.dialogs import HelpScreen  # noqa: E402
-from deepkb.tui.screens.history import HistoryScreen  # noqa: E402
 from deepkb.tui.screens.source import SourceScreen  # noqa: E402
 from deepkb.tui.widgets.conversation import UserMessage  # noqa: E402
 
@@ -102,34 +101,6 @@ def test_a_new_conversation_after_a_long_one_is_in_sight(docs_kb, scripted):
             await ask(pilot, "and the legal hold?")
             await pilot.pause(0.5)
             assert _top_gap(view) <= 2, f"{_top_gap(view)} blank rows above the question"
-
-    run(scenario)
-
-
-def test_a_resumed_long_conversation_fills_the_screen(docs_kb, scripted):
-    server = scripted(LONG)
-    app = _app(docs_kb, lambda: OpenAICompatLLM(server.url))
-
-    async def scenario():
-        async with app.run_test(size=SIZE) as pilot:
-            await ask(pilot)
-            await ask(pilot, "and the legal hold?")
-            await pilot.press("ctrl+n")
-            await until(pilot, lambda: not chat(pilot).conversation.children, what="the new conversation")
-            await pilot.press("ctrl+o")
-            await until(pilot, lambda: isinstance(app.screen, HistoryScreen), what="the history")
-            await pilot.pause(0.3)
-            await pilot.press("enter")
-            await until(pilot, lambda: len(chat(pilot).conversation.answers) == 2, what="the resumed conversation")
-            await pilot.pause(0.5)
-            view = chat(pilot).conversation
-            shown = [w for w in view.walk_children() if w.region.height and w.region.y <= view.region.y + 1]
-            assert shown, "nothing is drawn at the top of the conversation"
-            server.reply = "Legal holds suspend the expiry [1]."
-            await ask(pilot, "who can lift it?")
-            await pilot.pause(0.5)
-            last = list(view.query(UserMessage))[-1]
-            assert view.region.y <= last.region.y < view.region.bottom  # the new question is in sight
 
     run(scenario)
 
