@@ -15,7 +15,6 @@ import click
 from deepkb.answer.prompt import cite_label
 from deepkb.answer.stream import CPU_FIRST_CHARACTER_S, CPU_SOURCE_TOKENS, DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
 from deepkb.cli._common import also_in, console, display_path, err_console, kb_option, location, open_kb
-from deepkb.retrieval.abstain import reads_many_languages
 from deepkb.llm import DEFAULT_CONTEXT_SIZE
 from deepkb.retrieval.abstain import reads_many_languages
 from deepkb.retrieval.search import snippet
