@@ -261,8 +261,12 @@ def _answer_model(ctx: _Context) -> Finding:
     from deepkb.errors import DeepKBError
     from deepkb.llm.catalog import resolve_model
 
+    wanted = ctx.model or ctx.settings.model or None  # --model, else the setting `ask`, `chat` and `serve` use
+    if not wanted and ctx.settings.llm_url:
+        return Finding("answer model", SKIP, f"answers come from the server at {ctx.settings.llm_url} (llm_url)",
+                       data={"llm_url": ctx.settings.llm_url})  # fmt: skip
     try:
-        path = resolve_model(ctx.model)
+        path = resolve_model(wanted)
     except DeepKBError as exc:
         return Finding("answer model", WARN, str(exc), "run `deepkb models pull` (search works without one)")
     ctx.model_bytes = path.stat().st_size

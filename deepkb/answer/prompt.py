@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from deepkb.answer.citations import MARKER_RE
 from deepkb.errors import LLMError
 from deepkb.llm import LLM, Message
+from deepkb.llm.base import context_advice
 from deepkb.retrieval.excerpt import Segment, window
 from deepkb.retrieval.search import Hit, display_path, location
 
@@ -172,7 +173,7 @@ def build_prompt(
     if used > budget:
         raise LLMError(
             f"The context of {llm.context_size} tokens cannot hold the question ({used} tokens) and an answer "
-            f"({answer_tokens} tokens); raise --ctx."
+            f"({answer_tokens} tokens); {context_advice(llm)}"
         )
     blocks: list[str] = []
     sources: list[Hit] = []

@@ -13,7 +13,7 @@ from deepkb.answer.prompt import NOT_IN_DOCUMENTS, build_prompt, pack_excerpts, 
 from deepkb.answer.repetition import LOOP_NOTICE, RepeatGuard
 from deepkb.errors import LLMError, ModelLoadError, ModelNotFoundError
 from deepkb.llm import LLM, Usage
-from deepkb.retrieval.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic
+from deepkb.retrieval.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic, other_script
 from deepkb.retrieval.excerpt import Embed, Scored, score_segments
 from deepkb.retrieval.search import Hit, snippet
 
@@ -77,6 +77,10 @@ class AskOptions:
     instead of whole chunks: more of the retrieved chunks fit the same tokens."""
     history_tokens: int | None = None
     """Prompt tokens earlier turns may take (newest first); None: as many as the sources on a CPU, else all that fit."""
+    cross_language: bool = False
+    """The embedding model reads many languages (abstain.reads_many_languages): a question written in another
+    script than the passages is searched as usual. False (an English-only embedder): such a question is declined
+    with a notice, since its search results are noise."""
 
 
 @dataclass
@@ -85,6 +89,7 @@ class Timings:
 
     retrieve_ms: float | None = None
     load_ms: float | None = None  # getting the model ready (loading a GGUF happens once per process)
+    model_wait_ms: float | None = None  # of load_ms, what this answer waited (`deepkb ask` loads while it searches)
     prompt_tokens: int | None = None
     cached_prompt_tokens: int | None = None  # KV state reused (previous question or the on-disk prompt cache)
     prefill_ms: float | None = None  # prefill of the remaining prompt tokens, part of ttft_ms
@@ -100,6 +105,7 @@ class Timings:
         return {
             "retrieve_ms": self.retrieve_ms,
             "load_ms": self.load_ms,
+            "model_wait_ms": self.model_wait_ms,
             "prompt_tokens": self.prompt_tokens,
             "cached_prompt_tokens": self.cached_prompt_tokens,
             "prefill_ms": self.prefill_ms,
@@ -131,6 +137,7 @@ class AskResult:
     show_thinking: bool = False
     cancelled: bool = False  # stopped by a cancel: `answer` and `citations` are what came before it
     looped: bool = False  # stopped because the reply repeated itself (deepkb.answer.repetition)
+    truncated: bool = False  # cut at the answer-token limit (--max-tokens), not ended by the model
     error: str | None = None  # the model failed mid-answer (the partial answer is kept); None when it did not
     conversation_id: str | None = None  # set by ChatSession when the turn is saved
     turn: int | None = None  # the turn's number in that conversation, from 1
@@ -158,6 +165,7 @@ class AskResult:
             "fallback": self.fallback,
             "notice": self.notice,
             "cancelled": self.cancelled,
+            "truncated": self.truncated,
             "conversation_id": self.conversation_id,
             "turn": self.turn,
             "retrieval": self.retrieval,
@@ -185,9 +193,16 @@ class Delta:
 
 @dataclass(frozen=True)
 class Notice:
-    """One line for the user: no model, fallback, loop stopped, cancelled, a failure mid-answer."""
+    """One line for the user: no model, fallback, loop stopped, cut at max tokens, cancelled, a failure mid-answer.
+
+    `kind` says which. "loop" and "length" say how a real answer ended: a shell shows them beside the answer, never
+    inside its text (the server sends them as a field, so they do not come back as history on the next turn)."""
 
     text: str
+    kind: str = "info"  # "fallback", "cancelled", "loop", "length", "error", "info"
+
+
+ABOUT_THE_ANSWER = ("loop", "length")  # notices about how an answer ended, kept out of its text
 
 
 @dataclass(frozen=True)
@@ -228,6 +243,19 @@ def answer_events(
     timings = Timings(retrieve_ms=_ms(started))
     result = AskResult(question, "", timings=timings, show_thinking=opts.show_thinking)
     yield Retrieved(hits)
+
+    if not opts.cross_language and (scripts := other_script(question, hits)):
+        asked, found = (s.title() if s != "CJK" else s for s in scripts)
+        result.answer, result.abstained, result.also_retrieved = NOT_IN_DOCUMENTS, True, hits
+        result.notice = (
+            f"The question is written in {asked} script and the documents in {found}; the embedding model matches "
+            "one language only, so what it found is not about the question. Ask in the documents' language, or "
+            "reindex with a multilingual embedding model (README: Questions in other languages)."
+        )
+        yield Delta("answer", NOT_IN_DOCUMENTS)
+        yield Notice(result.notice, "language")
+        yield Done(result)
+        return
 
     if not relevance(question, hits, opts.min_relevance):
         result.answer, result.abstained, result.also_retrieved = NOT_IN_DOCUMENTS, True, hits
@@ -329,15 +357,22 @@ def _generate(
     timings.prompt_tokens = usage.prompt_tokens or prompt.prompt_tokens
     timings.cached_prompt_tokens, timings.prefill_ms = usage.cached_tokens, usage.prefill_ms
     result.cancelled, result.looped = stream.cancelled, stream.looped
+    result.truncated = not (stream.cancelled or stream.looped or result.error) and usage.finish_reason == "length"
+    kind = "info"
     if result.error:
-        result.notice = result.error
+        result.notice, kind = result.error, "error"
     elif stream.cancelled:
-        result.notice = CANCELLED
+        result.notice, kind = CANCELLED, "cancelled"
     elif stream.looped:
-        result.notice = LOOP_NOTICE
+        result.notice, kind = LOOP_NOTICE, "loop"
     elif not answer and thinking:
         result.notice = f"The model spent all {room} answer tokens reasoning; raise --max-tokens or try --no-think."
-    return ([Notice(result.notice)] if result.notice else []) + [Done(result)]
+    elif result.truncated:
+        result.notice, kind = (
+            f"The answer was cut at {room} tokens (--max-tokens); ask for more to get the rest.",
+            "length",
+        )
+    return ([Notice(result.notice, kind)] if result.notice else []) + [Done(result)]
 
 
 class _Holding:
@@ -456,14 +491,14 @@ def _fallback(result: AskResult, hits: list[Hit], opts: AskOptions, notice: str)
     result.citations = [Citation(n, h) for n, h in enumerate(shown, 1)]
     result.also_retrieved = hits[len(shown) :]
     result.fallback, result.notice = True, notice
-    yield Notice(notice)  # the passages themselves are in result.citations, listed by the caller
+    yield Notice(notice, "fallback")  # the passages themselves are in result.citations, listed by the caller
     yield Done(result)
 
 
 def _cancelled(result: AskResult, hits: list[Hit]) -> Iterator[Event]:
     """Cancelled before the model started: no answer, the retrieved passages listed."""
     result.cancelled, result.also_retrieved, result.notice = True, hits, CANCELLED
-    yield Notice(CANCELLED)
+    yield Notice(CANCELLED, "cancelled")
     yield Done(result)
 
 

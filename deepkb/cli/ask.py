@@ -16,6 +16,7 @@ from deepkb.answer.prompt import cite_label
 from deepkb.answer.stream import CPU_FIRST_CHARACTER_S, CPU_SOURCE_TOKENS, DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
 from deepkb.cli._common import also_in, console, display_path, err_console, kb_option, location, open_kb
 from deepkb.llm import DEFAULT_CONTEXT_SIZE
+from deepkb.retrieval.abstain import reads_many_languages
 from deepkb.retrieval.search import snippet
 
 
@@ -96,7 +97,8 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
         t = result.timings
         parts = [f"retrieve {t.retrieve_ms} ms"]
         if t.load_ms is not None:
-            parts.append(f"model load {t.load_ms} ms")
+            waited = f" (waited {t.model_wait_ms} ms)" if t.model_wait_ms is not None else ""
+            parts.append(f"model load {t.load_ms} ms{waited}")
         if t.excerpt_ms is not None:
             parts.append(f"excerpts {t.excerpt_ms} ms")
         if t.grounding_ms is not None:
@@ -185,7 +187,8 @@ def ask(
     Streams the answer, then lists the sources it cites. Says "not in the documents" (without running
     the model) when nothing relevant is found; without a model it shows the best passages instead.
     Each answer is saved as a conversation: -c asks a follow-up in the last one, --chat ID in another.
-    Ctrl-C stops the answer and keeps what was written so far.
+    Ctrl-C stops the answer and keeps what was written so far (exit code 130). An answer cut at
+    --max-tokens says so.
 
     \b
     Example:
@@ -206,12 +209,21 @@ def ask(
     options = AskOptions(
         k=k, min_relevance=min_relevance, answer_tokens=max_tokens, temperature=temperature,
         skip_reasoning=skip_reasoning, show_thinking=show_thinking, source_tokens=source_tokens,
+        cross_language=reads_many_languages(kb.settings.embedding_model),
     )  # fmt: skip
     store = ConversationStore(kb.home)
     conversation_id = store.last_id() if continue_last else store.resolve(chat_id) if chat_id else None
     # The model loads in the background while the question is embedded and searched: each takes seconds on a CPU.
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepkb-load-llm")
-    model_ready = loader.submit(open_configured_llm, kb.settings)
+    load_ms: list[float] = []
+
+    def load():
+        started = time.perf_counter()
+        llm = open_configured_llm(kb.settings)
+        load_ms.append(round((time.perf_counter() - started) * 1000, 1))
+        return llm
+
+    model_ready = loader.submit(load)
     session = ChatSession(
         kb, model_ready.result, options=options, conversation_id=conversation_id, save=not no_save, store=store
     )
@@ -222,6 +234,8 @@ def ask(
         finally:
             if printer:
                 printer.close()
+        if result.timings.load_ms is not None and load_ms:  # the core timed the wait; the load ran meanwhile
+            result.timings.model_wait_ms, result.timings.load_ms = result.timings.load_ms, load_ms[0]
         if as_json:
             click.echo(json.dumps(result.to_json(), ensure_ascii=False))
         else:
@@ -231,6 +245,8 @@ def ask(
                 err_console.print("[yellow]The knowledge base is empty; run `deepkb ingest PATH` first.[/]")
         if result.error:
             ctx.exit(1)
+        if result.cancelled:  # Ctrl-C: the answer so far is printed and saved; the shell sees the interrupt
+            ctx.exit(130)
     finally:
         loader.shutdown(wait=True)  # a model still loading after an abstention finishes before the process exits
 
@@ -263,16 +279,16 @@ def _run(session, question: str, printer: _Printer | None, since: float | None =
 
     threading.Thread(target=pump, name="deepkb-answer", daemon=True).start()
     while True:
-        try:
+        try:  # Ctrl-C may come while a piece is being printed as well as while waiting for the next
             event = events.get()
+            if isinstance(event, BaseException):
+                break
+            if printer is not None and isinstance(event, Delta):
+                printer(event.kind, event.text)
+            elif printer is not None and isinstance(event, Notice):
+                printer("notice", event.text)
+            elif isinstance(event, Done):
+                return event.result
         except KeyboardInterrupt:
             session.cancel()
-            continue
-        if isinstance(event, BaseException):
-            raise event
-        if printer is not None and isinstance(event, Delta):
-            printer(event.kind, event.text)
-        elif printer is not None and isinstance(event, Notice):
-            printer("notice", event.text)
-        elif isinstance(event, Done):
-            return event.result
+    raise event

@@ -43,30 +43,48 @@ class _IngestProgress:
         self.bar.update(self.task, chunks=self.chunks, rate=f"{rate:.0f}")
 
 
+# Reasons for leaving a file out that say what the file is, not that something failed: a nightly
+# `deepkb ingest ~/src` meets images, archives and empty __init__.py files every night.
+NOT_TEXT_REASONS = ("unsupported file type", "empty file", "no text")
+
+
+def is_failure(reason: str) -> bool:
+    """A skipped file that could not be read (or parsed), as opposed to one that holds no text to index."""
+    return not reason.startswith(NOT_TEXT_REASONS)
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the summary.")
+@click.option("--strict", is_flag=True, help="Exit 1 also when files were skipped as unsupported or empty.")
 @kb_option
 @click.pass_context
-def ingest(ctx: click.Context, paths: tuple[str, ...], as_json: bool) -> None:
+def ingest(ctx: click.Context, paths: tuple[str, ...], as_json: bool, strict: bool) -> None:
     """Add files and folders to the knowledge base, or bring them up to date.
 
     Only what changed since the last run is read; only new text is embedded. Renamed files cost no
     re-embedding; files deleted from an ingested folder are removed. Hidden entries and patterns in
-    .deepkbignore files are skipped. Exit code 0: all ingested, 1: some files skipped, 2: usage error.
+    .deepkbignore files are skipped. Exit code 0: all ingested (unsupported and empty files are listed as
+    skipped, not failed), 1: some files could not be read (with --strict: or were skipped at all),
+    2: usage error, 130: interrupted (what was stored stays; run it again to go on).
 
     \b
     Example:
         deepkb ingest ~/notes ~/papers
         deepkb ingest ./docs --json
+        deepkb ingest ~/src --strict      # in cron: fail on any file left out
     """
     kb = open_kb(ctx)
     progress = None if as_json or not err_console.is_terminal else _IngestProgress()
-    if progress:
-        with progress.bar:
-            report = kb.ingest(paths, progress=progress)
-    else:
-        report = kb.ingest(paths)
+    before = kb.store.counts()
+    try:
+        if progress:
+            with progress.bar:
+                report = kb.ingest(paths, progress=progress)
+        else:
+            report = kb.ingest(paths)
+    except KeyboardInterrupt:
+        _interrupted(kb, before)
     if as_json:
         click.echo(json.dumps(report.to_json()))
     else:
@@ -83,7 +101,25 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], as_json: bool) -> None:
             table.add_row(label, f"[bold]{value}[/]" if value else "0")
         table.add_row("time", f"{report.seconds:.1f} s")
         console.print(table)
-    sys.exit(1 if report.skipped else 0)
+    failed = [s for s in report.skipped if is_failure(s.reason)]
+    sys.exit(1 if failed or (strict and report.skipped) else 0)
+
+
+def _interrupted(kb, before: dict) -> None:
+    """Ctrl-C during ingest: say what this run stored (every finished batch is committed) and how to go on."""
+    try:
+        after = kb.store.counts()
+        stored = (
+            f"{after['documents'] - before['documents']} new documents and {after['chunks'] - before['chunks']} "
+            "new chunks are stored"
+        )
+    except Exception:  # noqa: BLE001  (the counts are a courtesy; the message must come out)
+        stored = "every batch finished before it is stored"
+    err_console.print(
+        f"interrupted: {stored}; run the same command again to go on where it stopped (nothing is embedded twice).",
+        soft_wrap=True,
+    )
+    sys.exit(130)
 
 
 @click.command()
@@ -139,7 +175,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
         deepkb status
         deepkb status --json
     """
+    from deepkb.retrieval.abstain import reads_many_languages
+
     info = open_kb(ctx).status()
+    info["embedding_languages"] = "many" if reads_many_languages(info["embedding_model"]) else "english"
     if as_json:
         click.echo(json.dumps(info))
         return
@@ -151,6 +190,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "embedding model",
         f"{info['embedding_model']} ({info['embedding_dim'] or '?'}-d, {info['embedding_backend']})",
     )
+    table.add_row(
+        "languages",
+        "many (a multilingual embedding model)" if info["embedding_languages"] == "many" else
+        "English only: questions in another script are declined; see the README for a multilingual model",
+    )  # fmt: skip
     table.add_row("folders", "\n".join(display_path(r) for r in info["roots"]) or "-")
     if info["documents_with_empty_pages"]:
         table.add_row("PDFs with textless pages", str(info["documents_with_empty_pages"]))

@@ -240,7 +240,10 @@ class ConversationStore:
                     for c in turn.citations
                 ],
             )  # fmt: skip
-            db.execute("UPDATE conversations SET updated = ? WHERE id = ?", [turn.created, conversation_id])
+            # The turn was made before a new conversation's row: never let `updated` fall before `created`.
+            db.execute(
+                "UPDATE conversations SET updated = max(?, created) WHERE id = ?", [turn.created, conversation_id]
+            )
         return n
 
     def rename(self, conversation_id: str, title: str) -> None:

@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deepkb.answer.stream import AskOptions, AskResult
+from deepkb.answer.stream import ABOUT_THE_ANSWER, AskOptions, AskResult
+from deepkb.retrieval.abstain import reads_many_languages
 from deepkb.server.cache import AnswerCache, CachedAnswer, cache_key
 from deepkb.server.engine import ModelHost, Worker, model_alone
 from deepkb.server.metrics import Metrics
@@ -23,6 +24,7 @@ from deepkb.server.queue import GenerationQueue, QueueFull, Slot
 from deepkb.server.schema import MODEL_NORAG, ChatCompletionRequest, ChatMessage
 from deepkb.server.settings import ServerSettings
 from deepkb.server.sources import footer, numbered_sources, source_data, strip_footer
+from deepkb.server.tasks import frontend_task, task_reply
 
 if TYPE_CHECKING:
     from deepkb.kb import KnowledgeBase
@@ -71,13 +73,14 @@ class Outcome:
     cached: bool = False
     queue_wait_ms: float = 0.0  # time spent waiting for a generation slot
     support: list[dict[str, Any]] = field(default_factory=list)  # each answer sentence against what it cites
+    notice: str | None = None  # how the answer ended (stopped repeating itself, cut at max tokens): not its text
 
     def info(self) -> dict[str, Any]:
         """deepkb's own figures, sent beside OpenAI's fields."""
         unsupported = sum(not s["supported"] for s in self.support)
         return {
             "cached": self.cached, "queue_wait_ms": self.queue_wait_ms, "support": self.support,
-            "unsupported": unsupported,
+            "unsupported": unsupported, "notice": self.notice,
         }  # fmt: skip
 
 
@@ -92,6 +95,7 @@ class Job:
     options: AskOptions
     key: str | None  # answer-cache key (None: not cacheable)
     llm_name: str | None
+    task: str | None = None  # a front-end's title/tags/follow-ups request to `deepkb` (deepkb.server.tasks)
 
 
 def conversation(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, str]]]:
@@ -147,9 +151,14 @@ class Answerer:
             )
         question, history = conversation(body.messages)
         s = self.settings
+        if body.model != MODEL_NORAG and (task := frontend_task(question)):
+            return Job(body.model, question, [], [], AskOptions(), None, None, task=task)
         max_tokens = body.max_completion_tokens or body.max_tokens or s.max_tokens
         temperature = AskOptions.temperature if body.temperature is None else body.temperature
-        options = AskOptions(answer_tokens=max_tokens, temperature=temperature)
+        options = AskOptions(
+            answer_tokens=max_tokens, temperature=temperature,
+            cross_language=reads_many_languages(self.kb.settings.embedding_model),
+        )  # fmt: skip
         llm = self.host.llm
         llm_name = llm.name if llm is not None else None
         messages = [
@@ -168,6 +177,11 @@ class Answerer:
     async def items(self, job: Job, started: float, tick: float) -> AsyncIterator[object]:
         """The answer's items (KEEPALIVE after each `tick` seconds without one); raises QueueFull (before any
         other item) when no generation slot comes free in time."""
+        if job.task:  # answered at once: it never waits behind a generation
+            reply = task_reply(job.task, job.question)
+            yield TextItem("content", reply)
+            yield Outcome(content=reply)
+            return
         cached = self.cache.get(job.key) if job.key else None
         if cached is not None:
             self.metrics.cache_hits.inc()
@@ -243,6 +257,8 @@ class Answerer:
                     streamed_answer |= is_answer
                     for item in text("content" if is_answer else "reasoning", event.text):
                         yield item
+                elif kind == "Notice" and getattr(event, "kind", "") in ABOUT_THE_ANSWER:
+                    out.notice = event.text  # a field, not content: it would come back as history next turn
                 elif kind == "Notice":
                     said = bool(out.content or screen.held("content"))
                     line = f"\n\n{event.text}" if said else event.text
@@ -301,7 +317,7 @@ class Answerer:
         t = result.timings
         out.prompt_tokens = t.prompt_tokens or 0
         out.completion_tokens = t.completion_tokens or 0
-        if out.completion_tokens and out.completion_tokens >= job.options.answer_tokens:
+        if result.truncated or (out.completion_tokens and out.completion_tokens >= job.options.answer_tokens):
             out.finish_reason = "length"
         if t.tokens_per_s:
             self.metrics.tokens_per_s.observe(t.tokens_per_s)
@@ -373,7 +389,7 @@ class Answerer:
 def _to_cached(out: Outcome) -> CachedAnswer:
     return CachedAnswer(
         out.content, out.reasoning, out.sources, out.prompt_tokens, out.completion_tokens, out.finish_reason,
-        citations=out.citations, support=out.support,
+        citations=out.citations, support=out.support, notice=out.notice,
     )  # fmt: skip
 
 
@@ -388,4 +404,5 @@ def _replay(cached: CachedAnswer) -> Iterator[object]:
     yield Outcome(
         cached.content, cached.reasoning, list(cached.citations), list(cached.sources), cached.prompt_tokens,
         cached.completion_tokens, cached.finish_reason, cached=True, support=list(cached.support),
+        notice=cached.notice,
     )  # fmt: skip

@@ -25,9 +25,12 @@ def source_data(n: int, hit: Hit) -> dict[str, Any]:
     Open WebUI keeps one entry per [n] marker."""
     ident = f"{hit.path}#chunk-{hit.chunk_id}"
     name = source_name(hit)
+    # Open WebUI reads metadata.page as a 0-based index (it shows "page {page + 1}"); page_number is 1-based,
+    # as the name, the citations and every other deepkb output count pages.
     meta = {
-        "source": ident, "name": name, "n": n, "path": hit.path, "page": hit.page, "line_start": hit.line_start,
-        "line_end": hit.line_end, "heading": hit.heading, "chunk_id": hit.chunk_id,
+        "source": ident, "name": name, "n": n, "path": hit.path,
+        "page": hit.page - 1 if hit.page is not None else None, "page_number": hit.page,
+        "line_start": hit.line_start, "line_end": hit.line_end, "heading": hit.heading, "chunk_id": hit.chunk_id,
     }  # fmt: skip
     return {"source": {"id": ident, "name": name}, "document": [hit.text], "metadata": [meta]}
 

@@ -91,7 +91,8 @@ def help_markdown() -> str:
     """The /help text: commands, then keys."""
     lines = ["## Commands", "", "| command | what it does |", "|---|---|"]
     for name, (hint, what) in SLASH_COMMANDS.items():
-        lines.append(f"| `/{name}{' ' + hint if hint else ''}` | {what} |")
+        command = f"/{name}{' ' + hint if hint else ''}".replace("|", "\\|")  # a | in a table cell splits it
+        lines.append(f"| `{command}` | {what} |")
     lines += ["", "## Keys", "", "| key | what it does |", "|---|---|"]
     lines += [f"| {key} | {what} |" for key, what in KEYS]
     lines += ["", "Citation markers such as [1] in an answer are links: click one to read its source."]

@@ -79,3 +79,18 @@ def clipboard_file(text: str) -> Path:
     path = folder / "copied.txt"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def tmux_set_clipboard() -> str | None:
+    """Inside tmux: its `set-clipboard` option (`on`, `external`, `off`); None outside tmux or when tmux cannot say.
+
+    tmux's default, `external`, drops the OSC 52 sequence an application sends: copying that way silently fails."""
+    if not os.environ.get("TMUX"):
+        return None
+    try:
+        shown = subprocess.run(
+            ["tmux", "show-options", "-gv", "set-clipboard"], capture_output=True, text=True, timeout=2
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return shown.stdout.strip() or None if shown.returncode == 0 else None

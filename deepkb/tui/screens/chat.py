@@ -6,7 +6,7 @@ import re
 import threading
 from typing import TYPE_CHECKING
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, ListView, Markdown
 
 from deepkb.answer.grounding import MARK, mark_unsupported
+from deepkb.answer.stream import ABOUT_THE_ANSWER
 from deepkb.conversation.session import Delta, Done, Notice, Retrieved
 from deepkb.errors import DeepKBError
 from deepkb.tui.commands import SlashError, parse_k, parse_on_off, parse_slash
@@ -75,7 +76,9 @@ class ChatScreen(Screen):
         with Horizontal(id="body"):
             yield Conversation(id="conversation")
             yield SourcesPane(id="sources")
-        yield ChatInput(placeholder="Ask your documents… (/help for commands)", id="question")
+        # select_on_focus off: coming back to the box (Tab, or typing in another pane) must not select the draft,
+        # or the next key would replace it
+        yield ChatInput(placeholder="Ask your documents… (/help for commands)", id="question", select_on_focus=False)
         yield StatusLine(id="status")
         yield Footer()
 
@@ -112,6 +115,8 @@ class ChatScreen(Screen):
             slash = parse_slash(text)
         except SlashError as exc:
             self.notify(str(exc), severity="warning")
+            box.remember(text)  # Up brings it back to correct it; the box is free for the next line
+            box.value = ""
             return
         box.remember(text)
         if slash is not None:
@@ -154,6 +159,8 @@ class ChatScreen(Screen):
                 answer.note("loading the model…")
         elif isinstance(event, Delta):
             await answer.add(event.kind, event.text)
+        elif isinstance(event, Notice) and event.kind in ABOUT_THE_ANSWER:
+            pass  # how the answer ended: said under the answer when it is done
         elif isinstance(event, Notice):
             self.notify(event.text, severity="warning", timeout=8)
         elif isinstance(event, Done):
@@ -178,6 +185,10 @@ class ChatScreen(Screen):
             title = f"Sources · {len(cited)} cited"
         if result.cancelled:
             meta = f"{len(cited)} cited so far" if cited else ""
+        if result.looped:
+            meta = f"{meta} · stopped: the model started repeating itself" if meta else "stopped: repeating itself"
+        elif result.truncated:
+            meta = f"{meta} · cut at the answer-token limit" if meta else "cut at the answer-token limit"
         if result.unsupported:  # deepkb.answer.grounding: the sentences their passages do not back are marked
             meta += f" · {MARK} {result.unsupported} of {len(result.support)} sentences not supported by their sources"
         shown = mark_unsupported(result.answer, result.support)
@@ -188,6 +199,21 @@ class ChatScreen(Screen):
             self.status.speed = f"{t.tokens_per_s:.1f} tok/s · first token {t.ttft_ms / 1000:.1f} s"
 
     # keys -------------------------------------------------------------------------------------------------
+    def on_key(self, event: events.Key) -> None:
+        """Typing while the transcript or the sources list has focus (Shift+Tab, a click) goes to the question
+        box instead of nowhere; keys those panes bind (e, c, 1-9 in the sources) keep their meaning."""
+        focused = self.focused
+        if isinstance(focused, Input) or not (event.is_printable and event.character):
+            return
+        bound = {key for node in (focused.ancestors_with_self if focused else []) for key in _keys(node)}
+        if event.key in bound:
+            return
+        event.stop()
+        event.prevent_default()
+        box = self.query_one(ChatInput)
+        box.focus()
+        box.insert_text_at_cursor(event.character)
+
     def action_stop(self) -> None:
         """Esc: stop the running answer; what was written so far stays, marked stopped."""
         if self.answering and self._cancel is not None:
@@ -350,6 +376,12 @@ class ChatScreen(Screen):
         if source is None:
             raise SlashError(f"the last answer has no source [{arg}].")
         self.app.push_screen(SourceScreen(source))
+
+
+def _keys(node: object) -> set[str]:
+    """The keys a widget binds (each of a binding's comma-separated keys)."""
+    keys = (b[0] if isinstance(b, tuple) else getattr(b, "key", "") for b in getattr(node, "BINDINGS", []))
+    return {k.strip() for key in keys for k in key.split(",")}
 
 
 def _number(arg: str) -> int:
