@@ -20,6 +20,9 @@ from deepkb.paths import default_home, kb_home
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 FUSIONS = ("convex", "rrf")
 CONFIG_FILE = "config.toml"
+# Settings that send data off the machine (the question, passages, an API key): never taken silently from a
+# config.toml that came from someone else (`deepkb restore` leaves them out unless --trust-config).
+REMOTE_SETTINGS = ("llm_url", "llm_api_key_env")
 
 
 @dataclass(frozen=True)

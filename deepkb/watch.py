@@ -130,7 +130,7 @@ class Watcher:
         from watchdog.observers import Observer
 
         self.roots = [_Root(p, p.is_file()) for p in resolve_roots(self.paths)]
-        self._stack.enter_context(self.kb.writer(self.holder))
+        self._stack.enter_context(self.kb.storage.hold(self.holder))  # its thread takes writer() per batch
         try:
             self._observer = Observer()
             for root in self.roots:

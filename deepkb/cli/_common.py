@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -35,10 +36,30 @@ def kb_option(func):
     )(func)
 
 
-def open_kb(ctx: click.Context, **overrides: object) -> KnowledgeBase:
-    """Open the KB named by --kb / DEEPKB_HOME, with CLI flags as the highest-precedence settings."""
+def require_kb(ctx: click.Context, *others: str) -> Path:
+    """The KB home named by --kb / DEEPKB_HOME, which must hold a knowledge base (or one of the `others` files): a
+    read-only command on a mistyped path says so instead of creating an empty one there (only ingest, watch and
+    restore create one)."""
+    from deepkb.errors import NoKnowledgeBaseError
+    from deepkb.paths import given_home
+    from deepkb.storage.catalog import DB_FILE
+
+    home = given_home(ctx.ensure_object(dict).get("kb")).absolute()
+    if not any((home / name).is_file() for name in (DB_FILE, *others)):
+        raise NoKnowledgeBaseError(
+            f"no knowledge base at {home}; check --kb / DEEPKB_HOME, or create one with `deepkb ingest PATH`."
+        )
+    return home
+
+
+def open_kb(ctx: click.Context, create: bool = False, **overrides: object) -> KnowledgeBase:
+    """Open the KB named by --kb / DEEPKB_HOME, with CLI flags as the highest-precedence settings.
+
+    Only the commands that fill a knowledge base (ingest, watch) pass create=True; the others refuse an empty path."""
     from deepkb.kb import KnowledgeBase
 
+    if not create:
+        require_kb(ctx)
     obj = ctx.ensure_object(dict)
     kb = KnowledgeBase.open(obj.get("kb"), **obj.get("settings", {}), **overrides)
     ctx.call_on_close(kb.close)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from deepkb.answer.stream import AskOptions
-from deepkb.cli._common import kb_option
+from deepkb.cli._common import kb_option, require_kb
 from deepkb.errors import UsageError
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ def chat(
     from deepkb.tui.app import ChatConfig, run_chat
 
     obj = ctx.ensure_object(dict)
+    if not watch:  # with --watch the chat fills the knowledge base itself
+        require_kb(ctx)
     settings = Settings.load(
         obj.get("kb"), **obj.get("settings", {}), model=model, llm_url=llm_url, llm_api_key_env=llm_api_key_env,
         gpu_layers=gpu_layers, llm_context=context_size, llm_threads=threads,

@@ -10,7 +10,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from deepkb.cli._common import also_in, console, display_path, err_console, kb_option, location, open_kb
+from deepkb.cli._common import also_in, console, display_path, err_console, kb_option, location, open_kb, require_kb
 from deepkb.retrieval.search import snippet
 
 
@@ -74,7 +74,7 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], as_json: bool, strict: bo
         deepkb ingest ./docs --json
         deepkb ingest ~/src --strict      # in cron: fail on any file left out
     """
-    kb = open_kb(ctx)
+    kb = open_kb(ctx, create=True)
     progress = None if as_json or not err_console.is_terminal else _IngestProgress()
     before = kb.store.counts()
     try:
@@ -241,6 +241,7 @@ def reindex(ctx: click.Context, reembed: bool, embedding_model: str | None, as_j
         raise click.UsageError("--embedding-model changes the model only together with --reembed.")
     from deepkb.kb import KnowledgeBase
 
+    require_kb(ctx)
     kb = KnowledgeBase.open(ctx.ensure_object(dict).get("kb"), check_model=not reembed, embedding_model=embedding_model)
     ctx.call_on_close(kb.close)
     result = kb.reindex(reembed=reembed)

@@ -104,7 +104,8 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
 def pull(name: str, as_json: bool) -> None:
     """Download a model from the Hugging Face Hub (default: deepseek-r1-1.5b); an interrupted pull resumes.
 
-    Honours HF_ENDPOINT (a mirror) and HF_TOKEN.
+    Honours HF_ENDPOINT (a mirror) and HF_TOKEN. Each catalog model is downloaded from the repository commit
+    deepkb pins and must match the SHA-256 it pins; a file that does not is deleted, never used.
 
     \b
     Example:
@@ -113,9 +114,13 @@ def pull(name: str, as_json: bool) -> None:
     """
     from deepkb.llm.catalog import pull as pull_model
 
+    entry = CATALOG[name]
+    if not entry.pinned and not as_json:
+        err_console.print(f"note: this deepkb pins no SHA-256 for {name} yet; it is checked against the Hub's own.")
     path = pull_model(name, progress=err_console.is_terminal and not as_json)
     if as_json:
-        click.echo(json.dumps({"name": name, "path": str(path), "size_bytes": path.stat().st_size}))
+        click.echo(json.dumps({"name": name, "path": str(path), "size_bytes": path.stat().st_size,
+                               "sha256_pinned": entry.pinned}))  # fmt: skip
         return
     console.print(f"[green]ready[/] {display_path(str(path))}", soft_wrap=True)
 

@@ -14,10 +14,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deepkb.errors import DeepKBError, UsageError
+from deepkb.server import guard
 from deepkb.server.cache import AnswerCache
 from deepkb.server.chat import Answerer, BadRequest
 from deepkb.server.engine import ModelHost
-from deepkb.server.guard import ApiError, Guard, error_response
+from deepkb.server.guard import ApiError, error_response
 from deepkb.server.metrics import Metrics
 from deepkb.server.policy import Blocklist
 from deepkb.server.queue import GenerationQueue, QueueFull
@@ -177,14 +178,7 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
     state = ServerState(settings, embedder)
     app = FastAPI(title="deepkb", lifespan=state.lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.deepkb = state
-    if settings.cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
-
-        app.add_middleware(Guard, state=state)
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])  # fmt: skip
-    else:
-        app.add_middleware(Guard, state=state)
+    guard.install(app, state)  # Host and Origin checks, CORS, auth and limits around every route and mount
 
     @app.exception_handler(ApiError)
     async def _apierror_response(request: Request, exc: ApiError) -> JSONResponse:

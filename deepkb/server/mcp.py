@@ -53,8 +53,8 @@ def mount_mcp(app: FastAPI, state: ServerState) -> None:
     )
     server = build_server(host)
     security = None  # a non-loopback bind needs --api-key; the app's own checks cover it
-    if is_loopback(settings.host):
-        local = ["127.0.0.1", "localhost", "[::1]"]
+    if is_loopback(settings.host) and "*" not in settings.allowed_hosts:  # the app's SameSite check agrees
+        local = ["127.0.0.1", "localhost", "[::1]", *settings.allowed_hosts]
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=[f"{h}:*" for h in local] + local,

@@ -120,7 +120,7 @@ class VectorIndex:
         k = min(k, len(self.live))
         if k <= 0:
             return []
-        self.index.set_ef(max(self.ef_search, k))
+        # ef stays as set once: searches share this index under a read lock, and hnswlib searches with max(ef, k)
         labels, distances = self.index.knn_query(np.asarray(vector, dtype=np.float32).reshape(1, -1), k=k)
         return [(int(i), float(1.0 - d)) for i, d in zip(labels[0], distances[0])]
 
