@@ -21,12 +21,12 @@ class _IngestProgress:
     one at the end, so a long run is never silent. The time left is the bytes still to read at the bytes-per-second
     of the files done so far (a PDF holds fewer tokens per byte than text, so it is an estimate, and says so)."""
 
-    def __init__(self, live: bool, every: float = 10.0) -> None:
-        self.live, self.every = live, every
+    def __init__(self, live: bool, every: float = 10.0, clock=time.monotonic) -> None:
+        self.live, self.every, self.clock = live, every, clock
         self.files = self.files_total = self.chunks = self.tokens = 0
         self.bytes_done = self.bytes_total = 0
         self.sizes: dict[str, int] = {}
-        self.started = self.last_line = time.monotonic()
+        self.started = self.last_line = clock()
         self.bar = None
         if live:
             self.bar = Progress(
@@ -42,7 +42,7 @@ class _IngestProgress:
 
     def scanned(self, files_to_read: int, files_total: int) -> None:
         self.files_total = files_to_read
-        self.started = self.last_line = time.monotonic()
+        self.started = self.last_line = self.clock()
         if self.bar:
             self.bar.update(self.task, description="ingesting", total=files_to_read)
         else:
@@ -66,7 +66,7 @@ class _IngestProgress:
 
     def line(self) -> str:
         """files and chunks done, tokens/s, time left"""
-        elapsed = max(time.monotonic() - self.started, 1e-6)
+        elapsed = max(self.clock() - self.started, 1e-6)
         parts = [f"{self.chunks:,} chunks embedded", f"{self.tokens / elapsed:,.0f} tokens/s"]
         if self.bytes_done and self.bytes_total > self.bytes_done:
             left = elapsed * (self.bytes_total - self.bytes_done) / self.bytes_done
@@ -77,7 +77,7 @@ class _IngestProgress:
         if self.bar:
             self.bar.update(self.task, completed=self.files, line=self.line())
             return
-        now = time.monotonic()
+        now = self.clock()
         if now - self.last_line >= self.every:
             self.last_line = now
             self.print_line()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import threading
@@ -33,6 +34,8 @@ from deepkb.embedders.base import (
 )
 from deepkb.errors import EmbeddingModelError
 from deepkb.paths import cache_root
+
+log = logging.getLogger(__name__)
 
 FORMAT = 2  # bump when the IR layout or the manifest changes
 PRECISION = "f32"  # the default inference precision, pinned: the same vectors on every CPU (see _request)
@@ -117,6 +120,7 @@ class OpenVINOEmbedder(Embedder):
         self._core = ov.Core()
         self._model = self._core.read_model(str(ir / "model.xml"))
         self._compiled: dict[int, object] = {}
+        self._bf16_checked = False
         self._lock = threading.Lock()  # an infer request serves one call at a time (`deepkb serve` has threads)
         tokenizer = Tokenizer.from_file(str(ir / "tokenizer.json"))
         self._counter = plain_copy(tokenizer)
@@ -128,12 +132,21 @@ class OpenVINOEmbedder(Embedder):
     def _request(self, threads: int):
         """One compiled model per thread count: 1 for queries (see base.QUERY_TEXTS), 0 = all cores."""
         if threads not in self._compiled:
-            # f32 pinned: OpenVINO's CPU plugin infers in bf16 by default where the CPU has native bf16 (AVX-512
-            # BF16, AMX), and then the vectors depend on the machine (cosine 0.99998 to torch's on such a CPU).
+            # The precision is always given: OpenVINO's CPU plugin would pick bf16 by itself where the CPU has native
+            # bf16 (AVX-512 BF16, AMX), and then a knowledge base's vectors would depend on the machine it began on.
             config = {"PERFORMANCE_HINT": "LATENCY", **_HINTS[self.precision]}
             if threads:
                 config["INFERENCE_NUM_THREADS"] = threads
-            self._compiled[threads] = self._core.compile_model(self._model, "CPU", config).create_infer_request()
+            compiled = self._core.compile_model(self._model, "CPU", config)
+            if self.precision == "bf16" and not self._bf16_checked:
+                self._bf16_checked = True
+                got = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+                if "bf16" not in got:  # said once per process: the knowledge base is bf16, this CPU computes f32
+                    log.warning(
+                        "this knowledge base is embedded in bf16, and this CPU has no native bf16: it is queried in "
+                        "f32 here (cosine to the stored vectors above 0.9999; `deepkb doctor` checks it)."
+                    )
+            self._compiled[threads] = compiled.create_infer_request()
         return self._compiled[threads]
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
