@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
@@ -35,7 +36,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 OUT = REPO / "bench" / "out" / "precision_quality.json"
 CACHE = REPO / "bench" / "cache"
-SCIFACT = REPO.parent / "shared" / "data" / "scifact"
+SCIFACT = Path(os.environ.get("SCIFACT_DIR", REPO.parent / "shared" / "data" / "scifact"))
 
 
 def bootstrap(values: list[float], resamples: int = 2000, seed: int = 0) -> list[float]:

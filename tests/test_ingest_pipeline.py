@@ -3,7 +3,6 @@ precision recorded per knowledge base, the GPU used where torch can, and progres
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -192,10 +191,3 @@ def test_a_gpu_with_a_cuda_torch_embeds_there(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert default_device() == "cuda"
     assert doctor._gpu_note("cuda:0").startswith("embedding runs on the NVIDIA GPU (cuda:0, torch CUDA 12.4)")
-
-
-def test_status_json_keeps_its_keys_and_says_the_precision(kb, tmp_path):
-    kb.ingest([_corpus(tmp_path / "docs", files=1)])
-    info = kb.status()
-    assert info["embedding_precision"] == "f32"  # the session's shared f32 embedder built it
-    assert json.loads(json.dumps(info))["embedding_backend"] in ("openvino", "sentence-transformers")

@@ -140,8 +140,12 @@ class OpenVINOEmbedder(Embedder):
             compiled = self._core.compile_model(self._model, "CPU", config)
             if self.precision == "bf16" and not self._bf16_checked:
                 self._bf16_checked = True
-                got = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-                if "bf16" not in got:  # said once per process: the knowledge base is bf16, this CPU computes f32
+                hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+                got = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+                if got not in (
+                    "bf16",
+                    "bfloat16",
+                ):  # said once per process: the knowledge base is bf16, this CPU computes f32
                     log.warning(
                         "this knowledge base is embedded in bf16, and this CPU has no native bf16: it is queried in "
                         "f32 here (cosine to the stored vectors above 0.9999; `deepkb doctor` checks it)."
