@@ -198,7 +198,9 @@ def _embedder(ctx: _Context) -> Finding:
     s = ctx.settings
     recorded = _recorded_precision(ctx) if ctx.db_ok else None
     kb_precision = recorded or (
-        default_precision(s.embedding_backend) if s.embedding_precision == "auto" else s.embedding_precision
+        default_precision(s.embedding_backend, s.embedding_model)
+        if s.embedding_precision == "auto"
+        else s.embedding_precision
     )
     if recorded and s.embedding_precision not in ("auto", recorded):
         return Finding(

@@ -85,7 +85,7 @@ class KnowledgeBase:
             recorded = "f32"  # built before deepkb recorded precisions: all of those were embedded in f32
         wanted = getattr(embedder, "precision", None) if embedder else self.settings.embedding_precision
         if wanted in (None, "auto"):
-            return recorded or default_precision(self.settings.embedding_backend)
+            return recorded or default_precision(self.settings.embedding_backend, self.settings.embedding_model)
         if check and recorded and recorded != wanted:
             raise EmbeddingModelError(
                 f"this knowledge base was embedded in {recorded} precision, not {wanted}; remove the "

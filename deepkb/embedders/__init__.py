@@ -6,7 +6,6 @@ the two engines. "auto" picks OpenVINO where it is installed and no NVIDIA GPU i
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
@@ -78,12 +77,11 @@ def pick_backend() -> str:
     return "openvino" if importlib.util.find_spec("openvino") else "sentence-transformers"
 
 
-@functools.cache
-def default_precision(backend: str = "auto") -> str:
+def default_precision(backend: str = "auto", model: str | None = None) -> str:
     """The precision a new knowledge base is built in (embedding_precision = "auto"; an existing one keeps its own):
     bf16 where OpenVINO embeds on a CPU with native bf16 (1.9x f32's speed, cosine to f32 above 0.9999, retrieval
     unchanged: BENCHMARKS.md), f32 everywhere else (sentence-transformers, on a GPU too)."""
-    return "bf16" if resolve_backend(backend) == "openvino" and native_bf16() else "f32"
+    return "bf16" if resolve_backend(backend, model) == "openvino" and native_bf16() else "f32"
 
 
 def gpu_present() -> bool:

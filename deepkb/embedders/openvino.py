@@ -9,6 +9,7 @@ Rust tokenizer: no torch import (about 9 s cold on this 2-core machine against 0
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -186,6 +187,7 @@ _HINTS: dict[str, dict] = {  # compile options per precision
 }
 
 
+@functools.cache
 def native_bf16() -> bool:
     """The CPU computes bf16 natively (AVX-512 BF16 or AMX), as OpenVINO's CPU plugin reports it."""
     try:
