@@ -44,6 +44,7 @@ DEFAULT_FILES = (
     "git-user-manual.txt", "python-logging.rst.txt", "python-sqlite3.rst.txt", "pg-app-psql.html",
     "pg-sql-createindex.html", "rsync.1.txt", "find.1.txt",
 )  # fmt: skip
+QUICK_FILES = ("python-logging.rst.txt", "pg-sql-createindex.html", "tar.1.txt")
 MFLOP_PER_TOKEN = 24.0
 FLOP_PER_CYCLE_PER_CORE = 32  # fp32: two 256-bit FMA pipes (Zen 4 runs AVX-512 on them), 8 lanes x 2 FLOP each
 
@@ -75,7 +76,10 @@ def export_base(rev: str) -> Path:
 
 
 def run(rounds: int = 3, files: tuple[str, ...] = DEFAULT_FILES, base: str = BASE,
-        precisions: tuple[str, ...] = ("f32", "int8")) -> dict:  # fmt: skip
+        precisions: tuple[str, ...] = ("f32", "bf16"), quick: bool = False) -> dict:  # fmt: skip
+    """Every contender on the same chunks, `rounds` times interleaved (quick: 2 rounds of 3 smaller manuals)."""
+    if quick:
+        rounds, files = 2, QUICK_FILES
     from figures import RawOpenVINO
     from manuals_fetch import fetch
 
@@ -216,7 +220,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--files", default=",".join(DEFAULT_FILES))
     parser.add_argument("--base", default=BASE)
-    parser.add_argument("--precisions", default="f32,int8")
+    parser.add_argument("--precisions", default="f32,bf16")
     args = parser.parse_args()
     figures = run(args.rounds, tuple(args.files.split(",")), args.base, tuple(args.precisions.split(",")))
     publish(figures, OUT, markdown, REPO)

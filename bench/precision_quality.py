@@ -10,9 +10,9 @@ through deepkb's own OpenVINO engine; queries are embedded in the precision of t
 is queried in its own. The interval is a 95% bootstrap over queries (2,000 resamples) of f32's mean, and of the
 paired difference bf16 - f32.
 
---manuals-kb: a knowledge base of the manuals (bench/manuals.py) built in f32; it is copied, re-embedded in bf16
-(`reindex --reembed --embedding-precision bf16`), and both are scored on the manuals' questions (MRR@10, hybrid and
-dense, held-out half and all), with the same bootstrap.
+--manuals: the manuals of bench/manuals.py (less --skip) ingested into a knowledge base per precision (the same
+chunks), both scored on the manuals' questions about those files (MRR@10, hybrid and dense, held-out half and all),
+with the same bootstrap.
 Writes bench/out/precision_quality.json and prints its BENCHMARKS.md section.
 """
 
@@ -92,26 +92,32 @@ def scifact(pool: int, folder: Path = SCIFACT) -> dict:
     return out
 
 
-def manuals(f32_kb: Path) -> dict:
+def manuals(skip: tuple[str, ...] = ()) -> dict:
+    """Ingest the manuals (less `skip`) into a knowledge base per precision, the same chunks, and score both."""
     from manuals import evaluate_deepkb, load_questions
+    from manuals_fetch import fetch
 
     from deepkb.kb import KnowledgeBase
 
-    bf16_kb = CACHE / "manuals-kb-bf16"
-    if not bf16_kb.exists():
-        shutil.copytree(f32_kb, bf16_kb, ignore=shutil.ignore_patterns("*.lock", "vectors.hnsw*"))
-        with KnowledgeBase.open(bf16_kb, check_model=False, embedding_precision="bf16") as kb:
-            started = time.perf_counter()
-            kb.reindex(reembed=True)
-            print(f"  manuals re-embedded in bf16 in {time.perf_counter() - started:.0f} s", flush=True)
-    questions = load_questions()
-    out: dict = {"questions": len(questions)}
+    source = fetch()
+    docs = CACHE / "precision-manuals" / "docs"
+    shutil.rmtree(docs.parent, ignore_errors=True)
+    docs.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.name not in skip:
+            shutil.copy2(path, docs / path.name)
+    questions = [q for q in load_questions() if q["file"] not in skip]
+    out: dict = {"questions": len(questions), "documents": len(list(docs.iterdir())), "skipped": list(skip)}
     ranks: dict = {}
-    for precision, folder in (("f32", f32_kb), ("bf16", bf16_kb)):
-        with KnowledgeBase.open(folder, embedding_precision=precision) as kb:
+    for precision in ("f32", "bf16"):
+        with KnowledgeBase.open(docs.parent / f"kb-{precision}", embedding_precision=precision) as kb:
+            started = time.perf_counter()
+            report = kb.ingest([docs])
+            out[f"ingest_{precision}"] = {"seconds": round(time.perf_counter() - started, 1),
+                                          "chunks": report.chunks_embedded}  # fmt: skip
+            print(f"  manuals ingested in {precision}: {out[f'ingest_{precision}']}", flush=True)
             for mode in ("hybrid", "dense"):
-                per_question, _ = evaluate_deepkb(kb, questions, mode)
-                ranks[(precision, mode)] = per_question
+                ranks[(precision, mode)], _ = evaluate_deepkb(kb, questions, mode)
     for mode in ("hybrid", "dense"):
         for half in ("test", "all"):
             group = [q["id"] for q in questions if half == "all" or q["split"] == half]
@@ -148,7 +154,8 @@ def markdown(f: dict) -> list[str]:
     ]
     m = f.get("manuals")
     if m:
-        lines += [f"Manuals ({m['questions']} questions), MRR@10:", "", "| mode, questions | f32 (95% interval) | bf16 "
+        left_out = f", without {', '.join(m['skipped'])} and its questions" if m.get("skipped") else ""
+        lines += [f"Manuals ({m['documents']} documents{left_out}; {m['questions']} questions), MRR@10:", "", "| mode, questions | f32 (95% interval) | bf16 "
                   "| bf16 − f32 (95% interval) |", "| --- | --- | --- | --- |"]  # fmt: skip
         for key in ("hybrid test", "hybrid all", "dense test", "dense all"):
             r = m[key]
@@ -167,7 +174,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pool", type=int, default=600)
-    parser.add_argument("--manuals-kb", type=Path, help="a manuals knowledge base built in f32 (bench/manuals.py)")
+    parser.add_argument("--manuals", action="store_true", help="also ingest the manuals in both precisions and score")
+    parser.add_argument("--skip", default="", help="comma-separated manuals left out (e.g. gnuplot.pdf, to save time)")
     parser.add_argument("--skip-scifact", action="store_true")
     args = parser.parse_args()
     figures: dict = {"when": time.strftime("%Y-%m-%dT%H:%M")}
@@ -175,8 +183,8 @@ def main() -> None:
         figures = {**json.loads(OUT.read_text()), **figures}
     if not args.skip_scifact:
         figures["scifact"] = scifact(args.pool)
-    if args.manuals_kb:
-        figures["manuals"] = manuals(args.manuals_kb)
+    if args.manuals:
+        figures["manuals"] = manuals(tuple(filter(None, args.skip.split(","))))
     publish(figures, OUT, markdown, REPO)
 
 
