@@ -154,7 +154,7 @@ def markdown(f: dict) -> list[str]:
     ]
     m = f.get("manuals")
     if m:
-        left_out = f", without {', '.join(m['skipped'])} and its questions" if m.get("skipped") else ""
+        left_out = f", without {', '.join(m['skipped'])} and their questions" if m.get("skipped") else ""
         lines += [f"Manuals ({m['documents']} documents{left_out}; {m['questions']} questions), MRR@10:", "", "| mode, questions | f32 (95% interval) | bf16 "
                   "| bf16 − f32 (95% interval) |", "| --- | --- | --- | --- |"]  # fmt: skip
         for key in ("hybrid test", "hybrid all", "dense test", "dense all"):
