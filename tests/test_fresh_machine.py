@@ -28,6 +28,7 @@ NOISE = re.compile(
 def _run(*args: str, kb: Path, cache: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "DEEPKB_CACHE": str(cache), "COLUMNS": "120"}
     env.pop("DEEPKB_TEST_CACHE", None)
+    env.pop("DEEPKB_EMBEDDING_PRECISION", None)  # a fresh machine: the default precision
     return subprocess.run(
         [sys.executable, "-m", "deepkb", "--kb", str(kb), *args],
         capture_output=True, text=True, timeout=600, env=env, cwd=REPO,

@@ -90,7 +90,8 @@ def test_the_next_files_are_read_while_the_engine_embeds(kb_home, embedder, tmp_
     assert report.stage_seconds["read_wait"] < report.stage_seconds["embed"]
 
 
-def test_precision_is_recorded_and_a_kb_is_never_queried_in_another(kb_home, tmp_path):
+def test_precision_is_recorded_and_a_kb_is_never_queried_in_another(kb_home, tmp_path, monkeypatch):
+    monkeypatch.delenv("DEEPKB_EMBEDDING_PRECISION")  # conftest pins f32; here the setting is "auto", its default
     docs = _corpus(tmp_path / "docs", files=2)
     with KnowledgeBase.open(kb_home, embedding_precision="bf16") as kb:
         kb.ingest([docs])
@@ -110,7 +111,8 @@ def test_precision_is_recorded_and_a_kb_is_never_queried_in_another(kb_home, tmp
     assert wrong.status == "fail" and "reindex --reembed --embedding-precision f32" in wrong.fix
 
 
-def test_a_kb_built_before_precisions_were_recorded_stays_f32(kb, tmp_path):
+def test_a_kb_built_before_precisions_were_recorded_stays_f32(kb, tmp_path, monkeypatch):
+    monkeypatch.delenv("DEEPKB_EMBEDDING_PRECISION")  # "auto": the default would be bf16 on this CPU
     kb.ingest([_corpus(tmp_path / "docs", files=1)])
     kb.store.db.execute("DELETE FROM meta WHERE key = 'embedding_precision'")
     kb.close()
