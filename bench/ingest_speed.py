@@ -83,7 +83,7 @@ def run(rounds: int = 3, files: tuple[str, ...] = DEFAULT_FILES, base: str = BAS
     from figures import RawOpenVINO
     from manuals_fetch import fetch
 
-    from deepkb.chunker import chunk_units
+    from deepkb.ingest.chunker import chunk_units
     from deepkb.kb import KnowledgeBase
     from deepkb.loaders import load
 
