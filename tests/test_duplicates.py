@@ -183,3 +183,18 @@ def test_also_in_is_shown_by_search_plain_and_json(twins_kb):
     assert other["line_start"] <= other["line_end"]
     plain = runner.invoke(main, args).stdout
     assert plain.count("also in ") >= 1 and f"L{other['line_start']}-{other['line_end']}" in plain
+
+
+def test_two_versions_that_differ_in_a_figure_are_two_results(kb, tmp_path):
+    """A lease template filled in twice states two different rents: neither may hide behind the other's also_in."""
+    docs = tmp_path / "leases"
+    clause = (
+        "The tenant pays a monthly rent of {rent} euros on the first working day of each month into the account "
+        "named in section 4. Late payment incurs a fee of {fee} euros after ten days."
+    )
+    write(docs / "flat-a.md", "# Lease\n\n" + clause.format(rent="1,200", fee="40") + "\n")
+    write(docs / "flat-b.md", "# Lease\n\n" + clause.format(rent="1,450", fee="40") + "\n")
+    kb.ingest([docs])
+    hits = kb.search("monthly rent late payment fee", k=5)
+    assert {Path(h.path).name for h in hits} == {"flat-a.md", "flat-b.md"}
+    assert all(not h.also_in for h in hits)

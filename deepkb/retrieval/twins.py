@@ -21,6 +21,7 @@ from deepkb.retrieval.search import Hit, Place
 SAME_PASSAGE = 0.5
 MIN_TRIPLES = 8  # a passage of fewer words (a heading, one line of code) is never folded: too little to judge
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
 def triples(text: str) -> frozenset[tuple[str, str, str]]:
@@ -37,6 +38,13 @@ def overlap(a: frozenset, b: frozenset) -> float:
     return len(small & large) / len(small)
 
 
+def same_numbers(a: str, b: str) -> bool:
+    """Every number of the shorter passage stands in the other: two versions of a text that differ in a figure (a
+    contract's amount, a version, a date) state different facts and are never folded into one result."""
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    return set(_NUMBER.findall(small)) <= set(_NUMBER.findall(large))
+
+
 def group_twins(hits: list[Hit], k: int, same_passage: float = SAME_PASSAGE) -> list[Hit]:
     """The first `k` distinct passages of `hits` (best first), each with the places of its twins in `also_in`."""
     kept: list[Hit] = []
@@ -47,7 +55,7 @@ def group_twins(hits: list[Hit], k: int, same_passage: float = SAME_PASSAGE) -> 
         if len(shape) >= MIN_TRIPLES:
             twin = next(
                 (i for i, (other, s) in enumerate(zip(kept, shapes))
-                 if other.path != hit.path and overlap(shape, s) >= same_passage),
+                 if other.path != hit.path and overlap(shape, s) >= same_passage and same_numbers(hit.text, other.text)),
                 None,
             )  # fmt: skip
         if twin is not None:

@@ -102,18 +102,17 @@ class ServerState:
             self.kb.embedder.embed(["warm up"])
 
     def _start_watch(self) -> None:
-        from deepkb.kb import KnowledgeBase
+        """The watcher writes through the server's own KnowledgeBase: one Storage and one HNSW graph per process,
+        so searches see each commit without repairing the index from SQLite."""
         from deepkb.watch import Watcher
 
-        kb = KnowledgeBase.open(self.kb.home, embedder=self.kb.embedder)
         watcher = Watcher(
-            kb, self.settings.watch, holder="deepkb serve", on_batch=self._watch_batch,
+            self.kb, self.settings.watch, holder="deepkb serve", on_batch=self._watch_batch,
             on_error=lambda message: log.warning("watch: %s", message),
         )  # fmt: skip
         try:
             watcher.start()
         except DeepKBError as exc:
-            kb.close()
             self.watch_error = str(exc)
             log.warning("not watching: %s", exc)
             return
@@ -130,7 +129,6 @@ class ServerState:
     def _stop(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
-            self.watcher.kb.close()
         self.kb.close()  # waits for the searches in flight
 
     def _queue_changed(self, busy: int, waiting: int) -> None:
