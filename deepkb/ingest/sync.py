@@ -5,14 +5,21 @@ unchanged is not re-chunked; a file whose content matches a document that vanish
 no embedding); in a changed file only chunks whose text is new are embedded (equal text reuses its stored
 vector); documents that vanished under an ingested root are removed. Every write is an SQLite transaction, and
 the vector index is saved atomically after them, so a kill at any moment leaves a consistent knowledge base.
+
+The engine is kept busy: a reader thread reads each changed file once (one read, one hash), loads and chunks it
+while the caller embeds and stores the files before it; each transaction holds a batch of files
+(`chunks_per_commit`) with their touches, renames and failures.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +30,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deepkb import faults
-from deepkb.checksum import file_sha256
 from deepkb.errors import LoadError
 from deepkb.ingest.chunker import Chunk, chunk_units
 from deepkb.ingest.scan import Skipped, resolve_roots, scan
@@ -80,9 +86,15 @@ class Progress:
 
     def scanned(self, files_to_read: int, files_total: int) -> None: ...
 
+    def to_read(self, sizes: dict[str, int]) -> None:
+        """The files about to be read, with their sizes in bytes (a progress display estimates the time left)."""
+
     def file_done(self, path: str, chunks: int) -> None: ...
 
     def embedded(self, texts: int) -> None: ...
+
+    def tokens_embedded(self, tokens: int) -> None:
+        """Model tokens in the texts just embedded (a progress display shows tokens/s)."""
 
 
 class _Stages:
@@ -177,37 +189,32 @@ def _sync(
     stage = _Stages(report.stage_seconds)
     roots = resolve_roots(paths)
     with stage("scan"):
-        files, known, candidates, touched, renames, vanished = _compare(run, roots, report)
-    store = run.store
-    if touched or renames or vanished:
+        plan = _compare(run, roots, report)
+    todo.update((path, st.st_size) for path, st in plan.candidates.items())
+    progress.scanned(len(plan.candidates), len(plan.files))
+    progress.to_read(dict(todo))
+    batch = _Batch()
+    reader = _Reader(run, plan)
+    try:
+        for item in reader:
+            with stage("read_chunk"):  # what the reader thread did not do: a rename's lookup, a rare late chunking
+                _sort(run, plan, item, batch, report)
+            if batch.chunks >= run.settings.chunks_per_commit:
+                _commit(run, batch, report, progress, stage)
+                batch = _Batch()
+        _commit(run, batch, report, progress, stage)
+    finally:
+        reader.stop()
+    report.stage_seconds["read_chunk"] = report.stage_seconds.get("read_chunk", 0.0) + reader.seconds
+    report.stage_seconds["read_wait"] = reader.waited
+    vanished = {p: d for p, d in plan.vanished.items() if p not in plan.claimed}
+    if vanished:
         with run.storage.write(timed=stage) as changes:
-            for doc_id, st in touched:
-                store.touch_document(doc_id, st.st_size, st.st_mtime_ns)
-            for doc_id, old, new, st in renames:
-                store.rename_document(doc_id, new, st.st_size, st.st_mtime_ns)
-                report.changes.append(Change("renamed", new, len(store.chunk_ids(doc_id)), old))
             for path, doc in vanished.items():
-                changes.removed += store.remove_document(doc.id)
+                changes.removed += run.store.remove_document(doc.id)
                 report.changes.append(Change("removed", path))
                 faults.checkpoint("removing")
-        report.renamed, report.removed = len(renames), len(vanished)
-
-    todo.update((path, st.st_size) for path, (st, _) in candidates.items())
-    progress.scanned(len(candidates), len(files))
-    pending: list[_Pending] = []
-    pending_chunks = 0
-    for path, (st, _) in candidates.items():
-        with stage("read_chunk"):
-            item = _prepare(run, path, st, action="updated" if path in known else "added", report=report)
-        if item is None:
-            progress.file_done(path, 0)
-            continue
-        pending.append(item)
-        pending_chunks += len(item.chunks)
-        if pending_chunks >= run.settings.chunks_per_commit:
-            _commit(run, pending, report, progress, stage)
-            pending, pending_chunks = [], 0
-    _commit(run, pending, report, progress, stage)
+        report.removed = len(vanished)
     if run.storage.index_dirty:
         with stage("index"):
             run.storage.save_index()
@@ -216,16 +223,48 @@ def _sync(
     return report
 
 
-def _compare(run: _Run, roots: list[Path], report: IngestReport) -> tuple:
-    """Walk the roots and sort every file into unchanged, touched (same content), renamed or to be read."""
+@dataclass
+class _Plan:
+    """What the walk found, before any file is read: which files to read, and what their content may turn out to be."""
+
+    files: dict[str, os.stat_result]
+    known: dict  # path -> DocumentRow of the documents under the roots
+    candidates: dict[str, os.stat_result]  # changed or new files, to be read once by the reader thread
+    vanished: dict  # path -> DocumentRow no longer on disk (a rename's source, until a read file claims it)
+    claimed: set[str] = field(default_factory=set)  # vanished paths that turned out to be renamed
+
+    def same_content_possible(self, path: str) -> set[str]:
+        """Hashes that would make reading this file pointless to chunk: its own stored one, or a vanished file's."""
+        doc = self.known.get(path)
+        if doc is not None:
+            return {doc.sha256} if doc.pipeline == PIPELINE_VERSION else set()
+        return set(self.vanished_hashes)
+
+    @functools.cached_property
+    def vanished_hashes(self) -> dict[str, list]:
+        """Content hash -> the vanished documents that held it."""
+        by_sha: dict[str, list] = {}
+        for doc in self.vanished.values():
+            by_sha.setdefault(doc.sha256, []).append(doc)
+        return by_sha
+
+    def claim(self, sha256: str) -> object | None:
+        """A vanished document with this content, not yet claimed by another file: the source of a rename."""
+        source = next((d for d in self.vanished_hashes.get(sha256, ()) if d.path not in self.claimed), None)
+        if source is not None:
+            self.claimed.add(source.path)
+        return source
+
+
+def _compare(run: _Run, roots: list[Path], report: IngestReport) -> _Plan:
+    """Walk the roots and sort every file by its size and mtime alone: unchanged, a known failure, or to be read."""
     files = dict(scan(roots, skip=[run.storage.home], skipped=report.skipped))
     faults.checkpoint("scanned")
     store = run.store
     known = store.documents_under([str(r) for r in roots])
     failures = store.failures_under([str(r) for r in roots])
 
-    candidates: dict[str, tuple[os.stat_result, str]] = {}  # changed or new files, with their content hash
-    touched: list[tuple[int, os.stat_result]] = []
+    candidates: dict[str, os.stat_result] = {}
     for path, st in files.items():
         doc = known.get(path)
         current = doc is not None and doc.pipeline == PIPELINE_VERSION
@@ -238,18 +277,10 @@ def _compare(run: _Run, roots: list[Path], report: IngestReport) -> tuple:
             continue
         try:
             precheck(Path(path), st.st_size)
-            sha = file_sha256(path)
         except LoadError as exc:
             report.skipped.append(Skipped(path, str(exc)))
             continue
-        except OSError as exc:
-            report.skipped.append(Skipped(path, f"unreadable ({exc.strerror or exc})"))
-            continue
-        if current and doc.sha256 == sha:
-            touched.append((doc.id, st))
-            report.unchanged += 1
-        else:
-            candidates[path] = (st, sha)
+        candidates[path] = st
 
     # The files of an unreadable folder, or a file that cannot be read now, are not "vanished": they keep their
     # indexed version until they can be read again.
@@ -258,45 +289,115 @@ def _compare(run: _Run, roots: list[Path], report: IngestReport) -> tuple:
     vanished = {
         p: d for p, d in known.items() if p not in files and p not in skipped_paths and not p.startswith(unreadable)
     }
-    by_sha: dict[str, list[str]] = {}
-    for p, d in vanished.items():
-        by_sha.setdefault(d.sha256, []).append(p)
-    renames: list[tuple[int, str, str, os.stat_result]] = []
-    for path, (st, sha) in list(candidates.items()):
-        if path in known:
-            continue
-        source = next((vanished[p] for p in by_sha.get(sha, ()) if p in vanished), None)
-        if source is None:  # moved in from a folder not being synced now
-            source = next((d for d in store.documents_with_sha(sha) if not os.path.exists(d.path)), None)
-        if source is not None:
-            vanished.pop(source.path, None)
-            renames.append((source.id, source.path, path, st))
-            del candidates[path]
-
     for path in failures.keys() - files.keys():
         store.set_failure(path, 0, 0, None)
-    return files, known, candidates, touched, renames, vanished
+    return _Plan(files, known, candidates, vanished)
 
 
-def _prepare(run: _Run, path: str, st: os.stat_result, action: str, report: IngestReport) -> _Pending | None:
-    """Read, load and chunk one file; a bad file becomes a Skipped entry and None."""
+@dataclass
+class _Read:
+    """One candidate file as the reader thread leaves it: read and hashed once, and loaded and chunked unless its
+    content may be stored already (then `data` is kept, in case it is not after all)."""
+
+    path: str
+    st: os.stat_result
+    sha256: str = ""
+    data: bytes | None = None
+    pending: _Pending | None = None
+    skipped: Skipped | None = None
+    failure: bool = False  # remember the skip reason as this file version's load failure
+    warning: Skipped | None = None
+
+
+class _Reader:
+    """Reads, hashes, loads and chunks the next files in a thread while the caller embeds and stores earlier ones.
+
+    Each file is read once and hashed once. The thread touches no database (SQLite connections stay with their
+    thread); it works at most `ahead` files in front of the caller, so memory stays bounded."""
+
+    def __init__(self, run: _Run, plan: _Plan, ahead: int = 64) -> None:
+        self.run, self.plan = run, plan
+        self.seconds = 0.0  # the thread's own time reading, loading and chunking
+        self.waited = 0.0  # the caller's time waiting for the next file: the engine idles then
+        self._queue: queue.Queue = queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="deepkb-ingest-reader", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> Iterator[_Read]:
+        while True:
+            started = time.perf_counter()
+            item = self._queue.get()
+            self.waited += time.perf_counter() - started
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a put() on a full queue
+            try:
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        try:
+            for path, st in self.plan.candidates.items():
+                if self._stop.is_set():
+                    return
+                started = time.perf_counter()
+                item = read_file(self.run, path, st, self.plan.same_content_possible(path))
+                self.seconds += time.perf_counter() - started
+                if not self._put(item):
+                    return
+            self._put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it in its own thread
+            self._put(exc)
+
+
+def read_file(run: _Run, path: str, st: os.stat_result, maybe_stored: set[str] = frozenset()) -> _Read:
+    """Read one file once, hash it, and (unless its hash is in `maybe_stored`) load and chunk it."""
+    item = _Read(path, st)
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        return None  # vanished between the scan and now: the next sync removes it
+        return item  # vanished between the scan and now: the next sync removes it
     except OSError as exc:
-        report.skipped.append(Skipped(path, f"unreadable ({exc.strerror or exc})"))
-        return None
+        item.skipped = Skipped(path, f"unreadable ({exc.strerror or exc})")
+        return item
+    item.sha256 = hashlib.sha256(data).hexdigest()
+    if item.sha256 in maybe_stored:
+        item.data = data
+    else:
+        _load(run, item, data)
+    return item
+
+
+def _load(run: _Run, item: _Read, data: bytes) -> None:
+    """Load and chunk the bytes read; a bad file becomes a Skipped entry to remember."""
+    path, st = item.path, item.st
     try:
         doc = load(Path(path), data)
     except Exception as exc:  # LoadError, or a parser bug on one odd file: neither may stop the run
         reason = str(exc) if isinstance(exc, LoadError) else f"could not parse ({type(exc).__name__}: {exc})"
-        report.skipped.append(Skipped(path, reason))
-        run.store.set_failure(path, st.st_size, st.st_mtime_ns, reason)
-        return None
+        item.skipped, item.failure = Skipped(path, reason), True
+        return
     note = doc.failure_note()
     if note:
-        report.warnings.append(Skipped(path, f"{note}; the other pages are indexed"))
+        item.warning = Skipped(path, f"{note}; the other pages are indexed")
     embedder = run.embedder
     s = run.settings
     chunks = chunk_units(doc.units, embedder.count_tokens, embedder.max_tokens, s.chunk_tokens, s.overlap_tokens)
@@ -304,7 +405,7 @@ def _prepare(run: _Run, path: str, st: os.stat_result, action: str, report: Inge
         "path": path,
         "size": len(data),
         "mtime_ns": st.st_mtime_ns,
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": item.sha256,
         "kind": doc.kind,
         "title": doc.title,
         "encoding": doc.encoding,
@@ -315,7 +416,63 @@ def _prepare(run: _Run, path: str, st: os.stat_result, action: str, report: Inge
     }
     if len(data) != st.st_size:  # written to while we read it: record what we read, resync on the next change
         fields["mtime_ns"] = 0
-    return _Pending(path, st, fields["sha256"], fields, chunks, action)
+    item.pending = _Pending(path, st, item.sha256, fields, chunks, "added")
+
+
+@dataclass
+class _Batch:
+    """What the next transaction writes: documents with their chunks, touched and renamed ones, failures."""
+
+    pending: list[_Pending] = field(default_factory=list)
+    touched: list[tuple[int, os.stat_result]] = field(default_factory=list)
+    renames: list[tuple[int, str, str, os.stat_result]] = field(default_factory=list)
+    failures: list[tuple[str, int, int, str]] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)  # files with nothing to embed, reported after the commit
+    chunks: int = 0
+
+
+def _sort(run: _Run, plan: _Plan, item: _Read, batch: _Batch, report: IngestReport) -> None:
+    """Decide what a read file is: unchanged content (touched), a rename, a bad file, or a document to store."""
+    path, st = item.path, item.st
+    if item.skipped:
+        report.skipped.append(item.skipped)
+        if item.failure:
+            batch.failures.append((path, st.st_size, st.st_mtime_ns, item.skipped.reason))
+        batch.done.append(path)
+        return
+    if not item.sha256:  # vanished since the scan
+        batch.done.append(path)
+        return
+    doc = plan.known.get(path)
+    if doc is not None and doc.pipeline == PIPELINE_VERSION and doc.sha256 == item.sha256:
+        batch.touched.append((doc.id, st))
+        report.unchanged += 1
+        batch.done.append(path)
+        return
+    if doc is None:
+        source = plan.claim(item.sha256)
+        if source is None:  # moved in from a folder not being synced now
+            source = next(
+                (d for d in run.store.documents_with_sha(item.sha256)
+                 if not os.path.exists(d.path) and d.path not in plan.claimed), None,
+            )  # fmt: skip
+            if source is not None:
+                plan.claimed.add(source.path)
+        if source is not None:
+            batch.renames.append((source.id, source.path, path, st))
+            batch.done.append(path)
+            return
+    if item.pending is None:  # its content looked stored, and is not after all: load the bytes already read
+        _load(run, item, item.data or b"")
+        item.data = None
+        if item.skipped:
+            _sort(run, plan, item, batch, report)
+            return
+    if item.warning:
+        report.warnings.append(item.warning)
+    item.pending.action = "updated" if doc is not None else "added"
+    batch.pending.append(item.pending)
+    batch.chunks += len(item.pending.chunks)
 
 
 def embed_chunks(
@@ -334,27 +491,43 @@ def embed_chunks(
             vectors[chunk.hash] = vector
         if progress:
             progress.embedded(len(part))
+            progress.tokens_embedded(sum(c.n_tokens for c in part))
     return vectors
 
 
-def _commit(run: _Run, pending: list[_Pending], report: IngestReport, progress: Progress, stage: _Stages) -> None:
-    """Embed what is new in a batch of files, then store them all in one transaction."""
-    if not pending:
-        return
+def _commit(run: _Run, batch: _Batch, report: IngestReport, progress: Progress, stage: _Stages) -> None:
+    """Embed what is new in a batch of files, then store them, their renames, touches and failures in one
+    transaction."""
     store, embedder = run.store, run.embedder
+    pending = batch.pending
     all_chunks = [c for p in pending for c in p.chunks]
-    with stage("store"):
-        stored = store.vectors_for_hashes(c.hash for c in all_chunks)
-    vectors = {h: np.frombuffer(v, dtype=np.float32) for h, v in stored.items()}
-    new = [c for c in all_chunks if c.hash not in vectors]
-    with stage("embed"):
-        fresh = embed_chunks(embedder, new, run.settings.embed_batch_size, progress)
-    vectors.update(fresh)
-    report.chunks_embedded += len(fresh)
-    report.chunks_reused += len(all_chunks) - len(new)
-    faults.checkpoint("embedded")
+    fresh: dict[str, np.ndarray] = {}
+    vectors: dict[str, np.ndarray] = {}
+    if all_chunks:
+        with stage("store"):
+            stored = store.vectors_for_hashes(c.hash for c in all_chunks)
+        vectors = {h: np.frombuffer(v, dtype=np.float32) for h, v in stored.items()}
+        new = [c for c in all_chunks if c.hash not in vectors]
+        with stage("embed"):
+            fresh = embed_chunks(embedder, new, run.settings.embed_batch_size, progress)
+        vectors.update(fresh)
+        report.chunks_embedded += len(fresh)
+        report.chunks_reused += len(all_chunks) - len(new)
+        faults.checkpoint("embedded")
+    if not (pending or batch.touched or batch.renames or batch.failures):
+        for path in batch.done:
+            progress.file_done(path, 0)
+        return
     # the index is brought in step first ("index"), then "store" times the transaction alone
-    with run.storage.write(run.model, timed=stage) as changes:
+    with run.storage.write(run.model if pending else None, timed=stage) as changes:
+        for doc_id, st in batch.touched:
+            store.touch_document(doc_id, st.st_size, st.st_mtime_ns)
+        for doc_id, _old, new_path, st in batch.renames:
+            store.rename_document(doc_id, new_path, st.st_size, st.st_mtime_ns)
+        for path, size, mtime_ns, reason in batch.failures:
+            store.set_failure(path, size, mtime_ns, reason)
+        if pending and not store.get_meta("embedding_precision"):  # recorded with the first vectors, as the model is
+            store.set_meta("embedding_precision", getattr(embedder, "precision", "f32"))
         for item in pending:
             matrix = np.array([vectors[c.hash] for c in item.chunks], dtype=np.float32).reshape(-1, embedder.dim)
             gone, new_vectors = store.put_document(item.fields, item.chunks, matrix)
@@ -363,6 +536,11 @@ def _commit(run: _Run, pending: list[_Pending], report: IngestReport, progress: 
             changes.added += new_vectors
             faults.checkpoint("in-transaction")
     faults.checkpoint("committed")
+    for doc_id, old, new_path, _ in batch.renames:
+        report.renamed += 1
+        report.changes.append(Change("renamed", new_path, len(store.chunk_ids(doc_id)), old))
+    for path in batch.done:
+        progress.file_done(path, 0)
     for item in pending:
         setattr(report, item.action, getattr(report, item.action) + 1)
         report.changes.append(Change(item.action, item.path, len(item.chunks)))
