@@ -423,6 +423,46 @@ def ask(
     raise AssertionError("answer_events ends with a Done")  # pragma: no cover
 
 
+def model_events(
+    llm: LLM | None, question: str, messages: list[dict[str, str]], options: AskOptions, cancel: threading.Event,
+    unavailable: str = "no model is loaded",
+) -> Iterator[Event]:  # fmt: skip
+    """The conversation as given, straight to the model, as the same events as an answer (no retrieval, no
+    sources): the same stream, repetition guard, cancellable hold on the model and notices as answer_events."""
+    result = AskResult(question, "", model=llm.name if llm is not None else None)
+    if llm is None:
+        result.fallback, result.notice = True, f"No model is loaded ({unavailable}); it cannot answer."
+        yield Notice(result.notice, "fallback")
+        yield Done(result)
+        return
+    room = min(options.answer_tokens, llm.context_size // 2)
+    usage = Usage()
+    stream = _Stream(llm, None, result.timings, cancel)
+    with _Holding(llm, cancel) as held:
+        if not held:
+            yield from _cancelled(result, [])
+            return
+        try:
+            yield from stream.run(messages, room, options.temperature, usage)
+        except (_NoFirstToken, LLMError) as exc:
+            result.fallback, result.error = True, str(exc)  # not cached
+    result.thinking, result.answer = split_think(stream.raw)
+    result.timings.prompt_tokens = usage.prompt_tokens
+    result.cancelled, result.looped = stream.cancelled, stream.looped
+    result.truncated = not (stream.cancelled or stream.looped or result.error) and usage.finish_reason == "length"
+    if result.error:
+        result.notice, kind = result.error, "error"
+    elif stream.cancelled:
+        result.notice, kind = CANCELLED, "cancelled"
+    elif stream.looped:
+        result.notice, kind = LOOP_NOTICE, "loop"
+    elif result.truncated:
+        result.notice, kind = f"The answer was cut at {room} tokens (--max-tokens).", "length"
+    if result.notice:
+        yield Notice(result.notice, kind)
+    yield Done(result)
+
+
 class _NoFirstToken(Exception):
     """The backend failed before it produced anything, so the passages can still be shown."""
 
@@ -430,7 +470,10 @@ class _NoFirstToken(Exception):
 class _Stream:
     """Runs the model, turning its pieces into Delta events; keeps the raw reply and whether it was cut short."""
 
-    def __init__(self, llm: LLM, sources: list[Hit], timings: Timings, stop: threading.Event) -> None:
+    def __init__(
+        self, llm: LLM, sources: list[Hit] | None, timings: Timings, stop: threading.Event
+    ) -> None:  # fmt: skip
+        """`sources` None: a reply that cites nothing (the model alone), so `[n]` is left as the model wrote it."""
         self.llm, self.sources, self.timings, self.stop = llm, sources, timings, stop
         self.raw = ""
         self.cancelled = False
@@ -442,7 +485,7 @@ class _Stream:
         first: float | None = None
         pieces: list[str] = []
         splitter: ThinkSplitter | None = None
-        markers = MarkerFilter(len(self.sources))
+        markers = MarkerFilter(len(self.sources)) if self.sources is not None else None
         guard = RepeatGuard()
         stream = self.llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature, usage=usage)
         try:
@@ -453,7 +496,7 @@ class _Stream:
                     splitter = ThinkSplitter(starts_in_think=usage.opens_thinking)
                 pieces.append(piece)
                 for kind, text in splitter.feed(piece):
-                    text = markers.feed(text) if kind == "answer" else text
+                    text = markers.feed(text) if kind == "answer" and markers else text
                     if text:
                         yield Delta("answer" if kind == "answer" else "reasoning", text)
                 if self.stop.is_set():
@@ -477,10 +520,10 @@ class _Stream:
             if first is not None and timings.completion_tokens > 1 and ended > first:
                 timings.tokens_per_s = round((timings.completion_tokens - 1) / (ended - first), 2)
         for kind, text in splitter.flush() if splitter else []:
-            text = markers.feed(text) if kind == "answer" else text
+            text = markers.feed(text) if kind == "answer" and markers else text
             if text:
                 yield Delta("answer" if kind == "answer" else "reasoning", text)
-        if tail := markers.flush():
+        if markers and (tail := markers.flush()):
             yield Delta("answer", tail)
 
 

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deepkb.answer.stream import ABOUT_THE_ANSWER, AskOptions, AskResult
+from deepkb.answer.stream import ABOUT_THE_ANSWER, AskOptions, AskResult, Delta, Done, Notice, model_events
 from deepkb.retrieval.abstain import reads_many_languages
 from deepkb.server.cache import AnswerCache, CachedAnswer, cache_key
-from deepkb.server.engine import ModelHost, Worker, model_alone
+from deepkb.server.engine import ModelHost, Worker
 from deepkb.server.metrics import Metrics
 from deepkb.server.policy import WITHHELD, Blocklist, Screen, Withheld
 from deepkb.server.queue import GenerationQueue, QueueFull, Slot
@@ -248,8 +248,7 @@ class Answerer:
                 if event is None:
                     yield KEEPALIVE
                     continue
-                kind = type(event).__name__
-                if kind == "Delta":
+                if isinstance(event, Delta):
                     if first_token:
                         metrics.ttft.observe(time.perf_counter() - started)
                         first_token = False
@@ -257,19 +256,19 @@ class Answerer:
                     streamed_answer |= is_answer
                     for item in text("content" if is_answer else "reasoning", event.text):
                         yield item
-                elif kind == "Notice" and getattr(event, "kind", "") in ABOUT_THE_ANSWER:
+                elif isinstance(event, Notice) and event.kind in ABOUT_THE_ANSWER:
                     out.notice = event.text  # a field, not content: it would come back as history next turn
-                elif kind == "Notice":
+                elif isinstance(event, Notice):
                     said = bool(out.content or screen.held("content"))
                     line = f"\n\n{event.text}" if said else event.text
                     for item in text("content", line if streamed_answer else f"{line}\n\n"):
                         yield item
-                elif kind == "Retry":
+                elif isinstance(event, Retry):
                     streamed_answer = False  # the next answer starts afresh
                     lead = "\n\n" if out.content or screen.held("content") else ""
                     for item in text("content", f"{lead}{event.text}\n\n"):
                         yield item
-                elif kind == "Done":
+                elif isinstance(event, Done):
                     for item in self._finish(event.result, job, out, screen, streamed_answer, used):
                         yield item
             complete = True
@@ -330,7 +329,7 @@ class Answerer:
     # producers: run on the worker thread ---------------------------------------------------------------------
     def _rag(self, job: Job, cancel: threading.Event, used: dict[str, Any]) -> Iterator[object]:
         """The conversation core's events; a model failing mid-answer is replaced and the question asked again."""
-        from deepkb.conversation.session import ChatSession, Done, Notice
+        from deepkb.conversation.session import ChatSession
 
         for attempt in (1, 2):
             llm = self.host.llm
@@ -383,7 +382,7 @@ class Answerer:
         """deepkb-norag: the conversation as given, straight to the model (front-ends' title and tag tasks)."""
         llm = self.host.llm
         used["llm_name"] = llm.name if llm is not None else None
-        return model_alone(llm, job.question, job.messages, job.options, cancel, self.host.mode)
+        return model_events(llm, job.question, job.messages, job.options, cancel, self.host.mode)
 
 
 def _to_cached(out: Outcome) -> CachedAnswer:
