@@ -139,6 +139,7 @@ class AskResult:
     looped: bool = False  # stopped because the reply repeated itself (deepkb.answer.repetition)
     truncated: bool = False  # cut at the answer-token limit (--max-tokens), not ended by the model
     error: str | None = None  # the model failed mid-answer (the partial answer is kept); None when it did not
+    retried: bool = False  # a new answer after the model failed and was replaced (answer_events' replace_model)
     conversation_id: str | None = None  # set by ChatSession when the turn is saved
     turn: int | None = None  # the turn's number in that conversation, from 1
     retrieval: dict | None = (
@@ -206,13 +207,23 @@ ABOUT_THE_ANSWER = ("loop", "length")  # notices about how an answer ended, kept
 
 
 @dataclass(frozen=True)
+class Retry:
+    """The model failed mid-answer and was replaced: what follows is a new answer to the same retrieved passages
+    (from the fallback model, or the passages themselves). A shell shows `text`; it is not part of any answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Done:
     """The final result: verified citations, timings, flags. Every answer ends with exactly one."""
 
     result: AskResult
 
 
-Event = Retrieved | Delta | Notice | Done
+Event = Retrieved | Delta | Notice | Retry | Done
+# Given the model that failed and why, the model to answer with instead (the same one when there is none).
+ReplaceModel = Callable[[LLM, str], "LLM | None"]
 
 
 def answer_events(
@@ -226,6 +237,7 @@ def answer_events(
     cancel: threading.Event | None = None,
     embed: Embed | None = None,
     waiting_since: float | None = None,
+    replace_model: ReplaceModel | None = None,
 ) -> Iterator[Event]:
     """Answer `question` from the retrieved chunks as a stream of events that always ends with one Done.
 
@@ -233,7 +245,8 @@ def answer_events(
     model's lock is held from the prompt's build to its last token; `cancel` stops the reply within one token.
     Consumers iterate to the Done (or close the iterator), which releases the lock. `embed` (the knowledge base's
     embedder) scores the excerpts' sentences; `waiting_since` (a time.perf_counter() reading, default now) is when
-    the user started waiting, which a CPU source budget counts from.
+    the user started waiting, which a CPU source budget counts from. `replace_model`: a model failing mid-answer is
+    replaced once (a Retry event, then a new answer to the same passages: no second retrieval), see ReplaceModel.
     """
     opts = options or AskOptions()
     stop = cancel or threading.Event()
@@ -284,13 +297,33 @@ def answer_events(
     if stop.is_set():
         yield from _cancelled(result, hits)
         return
-    closing: list[Event] = []
-    given: list[Hit] = []
-    with _Holding(llm, stop) as held:
-        if held:
-            closing = yield from _generate(question, hits, llm, opts, history, result, stop, scored, since, given)
-    if not held:  # cancelled while another answer had the model
-        closing = list(_cancelled(result, hits))
+    for attempt in (1, 2):
+        closing: list[Event] = []
+        given: list[Hit] = []
+        with _Holding(llm, stop) as held:
+            if held:
+                try:
+                    closing = yield from _generate(
+                        question, hits, llm, opts, history, result, stop, scored, since, given
+                    )
+                except Exception as exc:  # noqa: BLE001 - a backend failing is replaced below, when it can be
+                    if replace_model is None or attempt == 2:
+                        raise
+                    result.error = f"{type(exc).__name__}: {exc}"
+        if not held:  # cancelled while another answer had the model
+            closing = list(_cancelled(result, hits))
+            break
+        if not (result.error and replace_model is not None and attempt == 1 and not stop.is_set()):
+            break
+        failure, after = result.error, replace_model(llm, result.error)
+        then = "answering again with the fallback model" if after not in (None, llm) else "the best passages follow"
+        yield Retry(f"The model failed ({failure}); {then}.")  # the failed answer's closing events are dropped
+        timings = Timings(retrieve_ms=timings.retrieve_ms, excerpt_ms=timings.excerpt_ms)
+        result = AskResult(question, "", timings=timings, show_thinking=opts.show_thinking, retried=True)
+        if after in (None, llm):  # no other model: this answer gets the passages
+            closing = list(_fallback(result, hits, opts, GET_A_MODEL))
+            break
+        llm = after
     if result.answer and given and not result.abstained and not result.fallback:  # after the lock: on the CPU alone
         grounding = time.perf_counter()
         result.support = check_answer(result.answer, given, embed)

@@ -20,6 +20,7 @@ from deepkb.answer.stream import (
     Done,
     Event,
     Notice,
+    ReplaceModel,
     Retrieved,
     answer_events,
 )
@@ -140,10 +141,12 @@ class ChatSession:
         options: AskOptions | None = None,
         cancel: threading.Event | None = None,
         waiting_since: float | None = None,
+        replace_model: ReplaceModel | None = None,
     ) -> Iterator[Event]:
         """Answer `question` in this conversation: Retrieved, Deltas and Notices as they come, then one Done.
 
-        The turn is saved (and `self.id` set) before the Done is yielded. `waiting_since`: see answer_events.
+        The turn is saved (and `self.id` set) before the Done is yielded. `waiting_since` and `replace_model`: see
+        answer_events.
         """
         self._cancel = cancel or threading.Event()
         llm = None if self._llm is None else self._model
@@ -156,6 +159,7 @@ class ChatSession:
             cancel=self._cancel,
             embed=self._embed,
             waiting_since=waiting_since,
+            replace_model=replace_model,
         ):
             if isinstance(event, Done):
                 event.result.retrieval = self.decision

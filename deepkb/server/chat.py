@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deepkb.answer.stream import ABOUT_THE_ANSWER, AskOptions, AskResult, Delta, Done, Notice, model_events
+from deepkb.answer.stream import ABOUT_THE_ANSWER, AskOptions, AskResult, Delta, Done, Notice, Retry, model_events
 from deepkb.retrieval.abstain import reads_many_languages
 from deepkb.server.cache import AnswerCache, CachedAnswer, cache_key
 from deepkb.server.engine import ModelHost, Worker
@@ -49,13 +49,6 @@ class SourceItem:
 @dataclass(frozen=True)
 class TextItem:
     kind: str  # "content" or "reasoning"
-    text: str
-
-
-@dataclass(frozen=True)
-class Retry:
-    """The model failed mid-answer; what follows is a new answer (fallback model or passages)."""
-
     text: str
 
 
@@ -321,62 +314,20 @@ class Answerer:
         if t.tokens_per_s:
             self.metrics.tokens_per_s.observe(t.tokens_per_s)
         self.metrics.completion_tokens.inc(out.completion_tokens)
-        failed = result.cancelled or result.fallback or getattr(result, "error", None) or used.get("retried")
+        failed = result.cancelled or result.fallback or result.error or result.retried
         if job.key and not failed and used.get("llm_name") == job.llm_name:
             self.cache.put(job.key, _to_cached(out))
             self.metrics.cache_entries.set(len(self.cache))
 
     # producers: run on the worker thread ---------------------------------------------------------------------
     def _rag(self, job: Job, cancel: threading.Event, used: dict[str, Any]) -> Iterator[object]:
-        """The conversation core's events; a model failing mid-answer is replaced and the question asked again."""
+        """The conversation core's events; a model failing mid-answer is replaced there (host.replace)."""
         from deepkb.conversation.session import ChatSession
 
-        for attempt in (1, 2):
-            llm = self.host.llm
-            used["llm_name"] = llm.name if llm is not None else None
-            session = ChatSession(self.kb, llm, options=job.options, history=job.history, save=False)
-            events = session.send(job.question, options=job.options, cancel=cancel)
-            failure: str | None = None
-            try:
-                first = next(events)  # the core retrieves before its first event
-                if attempt == 1:
-                    yield first  # Retrieved: a second attempt retrieves the same passages
-                notices: list[object] = []  # held until it is known whether the answer is asked again
-                for event in events:
-                    if isinstance(event, Notice):
-                        notices.append(event)
-                        continue
-                    error = getattr(event.result, "error", None) if isinstance(event, Done) else None
-                    if error and llm is not None and attempt == 1 and not cancel.is_set():
-                        failure = error  # its notice says the same as the Retry that follows
-                        break
-                    yield from notices
-                    notices.clear()
-                    yield event
-            except Exception as exc:  # noqa: BLE001 - a backend failure must not take the server down
-                if llm is None or attempt == 2:
-                    raise
-                failure = f"{type(exc).__name__}: {exc}"
-            finally:
-                events.close()
-            if failure is None:
-                return
-            self.host.failed(llm, failure)
-            used["retried"] = True
-            after = self.host.llm  # an upstream without a fallback model stays: this answer gets the passages
-            then = "answering again with the fallback model" if after not in (None, llm) else "the best passages follow"
-            yield Retry(f"The model failed ({failure}); {then}.")
-            if after is llm:
-                yield from self._passages(job, cancel)
-                return
-
-    def _passages(self, job: Job, cancel: threading.Event) -> Iterator[object]:
-        from deepkb.conversation.session import ChatSession
-
-        session = ChatSession(self.kb, None, options=job.options, history=job.history, save=False)
-        events = session.send(job.question, options=job.options, cancel=cancel)
-        next(events)  # Retrieved, already sent
-        yield from events
+        llm = self.host.llm
+        used["llm_name"] = llm.name if llm is not None else None
+        session = ChatSession(self.kb, llm, options=job.options, history=job.history, save=False)
+        yield from session.send(job.question, options=job.options, cancel=cancel, replace_model=self.host.replace)
 
     def _norag(self, job: Job, cancel: threading.Event, used: dict[str, Any]) -> Iterator[object]:
         """deepkb-norag: the conversation as given, straight to the model (front-ends' title and tag tasks)."""

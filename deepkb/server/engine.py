@@ -81,6 +81,11 @@ class ModelHost:
                 return
             self._set(None, "retrieval-only", reason)
 
+    def replace(self, llm: LLM, reason: str) -> LLM | None:
+        """answer_events' ReplaceModel: the model to answer with after `llm` failed mid-answer."""
+        self.failed(llm, reason)
+        return self.llm
+
     def _open_fallback(self) -> LLM:
         """The fallback GGUF, run locally with the knowledge base's context, GPU and thread settings."""
         s = self.llm_settings
