@@ -14,6 +14,7 @@ from deepkb.excerpt import Embed, Scored, score_segments
 from deepkb.llm import LLM, Usage
 from deepkb.prompt import NOT_IN_DOCUMENTS, build_prompt, pack_excerpts, spread_documents
 from deepkb.repetition import LOOP_NOTICE, RepeatGuard
+from deepkb.scope import Scope
 from deepkb.search import Hit, snippet
 
 # DeepSeek-R1 distills think inside <think>...</think>; an empty, closed block makes them answer directly.
@@ -76,6 +77,8 @@ class AskOptions:
     instead of whole chunks: more of the retrieved chunks fit the same tokens."""
     history_tokens: int | None = None
     """Prompt tokens earlier turns may take (newest first); None: as many as the sources on a CPU, else all that fit."""
+    scope: Scope | None = None
+    """Search only these folders, files and kinds of file (`--in`, `--type`, the chat's /in and /type)."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -25,6 +26,7 @@ from deepkb.answer import (
 )
 from deepkb.conversation_store import Conversation, ConversationInfo, ConversationStore, Turn
 from deepkb.llm import LLM
+from deepkb.scope import Scope
 from deepkb.search import Hit
 
 if TYPE_CHECKING:
@@ -61,7 +63,7 @@ class Searchable(Protocol):
     @property
     def embedder(self) -> Embedder: ...
 
-    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]: ...
+    def search(self, query: str, k: int = 5, mode: str = "hybrid", scope: Scope | None = None) -> list[Hit]: ...
 
 
 def conversation_query(previous: Sequence[str], question: str, turns: int = FOLLOW_UP_CONTEXT) -> str:
@@ -128,15 +130,15 @@ class ChatSession:
     def previous_questions(self) -> list[str]:
         return [q for q, _ in self.given_history] + [t.question for t in self.turns]
 
-    def retrieve(self, question: str, k: int) -> list[Hit]:
+    def retrieve(self, question: str, k: int, scope: Scope | None = None) -> list[Hit]:
         """Hybrid search for the question; a follow-up also searches with the earlier questions joined to it,
         and the two lists are fused, so "how do I get it back?" finds what "it" was while the bare words still
-        count. Needs no model."""
-        bare = self.kb.search(question, k=k, mode="hybrid")
+        count. Needs no model. `scope` limits both searches (deepkb.scope)."""
+        bare = self.kb.search(question, k=k, mode="hybrid", scope=scope)
         previous = self.previous_questions()
         if not previous:
             return bare
-        joined = self.kb.search(conversation_query(previous, question), k=k, mode="hybrid")
+        joined = self.kb.search(conversation_query(previous, question), k=k, mode="hybrid", scope=scope)
         return fuse_hits([joined, bare], k)
 
     def _embed(self, texts: Sequence[str]):
@@ -165,11 +167,12 @@ class ChatSession:
         """
         self._cancel = cancel or threading.Event()
         llm = None if self._llm is None else self._model
+        opts = options or self.options
         for event in answer_events(
             question,
-            self.retrieve,
+            partial(self.retrieve, scope=opts.scope),
             llm,
-            options or self.options,
+            opts,
             history=self.history(),
             cancel=self._cancel,
             embed=self._embed,

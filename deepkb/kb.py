@@ -17,6 +17,7 @@ from deepkb.config import CONFIG_FILE, DEFAULT_EMBEDDING_MODEL, LIMITS, Settings
 from deepkb.embedders import Embedder, create_embedder, openvino_rejection, pick_backend, resolve_backend
 from deepkb.errors import EmbeddingModelError, UsageError
 from deepkb.ingest import IngestReport, Progress, embed_chunks, sync
+from deepkb.scope import Scope, no_match_message
 from deepkb.search import Hit, check_query, search
 from deepkb.storage import Storage
 from deepkb.storage_errors import translated
@@ -126,11 +127,14 @@ class KnowledgeBase:
             return report
 
     @_storage_guarded
-    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
-        """Top-k chunks for a query: hybrid (dense + keyword fused), dense or keyword."""
+    def search(self, query: str, k: int = 5, mode: str = "hybrid", scope: Scope | None = None) -> list[Hit]:
+        """Top-k chunks for a query: hybrid (dense + keyword fused), dense or keyword; `scope`
+        (deepkb.scope.make_scope(paths, types)) limits it to some folders, files or kinds of file."""
         check_query(query, k, mode)
         embedder = self.embedder if mode != "keyword" and self.dim is not None else None  # keyword: no model load
-        return search(self.storage, embedder, self.settings, query, k=k, mode=mode)
+        if scope and not self.store.scope_documents(scope):
+            raise UsageError(no_match_message(scope))
+        return search(self.storage, embedder, self.settings, query, k=k, mode=mode, scope=scope)
 
     @_storage_guarded
     def remove(self, paths: Sequence[str | os.PathLike]) -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepkb.errors import UsageError
+from deepkb.scope import Scope
 
 if TYPE_CHECKING:
     from deepkb.config import Settings
@@ -98,14 +99,17 @@ def dense(storage: Storage, embedder: Embedder, query: str, k: int) -> list[tupl
         return storage.store.chunks_for_vectors(_nearest(embedder, index, query, k), k)
 
 
-def _nearest(embedder: Embedder, index: VectorIndex, query: str, k: int) -> list[tuple[int, float]]:
-    """Encode the query and ask the HNSW index for (vector id, cosine): no SQLite, so it may run on another thread."""
-    return index.query(embedder.embed([query])[0], k)
+def _nearest(
+    embedder: Embedder, index: VectorIndex, query: str, k: int, allowed: list[int] | None = None
+) -> list[tuple[int, float]]:
+    """Encode the query and ask the HNSW index for (vector id, cosine): no SQLite, so it may run on another thread.
+    `allowed`: the vector ids of a scope (None: all)."""
+    return index.query(embedder.embed([query])[0], k, allowed)
 
 
-def keyword(storage: Storage, query: str, k: int) -> list[tuple[int, float]]:
-    """FTS5 BM25 matches: (chunk id, score), best first."""
-    return storage.store.keyword_search(fts_terms(query), k)
+def keyword(storage: Storage, query: str, k: int, scope: Scope | None = None) -> list[tuple[int, float]]:
+    """FTS5 BM25 matches: (chunk id, score), best first; with a scope, of the documents in it only."""
+    return storage.store.keyword_search(fts_terms(query), k, scope=scope)
 
 
 def fuse_convex(
@@ -153,17 +157,24 @@ def check_query(query: str, k: int, mode: str) -> None:
 
 
 def search(
-    storage: Storage, embedder: Embedder | None, settings: Settings, query: str, k: int = 5, mode: str = "hybrid"
+    storage: Storage,
+    embedder: Embedder | None,
+    settings: Settings,
+    query: str,
+    k: int = 5,
+    mode: str = "hybrid",
+    scope: Scope | None = None,
 ) -> list[Hit]:
     """Top-k hits for a query in the given mode, each resolved to its document and span.
 
     Without an embedder (or before anything is stored) the dense side is empty. The index is held still for the
-    whole search, and each hit is read from SQLite as committed: one a writer removed meanwhile is left out."""
+    whole search, and each hit is read from SQLite as committed: one a writer removed meanwhile is left out.
+    A scope (deepkb.scope) limits both sides inside retrieval: each still ranks its top candidates in scope."""
     check_query(query, k, mode)
     if embedder is None:  # the keyword side alone: the vector index is not opened
-        return _search(storage, None, None, settings, query, k, mode)
+        return _search(storage, None, None, settings, query, k, mode, scope or None)
     with storage.reading() as index:
-        return _search(storage, index, embedder, settings, query, k, mode)
+        return _search(storage, index, embedder, settings, query, k, mode, scope or None)
 
 
 def _search(
@@ -174,19 +185,21 @@ def _search(
     query: str,
     k: int,
     mode: str,
+    scope: Scope | None = None,
 ) -> list[Hit]:
     depth = max(k, settings.candidates)
+    allowed = storage.store.scope_vector_ids(scope) if scope and index is not None and mode != "keyword" else None
     if mode == "hybrid" and index is not None:
         # The query's encoding (one thread) and the FTS5 query each take several ms on a 2-core CPU: run them
         # side by side. The worker gets the embedder and the index ready-made, so it never touches SQLite.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepkb-dense") as pool:
-            pending = pool.submit(_nearest, embedder, index, query, depth)
-            keyword_hits = keyword(storage, query, depth)
-            dense_hits = storage.store.chunks_for_vectors(pending.result(), depth)
+            pending = pool.submit(_nearest, embedder, index, query, depth, allowed)
+            keyword_hits = keyword(storage, query, depth, scope)
+            dense_hits = storage.store.chunks_for_vectors(pending.result(), depth, scope)
     else:
-        nearest = _nearest(embedder, index, query, depth) if mode == "dense" and index is not None else []
-        dense_hits = storage.store.chunks_for_vectors(nearest, depth)
-        keyword_hits = keyword(storage, query, depth) if mode in ("hybrid", "keyword") else []
+        nearest = _nearest(embedder, index, query, depth, allowed) if mode == "dense" and index is not None else []
+        dense_hits = storage.store.chunks_for_vectors(nearest, depth, scope)
+        keyword_hits = keyword(storage, query, depth, scope) if mode in ("hybrid", "keyword") else []
     if mode == "hybrid" and settings.fusion == "convex":
         ranked = fuse_convex(dense_hits, keyword_hits, settings.dense_share)
     elif mode == "hybrid":

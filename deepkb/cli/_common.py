@@ -42,3 +42,30 @@ def open_kb(ctx: click.Context, **overrides: object) -> KnowledgeBase:
     kb = KnowledgeBase.open(obj.get("kb"), **obj.get("settings", {}), **overrides)
     ctx.call_on_close(kb.close)
     return kb
+
+
+def scope_options(func):
+    """`--in PATH` (repeatable) and `--type pdf,md`: limit a search, an answer or a chat to part of the KB."""
+    func = click.option(
+        "--type",
+        "types",
+        metavar="TYPES",
+        help="Only these kinds of file, comma-separated: pdf, md, txt, html, docx, odt, epub, email, man, or an "
+        "extension such as py.",
+    )(func)
+    return click.option(
+        "--in",
+        "in_paths",
+        multiple=True,
+        type=click.Path(),
+        metavar="PATH",
+        help="Only documents in this folder or this file (repeatable).",
+    )(func)
+
+
+def scope_from(in_paths: tuple[str, ...], types: str | None):
+    """The Scope the --in and --type options name (None when neither was given)."""
+    from deepkb.scope import make_scope
+
+    scope = make_scope(in_paths, types)
+    return scope or None
