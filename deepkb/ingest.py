@@ -296,7 +296,7 @@ def _prepare(run: _Run, path: str, st: os.stat_result, action: str, report: Inge
         return None
     note = doc.failure_note()
     if note:
-        report.warnings.append(Skipped(path, f"{note}; the other pages are indexed"))
+        report.warnings.append(Skipped(path, f"{note}; the other {doc.part_name}s are indexed"))
     embedder = run.embedder
     s = run.settings
     chunks = chunk_units(doc.units, embedder.count_tokens, embedder.max_tokens, s.chunk_tokens, s.overlap_tokens)
