@@ -84,6 +84,9 @@ class Progress:
 
     def embedded(self, texts: int) -> None: ...
 
+    def ocr_page(self, path: str, done: int, total: int) -> None:
+        """A scanned PDF page was OCR'd (seconds each): `done` of the file's `total` pages without a text layer."""
+
 
 class _Stages:
     """Adds up wall time per stage of one sync, into IngestReport.stage_seconds."""
@@ -198,7 +201,7 @@ def _sync(
     pending_chunks = 0
     for path, (st, _) in candidates.items():
         with stage("read_chunk"):
-            item = _prepare(run, path, st, action="updated" if path in known else "added", report=report)
+            item = _prepare(run, path, st, "updated" if path in known else "added", report, progress)
         if item is None:
             progress.file_done(path, 0)
             continue
@@ -278,7 +281,9 @@ def _compare(run: _Run, roots: list[Path], report: IngestReport) -> tuple:
     return files, known, candidates, touched, renames, vanished
 
 
-def _prepare(run: _Run, path: str, st: os.stat_result, action: str, report: IngestReport) -> _Pending | None:
+def _prepare(
+    run: _Run, path: str, st: os.stat_result, action: str, report: IngestReport, progress: Progress | None = None
+) -> _Pending | None:
     """Read, load and chunk one file; a bad file becomes a Skipped entry and None."""
     try:
         data = Path(path).read_bytes()
@@ -288,7 +293,8 @@ def _prepare(run: _Run, path: str, st: os.stat_result, action: str, report: Inge
         report.skipped.append(Skipped(path, f"unreadable ({exc.strerror or exc})"))
         return None
     try:
-        doc = load(Path(path), data)
+        on_ocr = (lambda done, total: progress.ocr_page(path, done, total)) if progress else None
+        doc = load(Path(path), data, on_ocr)
     except Exception as exc:  # LoadError, or a parser bug on one odd file: neither may stop the run
         reason = str(exc) if isinstance(exc, LoadError) else f"could not parse ({type(exc).__name__}: {exc})"
         report.skipped.append(Skipped(path, reason))

@@ -39,6 +39,10 @@ class _IngestProgress:
     def file_done(self, path: str, chunks: int) -> None:
         self.bar.update(self.task, advance=1)
 
+    def ocr_page(self, path: str, done: int, total: int) -> None:
+        label = f"OCR {display_path(path)} page {done}/{total}" if done < total else "ingesting"
+        self.bar.update(self.task, description=label)
+
     def embedded(self, texts: int) -> None:
         self.chunks += texts
         rate = self.chunks / max(1e-6, time.perf_counter() - self.started)
