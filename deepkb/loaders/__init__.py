@@ -41,6 +41,7 @@ MAX_PDF_BYTES = 512 * 1024 * 1024
 MAX_ZIP_BYTES = 256 * 1024 * 1024  # a .docx, .odt or .epub file (what it holds is limited by deepkb.loaders.archive)
 MAX_MAILBOX_BYTES = 256 * 1024 * 1024  # one mbox is read whole: split a bigger one (by year) or use a Maildir
 MAX_MAN_GZ_BYTES = 4 * 1024 * 1024
+MAX_MAN_BYTES = 4 * 1024 * 1024  # decompressed: bash.1, among the longest, is 0.35 MiB
 
 
 def format_of(path: Path, head: bytes | None = None) -> str:
@@ -118,9 +119,11 @@ def load(path: Path, data: bytes, on_ocr_page: OCRProgress | None = None) -> Loa
     elif "." + kind in ZIP_FORMATS:
         doc = ZIP_FORMATS["." + kind](data)
     elif kind in ("mail", "mbox"):
+        if b"\x00" in data[:8192]:
+            raise LoadError(f"not an e-mail {'mailbox' if kind == 'mbox' else 'message'} (binary data)")
         doc = load_mail(data, mbox=kind == "mbox")
     elif kind in ("man", "man.gz"):
-        raw = gunzip(data, "compressed man page") if kind == "man.gz" else data
+        raw = gunzip(data, "compressed man page", MAX_MAN_BYTES) if kind == "man.gz" else data
         text, encoding = decode_text(raw)
         doc = load_man(text)
         doc.encoding = encoding
