@@ -170,7 +170,9 @@ def test_hostile_files_are_refused_each_with_one_line_and_nothing_else_is_lost(k
     shutil.copy(FIXTURES / "copyright-format.docx", docs / "good.docx")
     shutil.copy(FIXTURES / "ppp-digest.eml", docs / "good.eml")
     doc_xml = b'<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>'
-    (docs / "bomb.docx").write_bytes(_zip({"word/document.xml": doc_xml + b" " * (8 << 20) + b"</w:body></w:document>"}))
+    (docs / "bomb.docx").write_bytes(
+        _zip({"word/document.xml": doc_xml + b" " * (8 << 20) + b"</w:body></w:document>"})
+    )
     (docs / "big.epub").write_bytes(_zip({"META-INF/container.xml": b"x" * (MEMBER_LIMIT + 1)}))
     (docs / "laughs.docx").write_bytes(_zip({"word/document.xml": b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaa">'
                                             b'<!ENTITY b "&a;&a;&a;">]><d>&b;</d>'}))  # fmt: skip

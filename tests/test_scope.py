@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from deepkb import vector_index
+from deepkb.answer import AskOptions
 from deepkb.cli import main
 from deepkb.conversation import ChatSession
-from deepkb.answer import AskOptions
 from deepkb.errors import UsageError
 from deepkb.kb import KnowledgeBase
 from deepkb.scope import make_scope, parse_types
@@ -123,7 +123,7 @@ def test_chat_scope_retrieves_only_in_scope(crowded):
     assert {Path(c.hit.path).name for c in result.citations} | {Path(h.path).name for h in result.also_retrieved} == {
         "notes.md"
     }
-    assert parse_scope("in", "", scope).paths == () and parse_scope("type", "", scope) .types == ()
+    assert parse_scope("in", "", scope).paths == () and parse_scope("type", "", scope).types == ()
     assert "in" in SLASH_COMMANDS and "type" in SLASH_COMMANDS
     with pytest.raises(SlashError, match="/in .*no such file"):
         parse_scope("in", str(docs / "missing"), None)

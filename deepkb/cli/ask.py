@@ -14,7 +14,14 @@ import click
 
 from deepkb.answer import CPU_FIRST_CHARACTER_S, CPU_SOURCE_TOKENS, DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
 from deepkb.cli._common import (
-    console, display_path, err_console, kb_option, location, open_kb, scope_from, scope_options,
+    console,
+    display_path,
+    err_console,
+    kb_option,
+    location,
+    open_kb,
+    scope_from,
+    scope_options,
 )  # fmt: skip
 from deepkb.errors import UsageError
 from deepkb.llm import DEFAULT_CONTEXT_SIZE

@@ -11,7 +11,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from deepkb.cli._common import (
-    console, display_path, err_console, kb_option, location, open_kb, scope_from, scope_options,
+    console,
+    display_path,
+    err_console,
+    kb_option,
+    location,
+    open_kb,
+    scope_from,
+    scope_options,
 )  # fmt: skip
 from deepkb.search import snippet
 

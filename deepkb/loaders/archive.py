@@ -55,7 +55,15 @@ class SafeZip:
         try:
             with self.zip.open(info) as member:
                 data = member.read(left + 1)
-        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, ValueError, OSError, EOFError) as exc:
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            NotImplementedError,
+            RuntimeError,
+            ValueError,
+            OSError,
+            EOFError,
+        ) as exc:
             raise LoadError(f"corrupt {self.what} ({name}: {exc})") from exc
         if len(data) > left:  # the header lied about the size
             raise LoadError(self._bomb(name, len(data)))

@@ -37,7 +37,10 @@ def load_epub(data: bytes) -> LoadedDocument:
     title = " ".join(title_node.text.split()) if title_node is not None and title_node.text else None
     base = posixpath.dirname(opf_path)
     manifest = {
-        item.get("id"): (posixpath.normpath(posixpath.join(base, unquote(item.get("href", "")))), item.get("media-type"))
+        item.get("id"): (
+            posixpath.normpath(posixpath.join(base, unquote(item.get("href", "")))),
+            item.get("media-type"),
+        )
         for item in opf.iter(f"{OPF}item")
     }
     units: list[Unit] = []
@@ -66,5 +69,6 @@ def load_epub(data: bytes) -> LoadedDocument:
             units.append(unit)  # the chunker cuts where the page (chapter) changes
     if not chapters:
         raise LoadError("corrupt EPUB (no chapters in its spine)")
-    return LoadedDocument("epub", units, title=title, pages=chapters, empty_pages=empty, failed_pages=failed,
-                          part_name="chapter")
+    return LoadedDocument(
+        "epub", units, title=title, pages=chapters, empty_pages=empty, failed_pages=failed, part_name="chapter"
+    )

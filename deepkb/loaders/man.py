@@ -18,7 +18,7 @@ _BREAKS = {"PP", "LP", "P", "TP", "IP", "HP", "sp", "br", "RS", "RE", "nf", "fi"
 _FONT_ALTERNATING = {"BR", "RB", "IR", "RI", "BI", "IB"}
 _FONT_JOINED = {"B", "I", "SM", "SB", "R"}
 _MDOC_INLINE = {"Nm", "Fl", "Ar", "Op", "Pa", "Xr", "Em", "Sy", "Cm", "Dq", "Sq", "Ql", "Li", "Va", "Ev", "Nd",
-                "Fn", "Ft", "Fa", "Dv", "Er", "Ic", "Lk", "Mt", "Ql", "No", "Ns"}  # fmt: skip
+                "Fn", "Ft", "Fa", "Dv", "Er", "Ic", "Lk", "Mt", "No", "Ns"}  # fmt: skip
 _NAMED = {
     "em": "—", "en": "–", "hy": "-", "aq": "'", "dq": '"', "lq": "“", "rq": "”", "oq": "‘", "cq": "’", "bu": "•",
     "co": "©", "rg": "®", "tm": "™", "mi": "-", "pl": "+", "mu": "×", "de": "°", "ga": "`", "ha": "^", "ti": "~",
@@ -93,7 +93,7 @@ def load_man(text: str) -> LoadedDocument:
             if line.startswith(skip_until):
                 skip_until = None
             continue
-        if line.startswith((".\\\"", "'\\\"", '.\\"', "\\\"")) or line in (".", "'"):
+        if line.startswith(('.\\"', "'\\\"", '.\\"', '\\"')) or line in (".", "'"):
             continue
         if line.startswith((".", "'")) and len(line) > 1:
             request, _, rest = line[1:].lstrip().partition(" ")

@@ -72,7 +72,9 @@ def _image_file(obj) -> tuple[bytes, str] | None:
         return obj._data, ".jp2"
     if last == "/CCITTFaxDecode" and len(names) == 1:
         parms = obj.get("/DecodeParms") or {}
-        return _ccitt_tiff(obj._data, width, height, int(parms.get("/K", 0)), bool(parms.get("/BlackIs1", False))), ".tif"
+        return _ccitt_tiff(
+            obj._data, width, height, int(parms.get("/K", 0)), bool(parms.get("/BlackIs1", False))
+        ), ".tif"
     if names and any(n not in ("/FlateDecode", "/LZWDecode", "/ASCII85Decode", "/ASCIIHexDecode") for n in names):
         return None  # JBIG2 and the like: not without a renderer
     data = obj.get_data()
@@ -101,7 +103,9 @@ def _ccitt_tiff(data: bytes, width: int, height: int, k: int, black_is_1: bool) 
     out = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries))
     for tag, kind, count, value in entries:
         value = header_size if tag == 273 else value
-        packed = struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+        packed = struct.pack("<HHI", tag, kind, count) + (
+            struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+        )
         out += packed
     return out + struct.pack("<I", 0) + data
 
