@@ -22,7 +22,7 @@ from deepkb.cli._common import (
     open_kb,
     scope_from,
     scope_options,
-)  # fmt: skip
+)
 from deepkb.errors import UsageError
 from deepkb.llm import DEFAULT_CONTEXT_SIZE
 from deepkb.prompt import cite_label

@@ -19,7 +19,7 @@ from deepkb.cli._common import (
     open_kb,
     scope_from,
     scope_options,
-)  # fmt: skip
+)
 from deepkb.search import snippet
 
 
