@@ -26,7 +26,8 @@ from deepkb import faults
 from deepkb.checksum import file_sha256
 from deepkb.chunker import Chunk, chunk_units
 from deepkb.errors import LoadError
-from deepkb.loaders import load, precheck
+from deepkb.loaders import OCR_HINT, load, precheck
+from deepkb.loaders.ocr import tesseract
 from deepkb.scan import Skipped, resolve_roots, scan
 from deepkb.storage_errors import explain, human_bytes
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 # Bump when loaders or the chunker change what they produce: older documents are then re-chunked on the next
 # sync (their unchanged chunk texts keep their stored vectors).
-PIPELINE_VERSION = 4
+PIPELINE_VERSION = 5  # 5: man pages, mbox and Maildir files were plain text before; scanned PDF pages are OCR'd
 
 
 @dataclass
@@ -226,17 +227,22 @@ def _compare(run: _Run, roots: list[Path], report: IngestReport) -> tuple:
     store = run.store
     known = store.documents_under([str(r) for r in roots])
     failures = store.failures_under([str(r) for r in roots])
+    # tesseract installed since a PDF was read: its scanned pages are read now (their size and mtime did not change)
+    ocr_now = tesseract() is not None
+    awaiting_ocr = store.pdfs_awaiting_ocr([str(r) for r in roots]) if ocr_now else set()
 
     candidates: dict[str, tuple[os.stat_result, str]] = {}  # changed or new files, with their content hash
     touched: list[tuple[int, os.stat_result]] = []
     for path, st in files.items():
         doc = known.get(path)
         current = doc is not None and doc.pipeline == PIPELINE_VERSION
-        if current and doc.size == st.st_size and doc.mtime_ns == st.st_mtime_ns:
+        ocr_due = path in awaiting_ocr
+        if current and doc.size == st.st_size and doc.mtime_ns == st.st_mtime_ns and not ocr_due:
             report.unchanged += 1
             continue
         failed = failures.get(path)
-        if failed and failed[:2] == (st.st_size, st.st_mtime_ns):  # the same bad file as last time: not read again
+        ocr_due = ocr_due or bool(failed and ocr_now and OCR_HINT in failed[2])
+        if failed and failed[:2] == (st.st_size, st.st_mtime_ns) and not ocr_due:  # the same bad file: not read again
             report.skipped.append(Skipped(path, failed[2]))
             continue
         try:
@@ -248,7 +254,7 @@ def _compare(run: _Run, roots: list[Path], report: IngestReport) -> tuple:
         except OSError as exc:
             report.skipped.append(Skipped(path, f"unreadable ({exc.strerror or exc})"))
             continue
-        if current and doc.sha256 == sha:
+        if current and doc.sha256 == sha and not ocr_due:
             touched.append((doc.id, st))
             report.unchanged += 1
         else:

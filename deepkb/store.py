@@ -232,6 +232,19 @@ class Store:
             found.update({r[1]: DocumentRow(*r) for r in rows})
         return found
 
+    def pdfs_awaiting_ocr(self, roots: Sequence[str]) -> set[str]:
+        """PDFs below the roots with pages that had no text and were never given to OCR (tesseract was missing)."""
+        found: set[str] = set()
+        for root in roots:
+            prefix = root.rstrip("/") + "/"
+            rows = self.db.execute(
+                "SELECT path FROM documents WHERE kind = 'pdf' AND empty_pages IS NOT NULL AND encoding IS NOT 'ocr' "
+                "AND (path = ? OR substr(path, 1, ?) = ?)",
+                [root, len(prefix), prefix],
+            )
+            found.update(r[0] for r in rows)
+        return found
+
     def document(self, path: str) -> DocumentRow | None:
         row = self.db.execute("SELECT id, path, size, mtime_ns, sha256, pipeline FROM documents WHERE path = ?", [path])
         found = row.fetchone()

@@ -265,3 +265,23 @@ def test_without_tesseract_a_scan_says_how_to_get_it(tmp_path, monkeypatch, kb_h
 def test_doctor_finds_tesseract(kb_home):
     finding = next(f for f in doctor(Settings.load(kb_home)) if f.check == "ocr")
     assert finding.status == "ok" and "tesseract" in finding.detail
+
+
+@needs_tesseract
+def test_installing_tesseract_later_reads_the_scanned_pages_of_unchanged_files(kb, tmp_path, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(FIXTURES / "scanned-fhs.pdf", docs / "mixed.pdf")  # a text page and a scanned one
+    two = b"/Kids [3 0 R 6 0 R] /Count 2"
+    scan_only = (FIXTURES / "scanned-fhs.pdf").read_bytes().replace(two, b"/Kids [6 0 R] /Count 1".ljust(len(two)))
+    (docs / "scan.pdf").write_bytes(scan_only)
+    monkeypatch.setenv("DEEPKB_TESSERACT", "")  # not installed yet
+    before = kb.ingest([docs])
+    assert before.added == 1 and [Path(s.path).name for s in before.skipped] == ["scan.pdf"]
+    assert "install tesseract" in before.skipped[0].reason
+    monkeypatch.delenv("DEEPKB_TESSERACT")  # installed now; the files did not change
+    after = kb.ingest([docs])
+    assert after.added == 1 and after.updated == 1 and after.skipped == []
+    pages = {Path(h.path).name for h in kb.search("predict the location of installed files", k=5, mode="keyword")}
+    assert pages == {"mixed.pdf", "scan.pdf"}
+    assert kb.ingest([docs]).unchanged == 2  # OCR'd once: not read again

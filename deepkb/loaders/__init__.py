@@ -20,7 +20,7 @@ from deepkb.loaders.office import load_docx, load_odt
 from deepkb.loaders.pdf import load_pdf
 from deepkb.loaders.text import decode_text, load_markdown, load_plain
 
-__all__ = ["LoadedDocument", "Unit", "load", "precheck", "decode_text", "format_of", "reads_own_lines"]
+__all__ = ["OCR_HINT", "LoadedDocument", "Unit", "load", "precheck", "decode_text", "format_of", "reads_own_lines"]
 
 MARKDOWN_EXT = {".md", ".markdown", ".mdx"}
 HTML_EXT = {".html", ".htm", ".xhtml"}
@@ -36,6 +36,7 @@ BINARY_EXT = {
     ".sqlite", ".db", ".gguf", ".safetensors", ".pt", ".npy", ".npz", ".pkl", ".parquet",
     ".ttf", ".otf", ".woff", ".woff2", ".iso", ".dmg",
 }  # fmt: skip
+OCR_HINT = "install tesseract to OCR it"  # in a failure's reason: such a file is read again once tesseract is there
 MAX_TEXT_BYTES = 20 * 1024 * 1024
 MAX_PDF_BYTES = 512 * 1024 * 1024
 MAX_ZIP_BYTES = 256 * 1024 * 1024  # a .docx, .odt or .epub file (what it holds is limited by deepkb.loaders.archive)
@@ -140,6 +141,6 @@ def load(path: Path, data: bytes, on_ocr_page: OCRProgress | None = None) -> Loa
         if doc.failed_pages:
             raise LoadError(f"unreadable PDF: {doc.failure_note()}")
         if doc.kind == "pdf" and tesseract() is None:
-            raise LoadError("no extractable text (a scanned PDF: install tesseract to OCR it; see `deepkb doctor`)")
+            raise LoadError(f"no extractable text (a scanned PDF: {OCR_HINT}; see `deepkb doctor`)")
         raise LoadError("no extractable text (OCR found none either)" if doc.kind == "pdf" else "no text")
     return doc

@@ -22,6 +22,7 @@ from deepkb.paths import cache_root
 
 OCR_TIMEOUT_S = 120  # one page
 OCR_ENGINE_MODE = "1"  # the LSTM engine (tesseract 4+)
+OCR_ENCODING = "ocr"  # documents.encoding of a PDF whose text-less pages went through OCR
 OCRProgress = Callable[[int, int], None]  # (pages done, pages to OCR)
 
 
@@ -147,6 +148,7 @@ def ocr_pages(doc, pages: list, on_page: OCRProgress | None = None) -> None:
     exe = tesseract()
     if exe is None or not doc.empty_pages:
         return
+    doc.encoding = OCR_ENCODING  # recorded: this PDF's pages without text were given to OCR (deepkb.ingest)
     todo = list(doc.empty_pages)
     added: list[Unit] = []
     for done, number in enumerate(todo, start=1):
