@@ -285,3 +285,8 @@ def test_installing_tesseract_later_reads_the_scanned_pages_of_unchanged_files(k
     pages = {Path(h.path).name for h in kb.search("predict the location of installed files", k=5, mode="keyword")}
     assert pages == {"mixed.pdf", "scan.pdf"}
     assert kb.ingest([docs]).unchanged == 2  # OCR'd once: not read again
+
+
+def test_a_text_file_named_like_a_man_page_stays_text():
+    assert load(Path("README.1st"), b"Read me first.\n\nThen the rest.\n").kind == "text"
+    assert load(FIXTURES / "access.conf.5", (FIXTURES / "access.conf.5").read_bytes()).kind == "man"

@@ -14,7 +14,7 @@ from deepkb.loaders.base import LoadedDocument, Unit
 from deepkb.loaders.epub import load_epub
 from deepkb.loaders.html import load_html
 from deepkb.loaders.mail import MAIL_EXT, is_maildir_message, load_mail, looks_like_mbox
-from deepkb.loaders.man import MAN_SUFFIX, load_man
+from deepkb.loaders.man import MAN_SUFFIX, load_man, looks_like_roff
 from deepkb.loaders.ocr import OCRProgress, tesseract
 from deepkb.loaders.office import load_docx, load_odt
 from deepkb.loaders.pdf import load_pdf
@@ -123,7 +123,7 @@ def load(path: Path, data: bytes, on_ocr_page: OCRProgress | None = None) -> Loa
         if b"\x00" in data[:8192]:
             raise LoadError(f"not an e-mail {'mailbox' if kind == 'mbox' else 'message'} (binary data)")
         doc = load_mail(data, mbox=kind == "mbox")
-    elif kind in ("man", "man.gz"):
+    elif kind in ("man", "man.gz") and (kind == "man.gz" or looks_like_roff(data)):
         raw = gunzip(data, "compressed man page", MAX_MAN_BYTES) if kind == "man.gz" else data
         text, encoding = decode_text(raw)
         doc = load_man(text)

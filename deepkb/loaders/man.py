@@ -43,6 +43,13 @@ _SIMPLE = {"-": "-", "e": "\\", "\\": "\\", " ": " ", "~": " ", "0": " ", "|": "
            "{": "", "}": "", ":": "", "!": "", "r": ""}  # fmt: skip
 
 
+def looks_like_roff(data: bytes) -> bool:
+    """A `.1`-`.9` file that is roff: a request or comment (`.TH`, `.\\"`, `.Dd`) among its first lines. Text files
+    that only end that way (`README.1st`, `notes.2`) are read as text."""
+    lines = [line for line in data[:4096].split(b"\n")[:20] if line.strip()]
+    return any(line.startswith((b".", b"'")) for line in lines[:10])
+
+
 def unescape(text: str) -> str:
     """roff escapes to plain text: fonts and sizes dropped, glyphs named by \\(xx or \\[xx] mapped."""
     text = text.split('\\"', 1)[0]  # a comment runs to the end of the line
