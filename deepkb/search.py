@@ -13,10 +13,14 @@ from deepkb.errors import UsageError
 from deepkb.scope import Scope
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from deepkb.config import Settings
     from deepkb.embedders import Embedder
     from deepkb.storage import Storage
     from deepkb.vector_index import VectorIndex
+
+    Allowed = set[int] | tuple[list[int], np.ndarray] | None  # what a scope lets the dense side return
 
 MODES = ("hybrid", "dense", "keyword")
 
@@ -100,11 +104,21 @@ def dense(storage: Storage, embedder: Embedder, query: str, k: int) -> list[tupl
 
 
 def _nearest(
-    embedder: Embedder, index: VectorIndex, query: str, k: int, allowed: list[int] | None = None
+    embedder: Embedder, index: VectorIndex, query: str, k: int, allowed: Allowed = None
 ) -> list[tuple[int, float]]:
     """Encode the query and ask the HNSW index for (vector id, cosine): no SQLite, so it may run on another thread.
-    `allowed`: the vector ids of a scope (None: all)."""
+    `allowed`: a scope's vector ids (a set: hnswlib filters its walk) or ids with their vectors (compared exactly)."""
+    if isinstance(allowed, tuple):
+        return index.query(embedder.embed([query])[0], k, vectors=allowed)
     return index.query(embedder.embed([query])[0], k, allowed)
+
+
+def _allowed(storage: Storage, scope: Scope) -> Allowed:
+    """A scope's vectors as the dense side wants them: with their values when few (an exact scan), else their ids."""
+    from deepkb.vector_index import EXACT_SCAN
+
+    ids = storage.store.scope_vector_ids(scope)
+    return storage.store.vectors_by_ids(ids) if len(ids) <= EXACT_SCAN else set(ids)
 
 
 def keyword(storage: Storage, query: str, k: int, scope: Scope | None = None) -> list[tuple[int, float]]:
@@ -188,7 +202,7 @@ def _search(
     scope: Scope | None = None,
 ) -> list[Hit]:
     depth = max(k, settings.candidates)
-    allowed = storage.store.scope_vector_ids(scope) if scope and index is not None and mode != "keyword" else None
+    allowed = _allowed(storage, scope) if scope and index is not None and mode != "keyword" else None
     if mode == "hybrid" and index is not None:
         # The query's encoding (one thread) and the FTS5 query each take several ms on a 2-core CPU: run them
         # side by side. The worker gets the embedder and the index ready-made, so it never touches SQLite.

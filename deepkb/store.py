@@ -436,6 +436,17 @@ class Store:
         sql = f"SELECT DISTINCT vector_id FROM chunks WHERE doc_id IN (SELECT id FROM documents WHERE {cond})"
         return [r[0] for r in self.db.execute(sql, params)]
 
+    def vectors_by_ids(self, ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
+        """These stored vectors as (ids, matrix), for an exact scan of a small scope."""
+        found: list[int] = []
+        blobs: list[bytes] = []
+        for part, marks in _in_batches(ids):
+            for vector_id, blob in self.db.execute(f"SELECT id, vector FROM vectors WHERE id IN ({marks})", part):
+                found.append(vector_id)
+                blobs.append(blob)
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(found), -1) if found else np.empty((0, 0))
+        return found, matrix
+
     def scope_documents(self, scope: Scope) -> int:
         """How many documents lie in the scope."""
         cond, params = scope.sql()
