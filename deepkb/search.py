@@ -35,6 +35,7 @@ STOPWORDS = frozenset(
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_TERMS = 32  # a pasted paragraph is still one query
+SCOPE_CACHE = 4  # scopes whose allowed vectors are kept (per Storage, until the next write)
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,23 @@ def _nearest(
 
 
 def _allowed(storage: Storage, scope: Scope) -> Allowed:
-    """A scope's vectors as the dense side wants them: with their values when few (an exact scan), else their ids."""
+    """A scope's vectors as the dense side wants them: with their values when few (an exact scan), else their ids.
+
+    Kept per scope until the knowledge base changes (its epoch): a chat asks every question in the same scope, and
+    reading 30,000 ids from SQLite costs more than the filtered graph walk."""
     from deepkb.vector_index import EXACT_SCAN
 
-    ids = storage.store.scope_vector_ids(scope)
-    return storage.store.vectors_by_ids(ids) if len(ids) <= EXACT_SCAN else set(ids)
+    store = storage.store
+    key = (scope, store.epoch(), EXACT_SCAN)
+    cache: dict = storage.__dict__.setdefault("_scope_vectors", {})
+    found = cache.get(key)
+    if found is None:
+        ids = store.scope_vector_ids(scope)
+        found = store.vectors_by_ids(ids) if len(ids) <= EXACT_SCAN else frozenset(ids)
+        for old in list(cache)[: max(0, len(cache) - SCOPE_CACHE + 1)]:  # oldest first
+            cache.pop(old, None)
+        cache[key] = found
+    return found
 
 
 def keyword(storage: Storage, query: str, k: int, scope: Scope | None = None) -> list[tuple[int, float]]:

@@ -147,3 +147,12 @@ def test_server_search_takes_in_and_type(crowded, tiny_model):
     assert sorted(_names_of(as_text.json()["hits"])) == ["other.txt", "tool.py"]
     assert relative.status_code == 400 and "absolute" in relative.text
     assert empty.status_code == 400 and "no ingested document" in empty.text
+
+
+def test_a_scope_sees_documents_ingested_after_it_was_first_used(crowded):
+    kb, docs = crowded
+    scope = make_scope([docs / "small"])
+    assert "late.md" not in _names(kb.search("glacier expedition", k=5, mode="dense", scope=scope))
+    write(docs / "small" / "late.md", "# Late\n\nThe glacier expedition leaves in March.\n")
+    kb.ingest([docs])
+    assert _names(kb.search("glacier expedition", k=1, mode="dense", scope=scope)) == ["late.md"]
