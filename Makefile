@@ -36,13 +36,13 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 		$(BIN)/pip install "torch==$(TORCH_VERSION)+cpu" 2>/dev/null || \
 		$(BIN)/pip install "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(BIN)/pip install -c $(CONSTRAINTS) -e ".[tui,server,test,dev]"
+	$(BIN)/pip install -c $(CONSTRAINTS) -e ".[tui,server,mcp,test,dev]"
 	touch $@
 
 # Refresh the pins on purpose: newest versions within pyproject's bounds, then `make test` before committing them.
 lock:
 	test -x $(BIN)/python || $(MAKE) install
-	$(BIN)/pip install --upgrade --upgrade-strategy eager -e ".[tui,server,test,dev]"
+	$(BIN)/pip install --upgrade --upgrade-strategy eager -e ".[tui,server,mcp,test,dev]"
 	$(BIN)/pip freeze --exclude-editable | grep -v -i -E '^(torch|nvidia-|triton|pip|setuptools)([=+]|$$)' > $(CONSTRAINTS)
 	touch $(VENV)/.installed
 

@@ -1,8 +1,8 @@
 """Benchmark: what reaches the model — how often the CPU prompt holds a relevant passage, whole chunks against excerpts.
 
-On a CPU deepkb sends sources only up to a token budget (deepkb.answer.cpu_source_tokens: what the machine prefills in
+On a CPU deepkb sends sources only up to a token budget (deepkb.answer.stream.cpu_source_tokens: what the machine prefills in
 the time left before the first answer character is due). Whole chunks let two or three of the six retrieved in;
-excerpts (deepkb.excerpt + deepkb.prompt.pack_excerpts: each chunk's sentences that match the question, with their own
+excerpts (deepkb.retrieval.excerpt + deepkb.answer.prompt.pack_excerpts: each chunk's sentences that match the question, with their own
 line spans) let in a part of each. For every question this runs deepkb's hybrid search (k=6, as `deepkb ask` does) on
 a cached knowledge base and packs the prompt as `deepkb ask` does, counting tokens with the Qwen2 tokenizer of the
 1.5B-shaped GGUF of bench/llm_speed.py, under several source budgets, in three ways: whole chunks (deepkb before
@@ -72,7 +72,7 @@ class Scored:
     """One question's retrieved hits and their segments' score parts (dense cosine, keyword share), computed once."""
 
     def __init__(self, question: str, hits: list, embed) -> None:
-        from deepkb import excerpt
+        from deepkb.retrieval import excerpt
 
         excerpt._loader_lines.cache_clear()  # each `deepkb ask` process starts cold
         started = time.perf_counter()
@@ -90,8 +90,8 @@ class Scored:
 
 def pack(question: str, hits: list, scored: Scored, llm, budget: int | None, method: str, settings: dict):
     """The prompt `deepkb ask` builds under `budget` with `method` (see METHODS)."""
-    from deepkb import prompt as P
-    from deepkb.answer import AskOptions
+    from deepkb.answer import prompt as P
+    from deepkb.answer.stream import AskOptions
 
     answer_tokens = min(AskOptions.answer_tokens, llm.context_size // 2)
     if budget is None:
@@ -109,7 +109,8 @@ def pack(question: str, hits: list, scored: Scored, llm, budget: int | None, met
 
 
 def default_settings() -> dict:
-    from deepkb import excerpt, prompt
+    from deepkb.answer import prompt
+    from deepkb.retrieval import excerpt
 
     return {"keyword_weight": excerpt.KEYWORD_WEIGHT, "anchor_bonus": prompt.ANCHOR_BONUS,
             "rank_penalty": prompt.RANK_PENALTY}  # fmt: skip
@@ -120,7 +121,7 @@ def prepare(kb, questions: list[dict]) -> list[tuple[dict, list, Scored]]:
     out = []
     for q in questions:
         hits = kb.search(q["question"], k=K, mode="hybrid")
-        from deepkb.prompt import spread_documents
+        from deepkb.answer.prompt import spread_documents
 
         out.append((q, hits, Scored(q["question"], spread_documents(hits), kb.embedder.embed)))
     return out

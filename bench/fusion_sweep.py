@@ -31,7 +31,7 @@ ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # convex fusion: the dense side's share
 
 
 def _fuse(dense: list[int], keyword: list[int], rrf_k: int, depth: int, weight: float) -> list[int]:
-    """deepkb.search.fuse with a weight on the dense side (weight 1.0 is exactly deepkb's fusion)."""
+    """deepkb.retrieval.search.fuse with a weight on the dense side (weight 1.0 is exactly deepkb's fusion)."""
     scores: dict[int, float] = {}
     for rank, chunk in enumerate(dense[:depth], start=1):
         scores[chunk] = scores.get(chunk, 0.0) + weight / (rrf_k + rank)
@@ -41,8 +41,8 @@ def _fuse(dense: list[int], keyword: list[int], rrf_k: int, depth: int, weight: 
 
 
 def _convex(dense: list[tuple[int, float]], keyword: list[tuple[int, float]], depth: int, alpha: float) -> list[int]:
-    """deepkb.search.fuse_convex over each side's top `depth`."""
-    from deepkb.search import fuse_convex
+    """deepkb.retrieval.search.fuse_convex over each side's top `depth`."""
+    from deepkb.retrieval.search import fuse_convex
 
     return [c for c, _ in fuse_convex(dense[:depth], keyword[:depth], alpha)]
 
@@ -52,7 +52,7 @@ def run(quick: bool = False, scifact: Path | None = None) -> dict:
     from run import CACHE, load_scifact, ndcg_at_10
 
     from deepkb.kb import KnowledgeBase
-    from deepkb.search import dense, keyword
+    from deepkb.retrieval.search import dense, keyword
 
     folder = scifact or REPO.parent / "shared" / "data" / "scifact"
     if not (folder / "corpus.jsonl").exists() or not (CACHE / "scifact-kb" / "kb.sqlite").exists():

@@ -7,10 +7,10 @@ bench/cache/ (about 4 minutes on 2 cores, 3.6 GB of scratch disk, 1.1 GB kept).
 
 The prompt is the one deepkb builds for "What does the retention policy say about backups?" over a knowledge base of
 data/. The raw engine is `Llama.create_chat_completion(stream=True)` on the same chat messages; deepkb is
-`deepkb.answer.ask` with the LlamaCppLLM backend, as `deepkb ask` runs it: on a CPU the sources are held to
-deepkb.answer.cpu_source_tokens() of the prefill speed the earlier runs measured (CPU_SOURCE_TOKENS before the
+`deepkb.answer.stream.ask` with the LlamaCppLLM backend, as `deepkb ask` runs it: on a CPU the sources are held to
+deepkb.answer.stream.cpu_source_tokens() of the prefill speed the earlier runs measured (CPU_SOURCE_TOKENS before the
 first; the raw engine gets the prompt of the same budget), and the KV state of the fixed prompt start comes from the on-disk prompt cache
-(deepkb/prompt_cache.py). Runs: the first `deepkb ask` ever, every later one, a second question in the same process,
+(deepkb/llm/prompt_cache.py). Runs: the first `deepkb ask` ever, every later one, a second question in the same process,
 and one run with every retrieved chunk that fits the context, to show what the source budget saves.
 
     .venv/bin/python bench/llm_speed.py [--quick] [--repeats N] [--tokens 64]
@@ -208,13 +208,13 @@ SENT: dict[str, list[dict]] = {}
 
 
 def run_deepkb(kb, llm, question: str, max_tokens: int, temperature: float, state: str, **options) -> dict:
-    """deepkb.answer.ask as `deepkb ask` calls it; only timestamps are added around its own calls.
+    """deepkb.answer.stream.ask as `deepkb ask` calls it; only timestamps are added around its own calls.
 
     state: "first-run" (empty context, no prompt cache on disk: the very first `deepkb ask`), "next-run" (empty
     context, the prompt cache on disk: every later `deepkb ask`), "same-process" (the previous question's KV
     state still loaded: chat and serve).
     """
-    from deepkb.answer import AskOptions, ask
+    from deepkb.answer.stream import AskOptions, ask
 
     marks: dict[str, float] = {}
 
@@ -296,7 +296,7 @@ def run_cli_series(runs: int, before: Path | None = None) -> dict:
     sizes its sources at CPU_SOURCE_TOKENS, the later ones by the prefill speed the earlier ones measured and the time
     already spent. With `before` (another checkout, e.g. main before a change), its runs alternate with this tree's,
     on the same knowledge base, model and prefill-speed file."""
-    from deepkb.answer import CPU_FIRST_CHARACTER_S
+    from deepkb.answer.stream import CPU_FIRST_CHARACTER_S
 
     model = build_model()
     trees = {"this tree": REPO, **({"before": before} if before else {})}
@@ -330,10 +330,10 @@ def run(quick: bool = False, repeats: int | None = None, max_tokens: int = 64, t
     """Build (once) the model, then time raw vs deepkb on the same prompt, interleaved, `repeats` times."""
     import llama_cpp
 
-    from deepkb.answer import CPU_FIRST_CHARACTER_S, cpu_source_tokens
+    from deepkb.answer.prompt import build_prompt
+    from deepkb.answer.stream import CPU_FIRST_CHARACTER_S, cpu_source_tokens
     from deepkb.kb import KnowledgeBase
     from deepkb.llm import LlamaCppLLM, open_llm, physical_cores
-    from deepkb.prompt import build_prompt
 
     repeats = repeats or (1 if quick else 3)
     model = build_model()

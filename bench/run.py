@@ -91,7 +91,7 @@ def percentiles(samples: list[float]) -> dict:
 
 def latency(kb: KnowledgeBase, queries: list[str]) -> dict:
     """deepkb search per mode against the raw engines on the same queries, same process, same run."""
-    from deepkb.search import fts_query
+    from deepkb.retrieval.search import fts_query
 
     embedder, index, store = kb.embedder, kb.index, kb.store
     kb.search(queries[0], k=10)  # warm up
@@ -133,7 +133,7 @@ def ingest_speed(docs: Path, work: Path, rounds: int = 2, slice_files: int = 100
     """
     from functools import partial
 
-    from deepkb.chunker import chunk_units
+    from deepkb.ingest.chunker import chunk_units
     from deepkb.loaders import load
 
     shutil.rmtree(work, ignore_errors=True)
@@ -381,10 +381,10 @@ def write_report(results: dict) -> None:
 
 
 # bench/<name>.py modules with run() and markdown(), in the order they run and appear in BENCHMARKS.md.
-OTHERS = ("fusion_sweep", "manuals", "context_recall", "search_latency", "search_process", "reingest", "llm_speed",
-          "memory", "encoder_options", "peer_txtai", "watch_latency", "chat_startup")  # fmt: skip
+OTHERS = ("fusion_sweep", "manuals", "context_recall", "search_latency", "search_process", "reingest", "ingest_speed",
+          "llm_speed", "memory", "encoder_options", "peer_txtai", "watch_latency", "chat_startup")  # fmt: skip
 # Run at their smaller size unless --full: together they would take the 30-minute `make bench` past its budget.
-QUICK_BY_DEFAULT = ("memory", "encoder_options", "peer_txtai")
+QUICK_BY_DEFAULT = ("memory", "encoder_options", "peer_txtai", "ingest_speed")
 
 
 def run_others(

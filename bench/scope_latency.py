@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deepkb.chunker import Chunk
 from deepkb.embedders import Embedder
+from deepkb.ingest.chunker import Chunk
 from deepkb.kb import KnowledgeBase
-from deepkb.store import Store
+from deepkb.storage.catalog import Store
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "bench" / "cache" / "scope-latency-100k"

@@ -48,10 +48,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from deepkb.chunker import Chunk  # noqa: E402
 from deepkb.embedders import Embedder  # noqa: E402
+from deepkb.ingest.chunker import Chunk  # noqa: E402
 from deepkb.kb import KnowledgeBase  # noqa: E402
-from deepkb.store import Store  # noqa: E402
+from deepkb.storage.catalog import Store  # noqa: E402
 
 CACHE = REPO / "bench" / "cache"
 SOURCE_KB = CACHE / "scifact-kb"
@@ -225,7 +225,7 @@ def measure(kb: KnowledgeBase, queries: dict[str, str], qrels: dict[str, dict[st
     """Raw engines and deepkb's search on the same queries, interleaved (the order alternates query by query)."""
     from figures import sentence_transformer
 
-    from deepkb.search import fts_query
+    from deepkb.retrieval.search import fts_query
 
     model, index, db = sentence_transformer(kb.settings.embedding_model), kb.index, kb.store.db
     depth = kb.settings.candidates
@@ -293,7 +293,7 @@ def ndcg_check(kb: KnowledgeBase, queries: dict[str, str], qrels: dict, vectors:
     with deepkb's BM25 column weights), each fused with the same dense list as deepkb ships (convex by default)."""
     from run import ndcg_at_10
 
-    from deepkb.search import fts_query, fuse, fuse_convex, keyword
+    from deepkb.retrieval.search import fts_query, fuse, fuse_convex, keyword
 
     depth, db = kb.settings.candidates, kb.store.db
     doc_of = {
@@ -332,7 +332,7 @@ def run(quick: bool = False, scifact: str | os.PathLike | None = None) -> dict:
         queries = dict(list(queries.items())[:QUICK_QUERIES])
     figures: dict = {"benchmark": "search_latency", "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": quick,
                      "machine": _machine(), "build_version": BUILD_VERSION, "sizes": {}}  # fmt: skip
-    from deepkb.store import KEYWORD_BUDGET
+    from deepkb.storage.catalog import KEYWORD_BUDGET
 
     figures["keyword_budget"] = KEYWORD_BUDGET
     for size in SIZES[:1] if quick else SIZES:

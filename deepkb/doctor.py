@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from deepkb.config import Settings
-from deepkb.storage_errors import human_bytes
-from deepkb.store import DB_FILE, SCHEMA_VERSION
+from deepkb.storage.catalog import DB_FILE, SCHEMA_VERSION
+from deepkb.storage.errors import human_bytes
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 RESTORE_HINT = "restore a backup (`deepkb restore BACKUP --kb NEW_FOLDER`) or ingest your folders again into a new --kb"
@@ -142,8 +142,8 @@ def _fts(ctx: _Context) -> Finding:
 def _vector_index(ctx: _Context) -> Finding:
     if not ctx.db_ok:
         return Finding("vector index", SKIP, "the database check did not pass")
-    from deepkb.store import Store
-    from deepkb.vector_index import VectorIndex
+    from deepkb.storage.catalog import Store
+    from deepkb.storage.vectors import VectorIndex
 
     store = Store(ctx.settings.home)
     try:
@@ -259,7 +259,7 @@ def _agreement_with_stored(ctx: _Context, embedder) -> float | None:
 # the answer model -------------------------------------------------------------------------------------------
 def _answer_model(ctx: _Context) -> Finding:
     from deepkb.errors import DeepKBError
-    from deepkb.models import resolve_model
+    from deepkb.llm.catalog import resolve_model
 
     try:
         path = resolve_model(ctx.model)

@@ -13,6 +13,10 @@ class UsageError(DeepKBError):
     exit_code = 2
 
 
+class NoKnowledgeBaseError(DeepKBError):
+    """A command that reads a knowledge base was pointed at a folder that holds none (a mistyped --kb)."""
+
+
 class LoadError(DeepKBError):
     """A file could not be read into text; the message is the reason shown beside the file."""
 

@@ -1,7 +1,7 @@
 """Fault injection for the crash-safety tests: DEEPKB_FAULT=name:n[:kind] makes the nth arrival at a named place fail.
 
-kind is `kill` (SIGKILL, the default), `enospc` or `eio` (an OSError: a full disk, a failing disk) or `sqlfull`
-(SQLite's own "database or disk is full"). SQLite's own test suite works this way; without a way to stop at a
+kind is `kill` (SIGKILL, the default), `enospc` or `eio` (an OSError: a full disk, a failing disk), `sqlfull`
+(SQLite's own "database or disk is full") or `sigint` (Ctrl-C). SQLite's own test suite works this way; without a way to stop at a
 chosen instruction, a kill test only ever hits the places where a process spends its time.
 """
 
@@ -14,7 +14,7 @@ import sqlite3
 from collections import Counter
 
 _seen: Counter[str] = Counter()
-KINDS = ("kill", "enospc", "eio", "sqlfull")
+KINDS = ("kill", "enospc", "eio", "sqlfull", "sigint")
 
 
 def checkpoint(name: str) -> None:
@@ -33,6 +33,9 @@ def checkpoint(name: str) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
     if kind == "sqlfull":
         raise sqlite3.OperationalError("database or disk is full")
+    if kind == "sigint":  # Ctrl-C: Python raises KeyboardInterrupt here
+        os.kill(os.getpid(), signal.SIGINT)
+        return
     os.kill(os.getpid(), signal.SIGKILL)
 
 

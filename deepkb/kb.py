@@ -12,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from deepkb.chunker import Chunk
 from deepkb.config import CONFIG_FILE, DEFAULT_EMBEDDING_MODEL, LIMITS, Settings
 from deepkb.embedders import Embedder, create_embedder, openvino_rejection, pick_backend, resolve_backend
 from deepkb.errors import EmbeddingModelError, UsageError
-from deepkb.ingest import IngestReport, Progress, embed_chunks, sync
+from deepkb.ingest.chunker import Chunk
+from deepkb.ingest.sync import IngestReport, Progress, embed_chunks, sync
+from deepkb.retrieval.search import Hit, check_query, search
 from deepkb.scope import Scope, no_match_message
-from deepkb.search import Hit, check_query, search
-from deepkb.storage import Storage
-from deepkb.storage_errors import translated
-from deepkb.vector_index import VectorIndex
+from deepkb.storage.errors import translated
+from deepkb.storage.storage import Storage
+from deepkb.storage.vectors import VectorIndex
 
 REEMBED_SLICE = 4096  # chunks read from SQLite at a time by `reindex --reembed`
 
@@ -40,7 +40,7 @@ def _storage_guarded(method):
 class KnowledgeBase:
     """A folder holding the SQLite catalog (truth), the HNSW file (cache) and config.toml.
 
-    The facade the shells call: it composes the storage (deepkb.storage), the embedder, ingest and search."""
+    The facade the shells call: it composes the storage (deepkb.storage.storage), the embedder, ingest and search."""
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None, check_model: bool = True) -> None:
         self.settings = settings

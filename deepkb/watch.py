@@ -4,7 +4,7 @@ File-system events only say *that* something under a root changed; *what* change
 incremental sync `deepkb ingest` runs (unchanged files are only stat'ed), so renames, directory moves and an
 editor's atomic save follow exactly ingest's rules. Events are debounced: a batch starts after a quiet period,
 or at the latest `max_delay` seconds after its first event, and everything pending becomes one `kb.ingest()`.
-The watcher holds the KB's writer lock for its whole life; readers on other KnowledgeBase objects never wait.
+The watcher keeps other processes from writing for its whole life; readers (other threads, other processes) never wait.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from deepkb.errors import DeepKBError, UsageError
-from deepkb.ingest import Change, IngestReport, Progress
-from deepkb.scan import IGNORE_FILE, IgnoreRules, Skipped, UnreadableIgnoreFile, resolve_roots
+from deepkb.ingest.scan import IGNORE_FILE, IgnoreRules, Skipped, UnreadableIgnoreFile, resolve_roots
+from deepkb.ingest.sync import Change, IngestReport, Progress
 
 if TYPE_CHECKING:
     from deepkb.kb import KnowledgeBase
@@ -82,8 +82,9 @@ class _Handler(FileSystemEventHandler):
 class Watcher:
     """Keeps a KnowledgeBase in step with folders until stopped; the CLI, the TUI and the server all run this.
 
-    Callbacks run on the watcher's worker thread. The KnowledgeBase given here is used by that thread only while
-    the watcher runs: search from another KnowledgeBase object on the same folder (it sees every commit).
+    Callbacks run on the watcher's worker thread. The watcher holds the KB's lock against other processes from
+    start to stop and takes the writer lock for each batch; other threads may search the same KnowledgeBase
+    meanwhile (one Storage, one HNSW graph: each commit is applied to the graph they read, no repair needed).
     """
 
     def __init__(
@@ -130,7 +131,7 @@ class Watcher:
         from watchdog.observers import Observer
 
         self.roots = [_Root(p, p.is_file()) for p in resolve_roots(self.paths)]
-        self._stack.enter_context(self.kb.writer(self.holder))
+        self._stack.enter_context(self.kb.storage.hold(self.holder))  # its thread takes writer() per batch
         try:
             self._observer = Observer()
             for root in self.roots:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from deepkb.abstain import DEFAULT_MIN_RELEVANCE, best_dense_score, on_topic
 from deepkb.cli import main
-from deepkb.conversation import ChatSession
+from deepkb.conversation.session import ChatSession
 from deepkb.kb import KnowledgeBase
+from deepkb.retrieval.abstain import DEFAULT_MIN_RELEVANCE, best_dense_score, on_topic
 
 from conftest import SAMPLE_DATA
 

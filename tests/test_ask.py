@@ -9,11 +9,11 @@ import socket
 import pytest
 from click.testing import CliRunner
 
-from deepkb.answer import CPU_SOURCE_TOKENS, GET_A_MODEL, AskOptions, ask, cpu_source_tokens
+from deepkb.answer.prompt import NOT_IN_DOCUMENTS, build_prompt, spread_documents
+from deepkb.answer.stream import CPU_SOURCE_TOKENS, GET_A_MODEL, AskOptions, ask, cpu_source_tokens
 from deepkb.cli import main
 from deepkb.llm import LlamaCppLLM, OpenAICompatLLM
-from deepkb.prompt import NOT_IN_DOCUMENTS, build_prompt, spread_documents
-from deepkb.search import Hit
+from deepkb.retrieval.search import Hit
 
 from conftest import write
 from tiny_gguf import ANSWER, THINKING

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from deepkb.chunker import chunk_units
 from deepkb.embedders import resolve_model
+from deepkb.ingest.chunker import chunk_units
 from deepkb.loaders import load
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data"

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from deepkb.citations import MarkerFilter, ThinkSplitter, resolve_citations, split_think
-from deepkb.search import Hit
+from deepkb.answer.citations import MarkerFilter, ThinkSplitter, resolve_citations, split_think
+from deepkb.retrieval.search import Hit
 
 
 def _hits(n: int) -> list[Hit]:
@@ -43,6 +43,7 @@ def test_valid_marker_maps_to_exact_source():
         "score": sources[1].score,
         "dense_score": sources[1].dense_score,
         "keyword_score": sources[1].keyword_score,
+        "also_in": [],
     }
     assert cited.citations[0].to_json() == {"n": 2, **sources[1].to_json()}  # one JSON shape of a hit everywhere
     assert cited.also_retrieved == [sources[0], sources[2]]  # retrieved but never cited: not citations

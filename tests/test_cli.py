@@ -136,14 +136,19 @@ def test_remove_a_folder_forgets_everything_below_it(tmp_path):
 
 
 @pytest.mark.parametrize("env_home", [True, False])
-def test_kb_home_from_environment_or_flag(tmp_path, monkeypatch, env_home):
+def test_kb_home_from_environment_or_flag(tmp_path, monkeypatch, env_home, embedder):
     runner = CliRunner()
     target = tmp_path / "chosen"
+    write(tmp_path / "docs" / "a.md", "# A\n\nThe aardvark digs at night.\n")
     if env_home:
         monkeypatch.setenv("DEEPKB_HOME", str(target))
-        result = runner.invoke(main, ["status", "--json"])
+        kb = []
     else:
-        result = runner.invoke(main, ["--kb", str(target), "status", "--json"])
+        kb = ["--kb", str(target)]
+    refused = runner.invoke(main, [*kb, "status", "--json"])  # a read-only command creates nothing
+    assert refused.exit_code == 1 and "no knowledge base at" in refused.output and not target.exists()
+    assert runner.invoke(main, [*kb, "ingest", str(tmp_path / "docs")]).exit_code == 0
+    result = runner.invoke(main, [*kb, "status", "--json"])
     assert result.exit_code == 0 and (target / "kb.sqlite").exists()
 
 

@@ -24,15 +24,22 @@ def test_the_shell_commands_are_registered_with_examples():
     assert "127.0.0.1" in served and "8000" in served and "--api-key" in served  # loopback by default
 
 
-def test_doctor_on_a_new_knowledge_base_says_to_ingest_first(kb_home):
-    out = CliRunner().invoke(main, ["--kb", str(kb_home), "doctor", "--json"])
-    report = json.loads(out.output)
+def test_doctor_on_a_folder_without_a_knowledge_base_says_to_ingest_first(kb_home):
+    for args in (["doctor", "--json"], ["doctor"]):
+        out = CliRunner().invoke(main, ["--kb", str(kb_home), *args])
+        assert out.exit_code == 1 and f"no knowledge base at {kb_home}" in out.output, out.output
+        assert "deepkb ingest" in out.output and "Traceback" not in out.output
+    assert not kb_home.exists()  # a mistyped --kb is not created
+
+
+def test_doctor_on_a_new_knowledge_base_checks_the_disk(kb_home):
+    from deepkb.kb import KnowledgeBase
+
+    KnowledgeBase.open(kb_home).close()  # created, nothing ingested yet
+    report = json.loads(CliRunner().invoke(main, ["--kb", str(kb_home), "doctor", "--json"]).output)
     found = {f["check"]: f for f in report["findings"]}
-    assert found["database"]["status"] == "warn" and "deepkb ingest" in found["database"]["fix"]
-    assert found["disk"]["status"] == "ok"
+    assert found["database"]["status"] == "ok" and found["disk"]["status"] == "ok"
     assert "fail" not in {f["status"] for f in report["findings"]}, report
-    text = CliRunner().invoke(main, ["--kb", str(kb_home), "doctor"]).output
-    assert "deepkb ingest" in text and "disk" in text and "Traceback" not in text
 
 
 def test_serve_refuses_an_unusable_port_in_one_line(kb_home):

@@ -8,21 +8,20 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from deepkb.answer import CANCELLED, GET_A_MODEL, AskOptions
+from deepkb.answer.prompt import NOT_IN_DOCUMENTS, SYSTEM_PROMPT, build_prompt
+from deepkb.answer.stream import CANCELLED, GET_A_MODEL, AskOptions
 from deepkb.cli import main
-from deepkb.conversation import (
+from deepkb.conversation.session import (
     ChatSession,
     ConversationStore,
     Delta,
     Done,
     Notice,
     Retrieved,
-    conversation_query,
-    fuse_hits,
+    decide,
 )
 from deepkb.llm import LlamaCppLLM, Usage
-from deepkb.prompt import NOT_IN_DOCUMENTS, SYSTEM_PROMPT, build_prompt
-from deepkb.search import Hit
+from deepkb.retrieval.search import Hit
 
 from conftest import write
 from tiny_gguf import ANSWER, THINKING
@@ -165,15 +164,13 @@ def test_a_follow_up_reuses_the_kv_state_of_the_conversation_so_far(docs_kb, llm
     assert third.timings.cached_prompt_tokens < third.timings.prompt_tokens
 
 
-def test_follow_up_retrieval_joins_the_earlier_questions():
-    assert conversation_query(["How do I stash work?", "and list stashes?"], "how do I get it back?") == (
-        "How do I stash work? and list stashes? how do I get it back?"
-    )
-    a, b, c = (Hit(i, f"/d{i}", None, 1, 1, None, 0.0, "t", d) for i, d in ((1, 0.2), (2, 0.5), (3, 0.4)))
-    b_again = Hit(2, "/d2", None, 1, 1, None, 0.0, "t", 0.1)
-    fused = fuse_hits([[a, b], [b_again, c]], k=3)
-    assert [h.chunk_id for h in fused] == [2, 1, 3]  # in both lists: first
-    assert fused[0].dense_score == 0.5  # the better-scored copy is kept for the abstention check
+def test_a_follow_up_of_a_follow_up_is_joined_back_to_its_topic():
+    """ "how do I get it back?" after "and list stashes?" searches with the question that started the topic too."""
+    decision = decide(["How do I sort a list?", "How do I stash work?", "and list stashes?"], "how do I get it back?")
+    assert decision.decision == "follow-up" and decision.cue == "it"
+    assert decision.query == "How do I stash work? and list stashes? how do I get it back?"
+    fresh = decide(["How do I stash work?", "and list stashes?"], "What does VACUUM do in sqlite?")
+    assert fresh.decision == "new topic" and fresh.query == "What does VACUUM do in sqlite?"
 
 
 def test_usage_is_per_answer_not_per_model(llm):

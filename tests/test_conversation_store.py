@@ -8,12 +8,12 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from deepkb.citations import Citation
+from deepkb.answer.citations import Citation
 from deepkb.cli import main
 from deepkb.cli.chats import chats
-from deepkb.conversation_store import DB_FILE, ConversationStore, Turn
+from deepkb.conversation.store import DB_FILE, ConversationStore, Turn
 from deepkb.errors import UsageError
-from deepkb.search import Hit
+from deepkb.retrieval.search import Hit
 
 
 def _hit() -> Hit:

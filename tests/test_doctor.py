@@ -12,7 +12,7 @@ from deepkb.cli import main
 from deepkb.config import Settings
 from deepkb.doctor import run
 from deepkb.kb import KnowledgeBase
-from deepkb.vector_index import INDEX_FILE
+from deepkb.storage.vectors import INDEX_FILE
 
 CHECKS = ["database", "keyword index", "vector index", "embedding engine", "answer model", "gpu offload", "memory",
           "disk", "ocr"]  # fmt: skip

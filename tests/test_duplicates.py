@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import shutil
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from deepkb.cli import main
 from deepkb.kb import KnowledgeBase
-from deepkb.store import MIGRATIONS, Store
-from deepkb.vector_index import INDEX_FILE, SIDECAR_FILE
+from deepkb.storage.catalog import MIGRATIONS, Store
+from deepkb.storage.vectors import INDEX_FILE, SIDECAR_FILE
 
 from conftest import write
 
@@ -89,7 +95,7 @@ def test_a_schema_3_database_is_migrated_and_its_index_rebuilt(kb, tmp_path, emb
     for name in ("kb.sqlite", "kb.sqlite-wal", "kb.sqlite-shm"):
         (home / name).unlink(missing_ok=True)
     with monkeypatch.context() as patch:  # deepkb's own migrations 1-3: the schema it had before vectors were shared
-        patch.setattr("deepkb.store.MIGRATIONS", MIGRATIONS[:3])
+        patch.setattr("deepkb.storage.catalog.MIGRATIONS", MIGRATIONS[:3])
         old = Store(home)
     assert old.db.execute("PRAGMA user_version").fetchone()[0] == 3
     with old.db.atomic():
@@ -115,4 +121,80 @@ def test_a_schema_3_database_is_migrated_and_its_index_rebuilt(kb, tmp_path, emb
         assert again.search("steeping green tea", k=1, mode="dense")[0].path.endswith("c.md")
         assert again.search("steeping green tea", k=1, mode="keyword")[0].path.endswith("c.md")
         birds = again.search("kestrel at dawn", k=3, mode="hybrid")
-        assert {h.path.rsplit("/", 1)[1] for h in birds[:2]} == {"a.md", "b.md"}
+        assert {birds[0].path.rsplit("/", 1)[1], *(p.path.rsplit("/", 1)[1] for p in birds[0].also_in)} == {
+            "a.md",
+            "b.md",
+        }  # one passage in two files: one hit
+
+
+MANUALS = Path(__file__).parent / "data" / "manuals"
+CLEAN_QUESTIONS = ["interactive mode of git clean", "show what would be done without removing anything",
+                   "remove untracked files from the working tree", "also remove ignored files"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def twins_kb(tmp_path_factory, embedder):
+    """git-doc's git-clean page as it ships (.txt and .html), and a copy of the .txt in another folder."""
+    docs = tmp_path_factory.mktemp("twins")
+    (docs / "copy").mkdir()
+    for name in ("git-clean.txt", "git-clean.html", "git-rebase.txt"):
+        shutil.copy(MANUALS / name, docs / name)
+    shutil.copy(MANUALS / "git-clean.txt", docs / "copy" / "git-clean.txt")
+    base = KnowledgeBase.open(tmp_path_factory.mktemp("kb"), embedder=embedder)
+    base.ingest([docs])
+    yield base, docs
+    base.close()
+
+
+def place(path: str, docs: Path) -> str:
+    return Path(path).relative_to(docs).as_posix()
+
+
+def spans_overlap(a, b) -> bool:
+    return a.line_start <= b.line_end and b.line_start <= a.line_end
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_a_page_as_txt_and_html_and_a_copied_file_are_one_result(twins_kb, mode):
+    kb, docs = twins_kb
+    for question in CLEAN_QUESTIONS:
+        hits = kb.search(question, k=5, mode=mode)
+        shown = [place(h.path, docs) for h in hits]
+        top = hits[0]
+        places = {place(top.path, docs), *(place(p.path, docs) for p in top.also_in)}
+        assert places == {"git-clean.txt", "git-clean.html", "copy/git-clean.txt"}, (question, shown)
+        txt = [h for h in hits if h.path.endswith("git-clean.txt")]  # the copy's lines are the original's
+        shown_twice = [(a, b) for a in txt for b in txt if a.path < b.path and spans_overlap(a, b)]
+        assert not shown_twice, (question, shown)
+        assert len({h.text for h in hits}) == len(hits)
+
+
+def test_also_in_is_shown_by_search_plain_and_json(twins_kb):
+    kb, docs = twins_kb
+    runner = CliRunner()
+    args = ["--kb", str(kb.home), "search", "interactive mode of git clean", "-k", "3"]
+    data = json.loads(runner.invoke(main, [*args, "--json"]).stdout)
+    top = data["hits"][0]
+    assert {(Path(p["path"]).parent.name, Path(p["path"]).name) for p in top["also_in"]} | {
+        (Path(top["path"]).parent.name, Path(top["path"]).name)
+    } == {(docs.name, "git-clean.txt"), (docs.name, "git-clean.html"), ("copy", "git-clean.txt")}
+    assert all(set(p) == {"path", "page", "line_start", "line_end"} for p in top["also_in"])
+    other = top["also_in"][0]
+    assert other["line_start"] <= other["line_end"]
+    plain = runner.invoke(main, args).stdout
+    assert plain.count("also in ") >= 1 and f"L{other['line_start']}-{other['line_end']}" in plain
+
+
+def test_two_versions_that_differ_in_a_figure_are_two_results(kb, tmp_path):
+    """A lease template filled in twice states two different rents: neither may hide behind the other's also_in."""
+    docs = tmp_path / "leases"
+    clause = (
+        "The tenant pays a monthly rent of {rent} euros on the first working day of each month into the account "
+        "named in section 4. Late payment incurs a fee of {fee} euros after ten days."
+    )
+    write(docs / "flat-a.md", "# Lease\n\n" + clause.format(rent="1,200", fee="40") + "\n")
+    write(docs / "flat-b.md", "# Lease\n\n" + clause.format(rent="1,450", fee="40") + "\n")
+    kb.ingest([docs])
+    hits = kb.search("monthly rent late payment fee", k=5)
+    assert {Path(h.path).name for h in hits} == {"flat-a.md", "flat-b.md"}
+    assert all(not h.also_in for h in hits)

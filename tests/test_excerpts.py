@@ -9,16 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from deepkb.answer import AskOptions, ask
-from deepkb.citations import resolve_citations
-from deepkb.excerpt import ELLIPSIS, score_segments, segments
+from deepkb.answer.citations import resolve_citations
+from deepkb.answer.prompt import build_prompt, pack_excerpts, spread_documents
+from deepkb.answer.stream import CPU_SOURCE_TOKENS, AskOptions, ask
 from deepkb.kb import KnowledgeBase
 from deepkb.llm import LlamaCppLLM
-from deepkb.prompt import build_prompt, pack_excerpts, spread_documents
+from deepkb.retrieval.excerpt import ELLIPSIS, score_segments, segments
 
 from conftest import SAMPLE_DATA, write
 
 QUESTION = "How often must API keys be rotated?"
+MANUALS = Path(__file__).parent / "data" / "manuals"
+# bash(1), the set builtin: the definition of -e (tests/data/manuals/bash-set-builtin.html, from Debian's bash-doc).
+SET_E = (
+    "Exit immediately if a pipeline (which may consist of a single simple command), a list, or a compound command "
+    "(see SHELL GRAMMAR above), exits with a non-zero status."
+)
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +179,18 @@ def test_ask_on_a_cpu_sends_excerpts_and_cites_their_lines(sample_kb, llm):
     for h in narrowed:
         for piece in kept_pieces(h.text):
             assert piece in source_text(h.path, h.page, h.line_start, h.line_end)
+
+
+@pytest.mark.parametrize("budget", [192, CPU_SOURCE_TOKENS])
+def test_the_model_sees_the_definition_of_the_option_it_is_asked_about(kb, tmp_path, llm, budget):
+    """ "what does set -e do" over bash's manual: the excerpt sent holds the -e definition sentence, at its lines."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("bash-set-builtin.html", "git-rebase.txt"):
+        shutil.copy(MANUALS / name, docs / name)
+    kb.ingest([docs])
+    _, prompt = excerpt_prompt(kb, llm, "what does set -e do", budget)
+    holding = [s for s in prompt.sources if words(SET_E) in words(s.text)]
+    assert holding, [s.text for s in prompt.sources]
+    sent = holding[0]
+    assert words(SET_E) in source_text(sent.path, None, sent.line_start, sent.line_end)

@@ -18,11 +18,11 @@ import pytest
 
 from deepkb.config import Settings
 from deepkb.doctor import run as doctor
-from deepkb.excerpt import line_spans
 from deepkb.kb import KnowledgeBase
 from deepkb.loaders import load
 from deepkb.loaders.archive import MEMBER_LIMIT
 from deepkb.loaders.ocr import tesseract
+from deepkb.retrieval.excerpt import line_spans
 from deepkb.scope import make_scope
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "formats"

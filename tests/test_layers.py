@@ -1,9 +1,11 @@
-"""The layers import only downward: the core stages never import the facade or a shell, and no deepkb module
-imports itself back through others. Read from the source (ast), so a lazy import inside a function counts too."""
+"""The layers import only downward: every deepkb module belongs to one layer group, each group may import only the
+groups listed for it, and no module imports itself back through others. Read from the source (ast), so a lazy
+import inside a function, a relative import and an `importlib.import_module("deepkb...")` all count."""
 
 from __future__ import annotations
 
 import ast
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,24 +13,60 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "deepkb"
 
-# The data's path through the core: none of these may reach up to the facade, a shell or the conversation.
-CORE = ["loaders", "chunker", "store", "storage", "vector_index", "embedders", "search", "ingest", "paths", "config"]
-ABOVE_CORE = ["kb", "cli", "tui", "server", "conversation", "watch"]
+# Each group: the deepkb modules (or packages) in it. A module belongs to the group of its longest matching name.
+GROUPS: dict[str, list[str]] = {
+    "base": ["deepkb", "errors", "paths", "checksum", "faults", "config", "types", "storage.errors"],
+    "loaders": ["loaders"],
+    "ingest.parts": ["ingest.scan", "ingest.chunker"],
+    "embedders": ["embedders"],
+    "llm": ["llm"],
+    "storage": ["storage"],
+    "ingest": ["ingest"],
+    "retrieval": ["retrieval"],
+    "answer": ["answer"],
+    "conversation": ["conversation"],
+    "facade": ["kb", "watch", "doctor", "backup"],
+    "mcp": ["mcp"],
+    "server": ["server"],
+    "tui": ["tui"],
+    "cli": ["cli", "__main__"],
+}
+_CORE = ["base", "loaders", "ingest.parts", "embedders", "llm", "storage", "ingest", "retrieval"]
+# What each group may import besides itself: the drawing in the README's "Development" section, as data.
+ALLOWED: dict[str, set[str]] = {
+    "base": set(),
+    "loaders": {"base"},
+    "ingest.parts": {"base", "loaders"},
+    "embedders": {"base"},
+    "llm": {"base"},
+    "storage": {"base", "ingest.parts"},
+    "ingest": {"base", "loaders", "ingest.parts", "embedders", "storage"},
+    "retrieval": {"base", "loaders", "embedders", "storage"},
+    "answer": {"base", "retrieval", "llm"},
+    "conversation": {"base", "embedders", "retrieval", "llm", "answer"},
+    "facade": {*_CORE, "answer", "conversation"},
+    "mcp": {*_CORE, "answer", "conversation", "facade"},  # the MCP tools: a shell like the server and the TUI
+    "server": {*_CORE, "answer", "conversation", "facade", "mcp"},  # /mcp mounts them
+    "tui": {*_CORE, "answer", "conversation", "facade"},
+    "cli": set(GROUPS) - {"cli"},
+}
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+def _module_name(path: Path, package: Path) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _is_module(name: str) -> bool:
-    base = PACKAGE.parent.joinpath(*name.split("."))
+def _is_module(name: str, package: Path) -> bool:
+    base = package.parent.joinpath(*name.split("."))
     return base.with_suffix(".py").exists() or (base / "__init__.py").exists()
 
 
-def _imports(path: Path) -> list[tuple[str, bool]]:
-    """(deepkb module, only for type checking) for every import in the file."""
+def _imports(path: Path, package: Path) -> list[tuple[str, bool]]:
+    """(deepkb module, only for type checking) for every import in the file, relative and importlib ones too."""
     tree = ast.parse(path.read_text(), filename=str(path))
+    here = _module_name(path, package).split(".")
+    is_package = path.name == "__init__.py"
     typing_only: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
@@ -38,64 +76,69 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolved against this module's package
+                anchor = here if is_package else here[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                module = ".".join([*anchor, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
             names = [
-                f"{node.module}.{alias.name}" if _is_module(f"{node.module}.{alias.name}") else node.module
+                f"{module}.{alias.name}" if _is_module(f"{module}.{alias.name}", package) else module
                 for alias in node.names
             ]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            called = ast.unparse(node.func)
+            if called in ("importlib.import_module", "import_module", "__import__"):
+                names = [str(node.args[0].value)]
         found += [(name, id(node) in typing_only) for name in names if name.split(".")[0] == "deepkb"]
     return found
 
 
-def _graph(with_typing: bool) -> dict[str, set[str]]:
+def _graph(package: Path, with_typing: bool) -> dict[str, set[str]]:
     """deepkb module -> the deepkb modules it imports (those under `if TYPE_CHECKING:` only `with_typing`)."""
-    key = (PACKAGE, with_typing)
-    if key not in _GRAPHS:
-        graph: dict[str, set[str]] = {}
-        for path in sorted(PACKAGE.rglob("*.py")):
-            name = _module_name(path)
-            graph[name] = {target for target, typing in _imports(path) if with_typing or not typing} - {name}
-        _GRAPHS[key] = graph
-    return _GRAPHS[key]
+    graph: dict[str, set[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        name = _module_name(path, package)
+        graph[name] = {target for target, typing in _imports(path, package) if with_typing or not typing} - {name}
+    return graph
 
 
-_GRAPHS: dict[tuple[Path, bool], dict[str, set[str]]] = {}  # read once per package
+def _group(module: str) -> str | None:
+    best: tuple[int, str] | None = None
+    for group, members in GROUPS.items():
+        for member in members:
+            full = "deepkb" if member == "deepkb" else f"deepkb.{member}"
+            if module == full or (member != "deepkb" and module.startswith(full + ".")):
+                if best is None or len(full) > best[0]:
+                    best = (len(full), group)
+    return best[1] if best else None
 
 
-def _under(module: str, layer: str) -> bool:
-    full = f"deepkb.{layer}"
-    return module == full or module.startswith(full + ".")
+def upward_imports(package: Path) -> list[str]:
+    """Every import that a module's group may not make, and every module that belongs to no group."""
+    wrong: list[str] = []
+    for module, targets in _graph(package, with_typing=True).items():
+        group = _group(module)
+        if group is None:
+            wrong.append(f"{module} belongs to no layer group: add it to GROUPS and the README's drawing")
+            continue
+        for target in sorted(targets):
+            target_group = _group(target)
+            if target_group != group and target_group not in ALLOWED[group]:
+                wrong.append(f"{module} ({group}) imports {target} ({target_group})")
+    return wrong
 
 
-@pytest.mark.parametrize("layer", CORE)
-def test_the_core_never_imports_the_facade_or_a_shell(layer):
-    graph = _graph(with_typing=True)
-    wrong = sorted(
-        f"{module} imports {target}"
-        for module, targets in graph.items()
-        if _under(module, layer)
-        for target in targets
-        if any(_under(target, above) for above in ABOVE_CORE)
-    )
-    assert wrong == []
-
-
-def test_answer_never_imports_the_conversation():
-    graph = _graph(with_typing=True)
-    assert not any(_under(t, "conversation") for t in graph["deepkb.answer"])
-    assert "deepkb.answer" in graph["deepkb.conversation"]  # the conversation is built on the answer pieces
-
-
-def test_no_module_imports_itself_back():
-    graph = _graph(with_typing=False)
+def import_cycles(package: Path) -> list[list[str]]:
+    """Cycles in the run-time import graph, through packages' __init__ modules too."""
+    graph = _graph(package, with_typing=False)
     cycles: list[list[str]] = []
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(module: str, path: list[str]) -> None:
         state[module] = 1
         for target in sorted(graph.get(module, ())):
-            if target.startswith(module + "."):  # a package importing its own parts is not a cycle
-                continue
             if state.get(target) == 1:
                 cycles.append(path[path.index(target) :] + [target])
             elif target in graph and not state.get(target):
@@ -105,21 +148,87 @@ def test_no_module_imports_itself_back():
     for module in sorted(graph):
         if not state.get(module):
             visit(module, [module])
-    assert cycles == []
+    return cycles
 
 
-def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path, monkeypatch):
-    """The checks above can fail: a made-up package with both faults is caught."""
+def test_every_module_imports_only_the_layers_below_it():
+    assert upward_imports(PACKAGE) == []
+
+
+def test_no_module_imports_itself_back():
+    assert import_cycles(PACKAGE) == []
+
+
+def test_the_allowed_imports_form_no_cycle():
+    """The drawing itself runs one way: no group may reach itself back through the groups it is allowed."""
+    for start in ALLOWED:
+        seen, todo = set(), list(ALLOWED[start])
+        while todo:
+            group = todo.pop()
+            assert group != start, f"{start} can reach itself through {sorted(seen)}"
+            if group not in seen:
+                seen.add(group)
+                todo += ALLOWED[group]
+
+
+def _copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "deepkb"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def _inject(copy: Path, module: str, line: str) -> None:
+    path = copy / module
+    path.write_text(path.read_text() + "\n" + line + "\n")
+
+
+@pytest.mark.parametrize(
+    ("module", "line"),
+    [
+        ("retrieval/search.py", "from ..kb import KnowledgeBase"),  # relative, from a core module up to the facade
+        ("loaders/text.py", "from ..kb import KnowledgeBase"),
+        ("storage/catalog.py", "from deepkb.llm import LLM"),  # storage reaching sideways into the model
+        ("loaders/html.py", "from .. import answer"),
+        (
+            "retrieval/excerpt.py",
+            "def f():\n    import importlib\n    return importlib.import_module('deepkb.conversation.session')",
+        ),
+        ("answer/stream.py", "from deepkb.conversation.session import ChatSession"),
+        ("embedders/base.py", "from deepkb.tui.app import DeepKBApp"),
+    ],
+)
+def test_an_injected_upward_import_is_caught(tmp_path, module, line):
+    copy = _copy(tmp_path)
+    assert upward_imports(copy) == []
+    _inject(copy, module, line)
+    assert upward_imports(copy) != []
+
+
+def test_an_injected_cycle_through_a_package_init_is_caught(tmp_path):
+    copy = _copy(tmp_path)
+    assert import_cycles(copy) == []
+    # deepkb.llm (the package) imports llama_cpp, which would import the package back
+    _inject(copy, "llm/llama_cpp.py", "from deepkb import llm")
+    assert import_cycles(copy) != []
+
+
+def test_a_new_module_outside_every_group_is_caught(tmp_path):
+    copy = _copy(tmp_path)
+    (copy / "helpers.py").write_text("")
+    assert any("belongs to no layer group" in line for line in upward_imports(copy))
+
+
+def test_the_checker_reads_relative_and_importlib_imports(tmp_path):
     fake = tmp_path / "deepkb"
-    (fake / "loaders").mkdir(parents=True)
+    (fake / "pkg").mkdir(parents=True)
     (fake / "__init__.py").write_text("")
-    (fake / "loaders" / "__init__.py").write_text("from deepkb.kb import KnowledgeBase\n")
-    (fake / "kb.py").write_text("from deepkb import chunker\n")
-    (fake / "chunker.py").write_text("def f():\n    from deepkb.kb import KnowledgeBase\n")
-    (fake / "answer.py").write_text("")
-    (fake / "conversation.py").write_text("from deepkb.answer import x\n")
-    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
-    with pytest.raises(AssertionError):
-        test_the_core_never_imports_the_facade_or_a_shell("loaders")
-    with pytest.raises(AssertionError):
-        test_no_module_imports_itself_back()
+    (fake / "a.py").write_text("")
+    (fake / "pkg" / "__init__.py").write_text("from . import b\nfrom ..a import x\n")
+    (fake / "pkg" / "b.py").write_text("import importlib\nimportlib.import_module('deepkb.a')\nfrom .. import a\n")
+    graph = _graph(fake, with_typing=True)
+    assert graph["deepkb.pkg"] == {"deepkb.pkg.b", "deepkb.a"}
+    assert graph["deepkb.pkg.b"] == {"deepkb.a"}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__]))

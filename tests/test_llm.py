@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from deepkb.answer import (
+from deepkb.answer.prompt import build_prompt
+from deepkb.answer.stream import (
     CPU_FIRST_CHARACTER_S,
     CPU_PROMPT_OVERHEAD_TOKENS,
     CPU_SOURCE_TOKENS,
@@ -23,8 +24,7 @@ from deepkb.config import Settings
 from deepkb.errors import LLMError, ModelLoadError, UsageError
 from deepkb.llm import OpenAICompatLLM, Usage, get_backend, open_configured_llm
 from deepkb.llm.llama_cpp import LlamaCppLLM, physical_cores
-from deepkb.prompt import build_prompt
-from deepkb.search import Hit
+from deepkb.retrieval.search import Hit
 
 from tiny_gguf import ANSWER, THINKING
 

@@ -10,12 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from click.testing import CliRunner
 
-from deepkb.answer import AskOptions, ask
+from deepkb.answer.stream import AskOptions, ask
 from deepkb.cli import main
 from deepkb.errors import LLMError, UsageError
 from deepkb.llm.base import Usage
 from deepkb.llm.remote import OpenAICompatLLM
-from deepkb.search import Hit
+from deepkb.retrieval.search import Hit
 
 from conftest import write
 

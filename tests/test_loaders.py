@@ -164,7 +164,7 @@ def test_pdf_running_footers_are_dropped_and_lines_keep_their_numbers():
 
 def test_a_pdf_of_one_line_pages_is_chunked_page_by_page(embedder):
     """A page's first line is text, not a heading: each one-line page is its own chunk, cited to its page."""
-    from deepkb.chunker import chunk_units
+    from deepkb.ingest.chunker import chunk_units
 
     doc = load(Path("slides.pdf"), _pdf(["Quokkas live on Rottnest Island", "The ferry leaves Fremantle at nine"]))
     chunks = chunk_units(doc.units, embedder.count_tokens, embedder.max_tokens)

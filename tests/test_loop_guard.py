@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from deepkb.answer import AskOptions, ask
+from deepkb.answer.repetition import LOOP_NOTICE, RepeatGuard
+from deepkb.answer.stream import AskOptions, ask
 from deepkb.llm import LlamaCppLLM, repeat_penalty_for
-from deepkb.repetition import LOOP_NOTICE, RepeatGuard
 
 from conftest import SAMPLE_DATA
 from smollm2 import smollm2_path

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from deepkb import models
 from deepkb.errors import ModelDownloadError, ModelNotFoundError
+from deepkb.llm import catalog as models
 
 ENTRY = models.CATALOG[models.DEFAULT_MODEL]
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB standing in for the GGUF
@@ -48,7 +48,7 @@ class FakeHub:
 
             def _known(self) -> bool:
                 hub.requests.append((self.command, self.path, self.headers.get("Range")))
-                if self.path != f"/{ENTRY.repo_id}/resolve/main/{ENTRY.filename}":
+                if self.path not in _files():
                     self.send_response(404)
                     self.send_header("X-Error-Code", "EntryNotFound")
                     self.send_header("Content-Length", "0")
@@ -82,8 +82,12 @@ class FakeHub:
 
     def gets(self) -> list[str | None]:
         """Range headers of the file downloads (huggingface_hub also GETs other /api/ paths now and then)."""
-        file = f"/{ENTRY.repo_id}/resolve/main/{ENTRY.filename}"
-        return [rng for method, path, rng in self.requests if method == "GET" and path == file]
+        return [rng for method, path, rng in self.requests if method == "GET" and path in _files()]
+
+
+def _files() -> tuple[str, ...]:
+    """Where the stand-in hub serves the file: the moving branch and the one commit it has."""
+    return tuple(f"/{ENTRY.repo_id}/resolve/{rev}/{ENTRY.filename}" for rev in ("main", COMMIT))
 
 
 def _online(monkeypatch) -> None:
@@ -230,3 +234,26 @@ def test_models_dir_prefers_env(monkeypatch, tmp_path):
     expected = checkout / "models" if (checkout / ".git").exists() else None
     if expected:
         assert models.models_dir() == expected
+
+
+TAMPERED = PAYLOAD[:-4] + b"EVIL"
+
+
+@pytest.mark.parametrize("hub", [TAMPERED], indirect=True, ids=["tampered"])
+def test_a_tampered_download_is_refused_against_the_pinned_sha256(hub, tmp_path, monkeypatch):
+    """The hub (or a mirror, or someone between) serves other bytes with a matching ETag: only the pin catches it."""
+    import dataclasses
+    import hashlib
+
+    pinned = dataclasses.replace(ENTRY, revision=COMMIT, sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    monkeypatch.setitem(models.CATALOG, ENTRY.name, pinned)
+    with pytest.raises(ModelDownloadError, match="does not match the SHA-256 deepkb pins"):
+        models.pull(progress=False)
+    assert not (tmp_path / "models" / ENTRY.filename).exists()
+    assert not list((tmp_path / "models").glob("*.incomplete"))
+    assert [path for method, path, _ in hub.requests if method == "GET"] == [
+        f"/{ENTRY.repo_id}/resolve/{COMMIT}/{ENTRY.filename}"  # the pinned commit, never the moving branch
+    ]
+
+    hub.payload = PAYLOAD  # the genuine file at that commit is accepted
+    assert models.pull(progress=False).read_bytes() == PAYLOAD

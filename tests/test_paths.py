@@ -35,7 +35,7 @@ def test_the_cache_is_deepkb_cache_else_xdg_else_dot_cache(tmp_path, monkeypatch
 
 
 def test_files_inside_the_home(tmp_path):
-    from deepkb.conversation_store import ConversationStore
+    from deepkb.conversation.store import ConversationStore
 
     assert ConversationStore(tmp_path).path == paths.conversations_db(tmp_path) == tmp_path / "conversations.sqlite"
     assert paths.prompt_cache(tmp_path) == tmp_path / "cache" / "prompts"

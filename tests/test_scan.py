@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepkb.scan import Skipped, scan
+from deepkb.ingest.scan import Skipped, scan
 
 from conftest import write
 

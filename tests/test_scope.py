@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from deepkb import vector_index
-from deepkb.answer import AskOptions
+from deepkb.answer.stream import AskOptions
 from deepkb.cli import main
-from deepkb.conversation import ChatSession
+from deepkb.conversation.session import ChatSession
 from deepkb.errors import UsageError
 from deepkb.kb import KnowledgeBase
 from deepkb.scope import make_scope, parse_types
+from deepkb.storage import vectors as vector_index
 from deepkb.tui.commands import SLASH_COMMANDS, SlashError, parse_scope
 
 from conftest import write

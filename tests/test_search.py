@@ -9,7 +9,7 @@ import pytest
 
 from deepkb.errors import UsageError
 from deepkb.kb import KnowledgeBase
-from deepkb.search import MAX_TERMS, fts_query, fts_terms, fuse, fuse_convex
+from deepkb.retrieval.search import MAX_TERMS, fts_query, fts_terms, fuse, fuse_convex
 
 from conftest import SAMPLE_DATA, write
 

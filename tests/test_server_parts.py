@@ -12,10 +12,10 @@ import pytest
 pytest.importorskip("fastapi")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from deepkb.answer import AskResult  # noqa: E402
-from deepkb.citations import Citation  # noqa: E402
+from deepkb.answer.citations import Citation  # noqa: E402
+from deepkb.answer.stream import AskResult  # noqa: E402
 from deepkb.config import Settings  # noqa: E402
-from deepkb.search import Hit  # noqa: E402
+from deepkb.retrieval.search import Hit  # noqa: E402
 from deepkb.server.chat import BadRequest, Outcome, conversation  # noqa: E402
 from deepkb.server.engine import ModelHost  # noqa: E402
 from deepkb.server.guard import ApiError, error_response  # noqa: E402
@@ -51,7 +51,8 @@ def test_citations_in_the_shapes_clients_show():
     data = source_data(1, _hit(7))
     assert data["source"] == {"id": "/docs/policy.pdf#chunk-7", "name": "policy.pdf p.3 L12-18"}
     assert data["document"] == ["Backups are kept for 35 days."]
-    assert data["metadata"][0]["page"] == 3 and data["metadata"][0]["line_start"] == 12
+    assert data["metadata"][0]["page_number"] == 3 and data["metadata"][0]["line_start"] == 12
+    assert data["metadata"][0]["page"] == 2  # 0-based, as Open WebUI reads it
     text = "Kept 35 days [1]." + footer(
         [{"n": 1, "path": "/docs/policy.pdf", "page": 3, "line_start": 12, "line_end": 18}]
     )

@@ -1,4 +1,4 @@
-"""deepkb.storage: searches from many threads while a writer changes the knowledge base (what `deepkb serve` does
+"""deepkb.storage.storage: searches from many threads while a writer changes the knowledge base (what `deepkb serve` does
 with its watcher), and the one place where index changes follow a commit."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from deepkb import faults
 from deepkb.errors import DeepKBError
 from deepkb.kb import KnowledgeBase
-from deepkb.storage import ReadWriteLock, Storage
+from deepkb.storage.storage import ReadWriteLock, Storage
 
 READERS = 4
 ROUNDS = 6

@@ -7,7 +7,7 @@ import errno
 import sqlite3
 
 from deepkb.errors import DatabaseDamagedError, DiskFullError, LockedError, StorageError
-from deepkb.storage_errors import explain, human_bytes
+from deepkb.storage.errors import explain, human_bytes
 
 
 def test_each_storage_failure_names_what_happened_and_the_next_step(tmp_path):

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from deepkb import store as store_module
 from deepkb.errors import DatabaseDamagedError, DiskFullError, LockedError, NewerVersionError, ReadOnlyError
 from deepkb.kb import KnowledgeBase
-from deepkb.store import SCHEMA_VERSION
+from deepkb.storage import catalog as store_module
+from deepkb.storage.catalog import SCHEMA_VERSION
 
 from conftest import REPO, write
 
@@ -35,7 +35,8 @@ def _deepkb(*args: str, kb: Path, user: str | None = None) -> subprocess.Complet
 
 def _one_line(result: subprocess.CompletedProcess) -> str:
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    # ingest's progress lines (stderr is not a terminal here) are not part of the error
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("ingest: ")]
     assert len(lines) == 1, result.stderr
     return lines[0]
 
@@ -174,7 +175,7 @@ def test_index_that_does_not_fit_is_not_saved_half(tmpfs, tmp_path, embedder):
     """hnswlib writes a truncated file on a full disk without a word: the old index must stay in place."""
     import numpy as np
 
-    from deepkb.vector_index import INDEX_FILE, SIDECAR_FILE, VectorIndex
+    from deepkb.storage.vectors import INDEX_FILE, SIDECAR_FILE, VectorIndex
 
     mount, _ = tmpfs
     home = mount("100k")

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepkb import store as store_module
 from deepkb.errors import EmbeddingModelError
 from deepkb.kb import KnowledgeBase
-from deepkb.store import MIGRATIONS, SCHEMA_VERSION, Store
-from deepkb.vector_index import INDEX_FILE, SIDECAR_FILE
+from deepkb.storage import catalog as store_module
+from deepkb.storage.catalog import MIGRATIONS, SCHEMA_VERSION, Store
+from deepkb.storage.vectors import INDEX_FILE, SIDECAR_FILE
 
 from conftest import write
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from deepkb.cli import main
 from deepkb.errors import LockedError
-from deepkb.ingest import Change, IngestReport, Skipped
+from deepkb.ingest.sync import Change, IngestReport, Skipped
 from deepkb.kb import KnowledgeBase
 from deepkb.watch import Watcher
 

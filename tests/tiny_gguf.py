@@ -129,8 +129,9 @@ def _vocab() -> tuple[list[str], list[int], list[str]]:
     return tokens, types, merges
 
 
-def build_tiny_gguf(path: Path, seed: int = 0) -> Path:
-    """Write the tiny model to `path` (about 40 MB) and return it."""
+def build_tiny_gguf(path: Path, seed: int = 0, chat_template: str | None = None) -> Path:
+    """Write the tiny model to `path` (about 40 MB) and return it; `chat_template` replaces R1's (a model that
+    does not reason)."""
 
     tokens, types, merges = _vocab()
     ids = {t: i for i, t in enumerate(tokens)}
@@ -149,7 +150,7 @@ def build_tiny_gguf(path: Path, seed: int = 0) -> Path:
 
     w = r1_qwen2_writer(path, "deepkb-tiny-r1", tokens, types, merges, context_length=N_CTX, embedding_length=N_EMBD,
                         feed_forward_length=N_FF, block_count=N_LAYER, head_count=N_HEAD, head_count_kv=N_HEAD_KV,
-                        rope_freq_base=1_000_000.0)  # fmt: skip
+                        rope_freq_base=1_000_000.0, chat_template=chat_template)  # fmt: skip
 
     head_dim = N_EMBD // N_HEAD
     noise = lambda *shape: rng.normal(0, 0.01, shape).astype(np.float32)  # noqa: E731
@@ -185,6 +186,7 @@ def r1_qwen2_writer(
     merges: list[str],
     *,
     rope_freq_base: float,
+    chat_template: str | None = None,
     **shape: int,
 ):
     """A GGUFWriter for a qwen2 model with DeepSeek-R1-Distill-Qwen's tokenizer and chat template, tensors to add.
@@ -212,7 +214,7 @@ def r1_qwen2_writer(
     w.add_pad_token_id(ids[EOS])
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
-    w.add_chat_template(R1_CHAT_TEMPLATE)
+    w.add_chat_template(chat_template or R1_CHAT_TEMPLATE)
     return w
 
 

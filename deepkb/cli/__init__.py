@@ -25,7 +25,7 @@ class _Group(click.Group):
             _fail(exc)
         except (sqlite3.Error, OSError) as exc:  # a storage failure outside the KnowledgeBase's own guards
             from deepkb.paths import given_home
-            from deepkb.storage_errors import explain
+            from deepkb.storage.errors import explain
 
             error = explain(exc, given_home(ctx.ensure_object(dict).get("kb")).absolute())
             if error is None:
@@ -74,6 +74,7 @@ def _register() -> None:
     from deepkb.cli.chat import chat
     from deepkb.cli.chats import chats
     from deepkb.cli.doctor import doctor
+    from deepkb.cli.mcp import mcp
     from deepkb.cli.models import models
     from deepkb.cli.serve import serve
     from deepkb.cli.watch import watch
@@ -81,7 +82,7 @@ def _register() -> None:
     for command in (kb_commands.ingest, kb_commands.search, kb_commands.status, kb_commands.remove,
                     kb_commands.reindex, watch, ask, chat, chats, models, serve):  # fmt: skip
         main.add_command(command)
-    for command in (backup, restore, doctor):
+    for command in (backup, restore, doctor, mcp):
         main.add_command(command)
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.console import Console
 
-from deepkb.search import display_path, location  # noqa: F401  (re-exported for the commands)
+from deepkb.retrieval.search import display_path, location  # noqa: F401  (re-exported for the commands)
 
 if TYPE_CHECKING:
     from deepkb.kb import KnowledgeBase

@@ -1,4 +1,4 @@
-"""`deepkb ask`: a thin shell over deepkb.conversation.ChatSession that streams the answer and lists its sources."""
+"""`deepkb ask`: a thin shell over deepkb.conversation.session.ChatSession that streams the answer and lists its sources."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from deepkb.answer import CPU_FIRST_CHARACTER_S, CPU_SOURCE_TOKENS, DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
+from deepkb.answer.prompt import cite_label
+from deepkb.answer.stream import CPU_FIRST_CHARACTER_S, CPU_SOURCE_TOKENS, DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
 from deepkb.cli._common import (
     console,
     display_path,
@@ -25,9 +26,8 @@ from deepkb.cli._common import (
 )
 from deepkb.errors import UsageError
 from deepkb.llm import DEFAULT_CONTEXT_SIZE
-from deepkb.prompt import cite_label
+from deepkb.retrieval.search import snippet
 from deepkb.scope import no_match_message
-from deepkb.search import snippet
 
 
 class _Printer:
@@ -188,7 +188,7 @@ def ask(
         deepkb ask "..." --json --model ~/models/DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf
         deepkb ask "When is the invoice due?" --in ~/mail --type email
     """
-    from deepkb.conversation import ChatSession, ConversationStore
+    from deepkb.conversation.session import ChatSession, ConversationStore
     from deepkb.llm import open_configured_llm
 
     if continue_last and chat_id:
@@ -246,7 +246,7 @@ def process_started() -> float:
 
 def _run(session, question: str, printer: _Printer | None, since: float | None = None) -> AskResult:
     """Answer on a worker thread so that Ctrl-C here cancels the answer (kept and saved) instead of killing it."""
-    from deepkb.conversation import Delta, Done, Notice
+    from deepkb.conversation.session import Delta, Done, Notice
 
     events: queue.Queue = queue.Queue()
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from deepkb.answer import AskOptions
+from deepkb.answer.stream import AskOptions
 from deepkb.cli._common import kb_option, scope_from, scope_options
 from deepkb.errors import UsageError
 
@@ -64,7 +64,7 @@ def chat(
             "the chat needs Textual; install it with `pip install 'deepkb[tui]'` (or `pip install textual`)."
         )
     from deepkb.config import Settings
-    from deepkb.conversation import ConversationStore
+    from deepkb.conversation.session import ConversationStore
     from deepkb.llm import open_configured_llm
     from deepkb.tui.app import ChatConfig, run_chat
 

@@ -1,4 +1,4 @@
-"""`deepkb chats`: list, show, rename and delete saved conversations (deepkb.conversation_store)."""
+"""`deepkb chats`: list, show, rename and delete saved conversations (deepkb.conversation.store)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import time
 
 import click
 
-from deepkb.cli._common import console, display_path, kb_option, location
+from deepkb.cli._common import console, display_path, kb_option, location, require_kb
 
 
 def _store(ctx: click.Context):
-    from deepkb.conversation_store import ConversationStore
-    from deepkb.paths import kb_home
+    from deepkb.conversation.store import ConversationStore
+    from deepkb.paths import CONVERSATIONS_FILE
 
-    return ConversationStore(kb_home(ctx.ensure_object(dict).get("kb")))
+    return ConversationStore(require_kb(ctx, CONVERSATIONS_FILE).resolve())
 
 
 def _when(seconds: float) -> str:

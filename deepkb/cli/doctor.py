@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from deepkb.cli._common import console, kb_option
+from deepkb.cli._common import console, kb_option, require_kb
 
 _MARKS = {"ok": "[green]  ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]skip[/]"}
 
@@ -33,6 +33,7 @@ def doctor(ctx: click.Context, repair: bool, model: str | None, as_json: bool) -
     from deepkb.config import Settings
     from deepkb.doctor import run
 
+    require_kb(ctx)
     settings = Settings.load(ctx.ensure_object(dict).get("kb"))
     findings = run(settings, model=model, repair=repair)
     failed = any(f.status == "fail" for f in findings)

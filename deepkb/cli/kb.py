@@ -20,7 +20,7 @@ from deepkb.cli._common import (
     scope_from,
     scope_options,
 )
-from deepkb.search import snippet
+from deepkb.retrieval.search import snippet
 
 
 class _IngestProgress:

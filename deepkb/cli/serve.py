@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from deepkb.cli._common import err_console, kb_option
+from deepkb.cli._common import err_console, kb_option, require_kb
 from deepkb.errors import UsageError
 from deepkb.llm import DEFAULT_CONTEXT_SIZE
 from deepkb.server.settings import ServerSettings
@@ -47,7 +47,24 @@ _D = ServerSettings()
 @click.option("--fallback-model", help="A smaller GGUF to switch to when the model fails to load or errors mid-answer.")
 @click.option("--retrieval-only", is_flag=True, help="Serve without a model: answers are the best passages, cited.")
 @click.option(
-    "--api-key", envvar="DEEPKB_API_KEY", help="Bearer token required on every route but /health (or DEEPKB_API_KEY)."
+    "--api-key",
+    envvar="DEEPKB_API_KEY",
+    help="Bearer token required on every route but /health. Given here it shows in `ps` to every local user: "
+    "prefer DEEPKB_API_KEY or --api-key-file.",
+)
+@click.option(
+    "--api-key-file",
+    envvar="DEEPKB_API_KEY_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the Bearer token from this file (its first line; or DEEPKB_API_KEY_FILE).",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A Host name to answer besides localhost/127.0.0.1/[::1], e.g. a reverse proxy's (repeat; '*': any). "
+    "Other names get 403 (DNS rebinding).",
 )
 @click.option(
     "--queue-size",
@@ -108,7 +125,8 @@ _D = ServerSettings()
 @click.pass_context
 def serve(
     ctx: click.Context, host: str, port: int, watch: tuple[str, ...], model: str | None, llm_url: str | None,
-    llm_api_key_env: str | None, parallel: int, fallback_model: str | None, retrieval_only: bool, api_key: str | None, queue_size: int,
+    llm_api_key_env: str | None, parallel: int, fallback_model: str | None, retrieval_only: bool, api_key: str | None,
+    api_key_file: Path | None, allowed_hosts: tuple[str, ...], queue_size: int,
     queue_wait: float, cors_origins: tuple[str, ...], sources_footer: bool, blocklist: Path | None, cache_size: int,
     max_tokens: int, context_size: int | None, gpu_layers: int | None,
 ) -> None:  # fmt: skip
@@ -121,11 +139,12 @@ def serve(
     \b
     Example:
         deepkb serve --watch ~/notes
-        DEEPKB_API_KEY=secret deepkb serve --host 0.0.0.0 --port 8080
+        deepkb serve --host 0.0.0.0 --port 8080 --api-key-file ~/.config/deepkb/api-key
         deepkb serve --llm-url http://gpu-box:8000/v1 --model deepseek-r1 --parallel 8
     """
     from deepkb.server import require_server_deps
 
+    api_key = _api_key(api_key, api_key_file)
     require_server_deps()
     import uvicorn
 
@@ -134,12 +153,15 @@ def serve(
     settings = ServerSettings(
         host=host, port=port, kb=ctx.ensure_object(dict).get("kb"), watch=watch, model=model, llm_url=llm_url,
         llm_api_key_env=llm_api_key_env,
-        fallback_model=fallback_model, retrieval_only=retrieval_only, api_key=api_key or None, parallel=parallel,
-        queue_size=queue_size, queue_wait=queue_wait, cors_origins=cors_origins, sources_footer=sources_footer,
+        fallback_model=fallback_model, retrieval_only=retrieval_only, api_key=api_key, parallel=parallel,
+        queue_size=queue_size, queue_wait=queue_wait, cors_origins=cors_origins, allowed_hosts=allowed_hosts,
+        sources_footer=sources_footer,
         blocklist=blocklist, cache_size=cache_size, max_tokens=max_tokens, context_size=context_size,
         gpu_layers=gpu_layers,
     )  # fmt: skip
     settings.check()
+    if not watch:  # with --watch the server fills the knowledge base itself
+        require_kb(ctx)
     sock = _bind(host, port)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
@@ -159,6 +181,27 @@ def serve(
     except KeyboardInterrupt:
         pass
     err_console.print("stopped.")
+
+
+def _api_key(given: str | None, key_file: Path | None) -> str | None:
+    """The Bearer token from --api-key / DEEPKB_API_KEY or from a file; a blank one is refused, not ignored."""
+    if given is not None and key_file is not None:
+        raise UsageError("give the API key one way: --api-key (or DEEPKB_API_KEY) or --api-key-file, not both.")
+    if key_file is not None:
+        try:
+            lines = key_file.expanduser().read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise UsageError(f"cannot read the API key file {key_file} ({reason}).") from None
+        given = lines[0] if lines else ""
+        if not given.strip():
+            raise UsageError(f"the API key file {key_file} is empty; write the key on its first line.")
+    if given is not None and not given.strip():
+        raise UsageError(
+            "--api-key is empty or only whitespace, so no client could use the server; give a real key "
+            "(DEEPKB_API_KEY or --api-key-file keep it out of `ps`)."
+        )
+    return given.strip() if given is not None else None
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -13,7 +13,7 @@ import click
 from deepkb.cli._common import console, display_path, err_console, kb_option, open_kb
 
 if TYPE_CHECKING:
-    from deepkb.ingest import IngestReport, Skipped
+    from deepkb.ingest.sync import IngestReport, Skipped
 
 
 class _Printer:
@@ -96,7 +96,7 @@ def watch(ctx: click.Context, paths: tuple[str, ...], as_json: bool, debounce: f
     """
     from deepkb.watch import Watcher
 
-    kb = open_kb(ctx)
+    kb = open_kb(ctx, create=True)
     printer = _Printer(as_json)
     watcher = Watcher(
         kb, paths, debounce=debounce, on_batch=printer.batch, on_skipped=printer.skipped, on_error=printer.error

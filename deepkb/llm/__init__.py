@@ -61,7 +61,7 @@ def open_llm(
     if url:  # `model` is then the server's model name; a local GGUF path (say from DEEPKB_MODEL) is not one
         name = str(model) if model and not str(model).endswith(".gguf") else None
         return get_backend("openai")(url, model=name, context_size=ctx, api_key_env=api_key_env)
-    from deepkb.models import resolve_model
+    from deepkb.llm.catalog import resolve_model
 
     return get_backend("llama.cpp")(
         resolve_model(model), context_size=ctx, gpu_layers=gpu_layers, threads=threads, cache_dir=cache_dir

@@ -22,13 +22,14 @@ class Usage:
     prefill_ms: float | None = None  # time spent prefilling the rest, when the backend can tell
     completion_tokens: int | None = None  # tokens generated, when the backend can tell
     opens_thinking: bool = False  # the prompt left a <think> block open (R1 templates do); set before the 1st piece
+    finish_reason: str | None = None  # "stop", or "length" when the reply was cut at max_tokens (when told)
 
 
 class LLM(ABC):
     """A chat model that streams text; a final assistant message is a prefill the reply continues.
 
     `lock` guards the model's state. With `exclusive` (a local llama.cpp context: one KV cache), whoever
-    generates holds it from building the prompt (tokenizing) to the last token: deepkb.answer does, for every
+    generates holds it from building the prompt (tokenizing) to the last token: deepkb.answer.stream does, for every
     ChatSession and ask() call. A remote backend is not exclusive: its server runs several requests at once.
     """
 
@@ -38,6 +39,8 @@ class LLM(ABC):
     runs_on_cpu: bool = False  # prefill is slow: keep prompts compact
     prefill_tokens_per_s: float | None = None  # this model's prefill speed on this machine, when measured
     repeat_penalty: float = 1.0  # sampling default for this model family (repeat_penalty_for)
+    thinks: bool | None = None  # reasons in <think> before answering (R1); None: cannot tell (a remote server)
+    trained_context: int | None = None  # the context length the model was trained on, when known
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -63,3 +66,12 @@ class LLM(ABC):
     def count_messages(self, messages: list[Message]) -> int:
         """Tokens the whole chat prompt takes (template included)."""
         return sum(self.count_tokens(m["content"]) + 8 for m in messages) + 8
+
+
+def context_advice(llm: LLM, otherwise: str = "shorten the question") -> str:
+    """What to do about a prompt that does not fit: a larger --ctx only while the model was trained for it."""
+    trained = llm.trained_context
+    if trained and llm.context_size >= trained:
+        return f"{otherwise}: the model was trained on {trained:,} tokens, so a larger --ctx would not help."
+    up_to = f" (up to {trained:,}, what the model was trained on)" if trained else ""
+    return f"raise --ctx{up_to} or {otherwise}."

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deepkb.errors import LLMError, ModelLoadError, ModelNotFoundError
-from deepkb.llm.base import DEFAULT_CONTEXT_SIZE, LLM, Message, Usage
-from deepkb.prompt_cache import MIN_TOKENS as MIN_CACHED_TOKENS
-from deepkb.prompt_cache import PrefillSpeeds, PromptCache, common_prefix
+from deepkb.llm.base import DEFAULT_CONTEXT_SIZE, LLM, Message, Usage, context_advice
+from deepkb.llm.prompt_cache import MIN_TOKENS as MIN_CACHED_TOKENS
+from deepkb.llm.prompt_cache import PrefillSpeeds, PromptCache, common_prefix
 
 MIN_SPEED_TOKENS = 32  # a shorter prefill says little about the machine's prefill speed
 
@@ -24,7 +24,7 @@ _CHATML_TEMPLATE = (
 # Repeat penalty per model family, matched in order on the GGUF's general.name and file name (llama.cpp applies
 # none, 1.0, unless asked). DeepSeek's R1 distills and Llama 3 are tuned to run without one; Qwen2.5 Instruct
 # ships 1.05 in its generation_config.json; SmolLM2-135M repeats a sentence until max_tokens on data/ questions
-# without one (tests/test_loop_guard.py). deepkb.repetition stops what a penalty does not prevent.
+# without one (tests/test_loop_guard.py). deepkb.answer.repetition stops what a penalty does not prevent.
 REPEAT_PENALTIES = (("-r1", 1.0), ("deepseek", 1.0), ("smollm", 1.3), ("qwen", 1.05), ("llama", 1.0))
 DEFAULT_REPEAT_PENALTY = 1.1  # a model of no known family: a mild one
 
@@ -124,9 +124,12 @@ class LlamaCppLLM(LLM):
         self._bos = vocab.token_get_text(self._llama.token_bos()) if self._llama.token_bos() != -1 else ""
         eos = vocab.token_get_text(self._llama.token_eos()) if self._llama.token_eos() != -1 else ""
         self._add_bos = vocab.add_bos_token()
-        self._formatter = Jinja2ChatFormatter(
-            template=meta.get("tokenizer.chat_template") or _CHATML_TEMPLATE, eos_token=eos, bos_token=self._bos
-        )
+        template = meta.get("tokenizer.chat_template") or _CHATML_TEMPLATE
+        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=self._bos)
+        self.thinks = "<think>" in template
+        arch = meta.get("general.architecture", "")
+        trained = meta.get(f"{arch}.context_length")
+        self.trained_context = int(trained) if str(trained or "").isdigit() else None
 
     def render(self, messages: list[Message]) -> str:
         """The exact prompt text: chat template applied, a trailing assistant message appended as prefill."""
@@ -170,7 +173,7 @@ class LlamaCppLLM(LLM):
         if len(tokens) >= self.context_size:
             raise LLMError(
                 f"The prompt takes {len(tokens)} tokens but the context holds {self.context_size}; "
-                "raise --ctx or lower -k."
+                + context_advice(self, "lower -k")
             )
         max_tokens = min(max_tokens, self.context_size - len(tokens))
         started = time.perf_counter()
@@ -199,6 +202,7 @@ class LlamaCppLLM(LLM):
                 # Each sampled token is evaluated when the next is asked for; a reply cut at max_tokens ends on one
                 # that never was, a reply ended by the model ends on its end token, which is evaluated nowhere.
                 unevaluated = 1 if choice.get("finish_reason") != "stop" else 0
+                usage.finish_reason = choice.get("finish_reason") or usage.finish_reason
                 usage.completion_tokens = self._llama.n_tokens - len(tokens) + unevaluated
                 if choice["text"]:
                     yield choice["text"]

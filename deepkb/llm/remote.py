@@ -98,6 +98,7 @@ class OpenAICompatLLM(LLM):
         if "json" in response.headers.get("content-type", ""):
             data = self._parse(response.read().decode("utf-8", "replace"))
             choice = (data.get("choices") or [{}])[0]
+            usage.finish_reason = choice.get("finish_reason")
             text = (choice.get("message") or {}).get("content")
             if not text:
                 raise LLMError(f"The LLM server at {self.url} sent an empty reply; check --model.")
@@ -118,6 +119,8 @@ class OpenAICompatLLM(LLM):
                 usage.cached_tokens = details.get("cached_tokens") or 0
             for choice in event.get("choices") or []:
                 delta = choice.get("delta") if isinstance(choice, dict) else None
+                if isinstance(choice, dict) and choice.get("finish_reason"):
+                    usage.finish_reason = choice["finish_reason"]
                 if not isinstance(delta, dict):
                     raise LLMError(f"The LLM server at {self.url} sent a malformed event ({data[:120]}).")
                 reasoning, content = delta.get("reasoning_content"), delta.get("content")

@@ -148,7 +148,7 @@ def ocr_pages(doc, pages: list, on_page: OCRProgress | None = None) -> None:
     exe = tesseract()
     if exe is None or not doc.empty_pages:
         return
-    doc.encoding = OCR_ENCODING  # recorded: this PDF's pages without text were given to OCR (deepkb.ingest)
+    doc.encoding = OCR_ENCODING  # recorded: this PDF's pages without text were given to OCR (deepkb.ingest.sync)
     todo = list(doc.empty_pages)
     added: list[Unit] = []
     for done, number in enumerate(todo, start=1):

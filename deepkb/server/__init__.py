@@ -1,6 +1,6 @@
 """`deepkb serve`: an OpenAI-compatible HTTP service over the knowledge base (FastAPI + uvicorn).
 
-The server is a shell like the CLI and the TUI: it renders the conversation core's events (deepkb.conversation)
+The server is a shell like the CLI and the TUI: it renders the conversation core's events (deepkb.conversation.session)
 as OpenAI-shaped JSON and SSE, and adds what a long-running service needs around them: a bounded generation
 queue, an answer cache, Prometheus metrics, authentication, a content policy and graceful degradation.
 """

@@ -26,6 +26,8 @@ class CachedAnswer:
     completion_tokens: int = 0
     finish_reason: str = "stop"
     citations: list[dict[str, Any]] = field(default_factory=list)
+    support: list[dict[str, Any]] = field(default_factory=list)  # deepkb.answer.grounding's check of each sentence
+    notice: str | None = None  # how the answer ended, sent as a field (Outcome.notice)
 
 
 def cache_key(messages: list[tuple[str, str]], model: str, kb_version: str, params: dict[str, Any]) -> str:

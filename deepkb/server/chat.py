@@ -14,15 +14,17 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deepkb.answer import AskOptions, AskResult
+from deepkb.answer.stream import ABOUT_THE_ANSWER, AskOptions, AskResult, Delta, Done, Notice, Retry, model_events
+from deepkb.retrieval.abstain import reads_many_languages
 from deepkb.server.cache import AnswerCache, CachedAnswer, cache_key
-from deepkb.server.engine import ModelHost, Worker, model_alone
+from deepkb.server.engine import ModelHost, Worker
 from deepkb.server.metrics import Metrics
 from deepkb.server.policy import WITHHELD, Blocklist, Screen, Withheld
 from deepkb.server.queue import GenerationQueue, QueueFull, Slot
 from deepkb.server.schema import MODEL_NORAG, ChatCompletionRequest, ChatMessage
 from deepkb.server.settings import ServerSettings
 from deepkb.server.sources import footer, numbered_sources, source_data, strip_footer
+from deepkb.server.tasks import frontend_task, task_reply
 
 if TYPE_CHECKING:
     from deepkb.kb import KnowledgeBase
@@ -50,13 +52,6 @@ class TextItem:
     text: str
 
 
-@dataclass(frozen=True)
-class Retry:
-    """The model failed mid-answer; what follows is a new answer (fallback model or passages)."""
-
-    text: str
-
-
 @dataclass
 class Outcome:
     """How the answer ended: the full texts, the cited sources, token counts, and why it stopped."""
@@ -70,10 +65,16 @@ class Outcome:
     finish_reason: str = "stop"
     cached: bool = False
     queue_wait_ms: float = 0.0  # time spent waiting for a generation slot
+    support: list[dict[str, Any]] = field(default_factory=list)  # each answer sentence against what it cites
+    notice: str | None = None  # how the answer ended (stopped repeating itself, cut at max tokens): not its text
 
     def info(self) -> dict[str, Any]:
         """deepkb's own figures, sent beside OpenAI's fields."""
-        return {"cached": self.cached, "queue_wait_ms": self.queue_wait_ms}
+        unsupported = sum(not s["supported"] for s in self.support)
+        return {
+            "cached": self.cached, "queue_wait_ms": self.queue_wait_ms, "support": self.support,
+            "unsupported": unsupported, "notice": self.notice,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Job:
     options: AskOptions
     key: str | None  # answer-cache key (None: not cacheable)
     llm_name: str | None
+    task: str | None = None  # a front-end's title/tags/follow-ups request to `deepkb` (deepkb.server.tasks)
 
 
 def conversation(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, str]]]:
@@ -142,9 +144,14 @@ class Answerer:
             )
         question, history = conversation(body.messages)
         s = self.settings
+        if body.model != MODEL_NORAG and (task := frontend_task(question)):
+            return Job(body.model, question, [], [], AskOptions(), None, None, task=task)
         max_tokens = body.max_completion_tokens or body.max_tokens or s.max_tokens
         temperature = AskOptions.temperature if body.temperature is None else body.temperature
-        options = AskOptions(answer_tokens=max_tokens, temperature=temperature)
+        options = AskOptions(
+            answer_tokens=max_tokens, temperature=temperature,
+            cross_language=reads_many_languages(self.kb.settings.embedding_model),
+        )  # fmt: skip
         llm = self.host.llm
         llm_name = llm.name if llm is not None else None
         messages = [
@@ -163,6 +170,11 @@ class Answerer:
     async def items(self, job: Job, started: float, tick: float) -> AsyncIterator[object]:
         """The answer's items (KEEPALIVE after each `tick` seconds without one); raises QueueFull (before any
         other item) when no generation slot comes free in time."""
+        if job.task:  # answered at once: it never waits behind a generation
+            reply = task_reply(job.task, job.question)
+            yield TextItem("content", reply)
+            yield Outcome(content=reply)
+            return
         cached = self.cache.get(job.key) if job.key else None
         if cached is not None:
             self.metrics.cache_hits.inc()
@@ -229,8 +241,7 @@ class Answerer:
                 if event is None:
                     yield KEEPALIVE
                     continue
-                kind = type(event).__name__
-                if kind == "Delta":
+                if isinstance(event, Delta):
                     if first_token:
                         metrics.ttft.observe(time.perf_counter() - started)
                         first_token = False
@@ -238,17 +249,19 @@ class Answerer:
                     streamed_answer |= is_answer
                     for item in text("content" if is_answer else "reasoning", event.text):
                         yield item
-                elif kind == "Notice":
+                elif isinstance(event, Notice) and event.kind in ABOUT_THE_ANSWER:
+                    out.notice = event.text  # a field, not content: it would come back as history next turn
+                elif isinstance(event, Notice):
                     said = bool(out.content or screen.held("content"))
                     line = f"\n\n{event.text}" if said else event.text
                     for item in text("content", line if streamed_answer else f"{line}\n\n"):
                         yield item
-                elif kind == "Retry":
+                elif isinstance(event, Retry):
                     streamed_answer = False  # the next answer starts afresh
                     lead = "\n\n" if out.content or screen.held("content") else ""
                     for item in text("content", f"{lead}{event.text}\n\n"):
                         yield item
-                elif kind == "Done":
+                elif isinstance(event, Done):
                     for item in self._finish(event.result, job, out, screen, streamed_answer, used):
                         yield item
             complete = True
@@ -277,8 +290,9 @@ class Answerer:
         if not streamed_answer and result.answer:
             texts.append(("content", result.answer))  # passages when no model answered
         out.citations = [c.to_json() for c in result.citations]
+        out.support = [s.to_json() for s in result.support]
         if self.settings.sources_footer:
-            texts.append(("content", footer(out.citations)))
+            texts.append(("content", footer(out.citations, result.unsupported, len(result.support))))
         for kind, piece in texts:
             released = screen.feed(kind, piece)
             if released:
@@ -295,79 +309,37 @@ class Answerer:
         t = result.timings
         out.prompt_tokens = t.prompt_tokens or 0
         out.completion_tokens = t.completion_tokens or 0
-        if out.completion_tokens and out.completion_tokens >= job.options.answer_tokens:
+        if result.truncated or (out.completion_tokens and out.completion_tokens >= job.options.answer_tokens):
             out.finish_reason = "length"
         if t.tokens_per_s:
             self.metrics.tokens_per_s.observe(t.tokens_per_s)
         self.metrics.completion_tokens.inc(out.completion_tokens)
-        failed = result.cancelled or result.fallback or getattr(result, "error", None) or used.get("retried")
+        failed = result.cancelled or result.fallback or result.error or result.retried
         if job.key and not failed and used.get("llm_name") == job.llm_name:
             self.cache.put(job.key, _to_cached(out))
             self.metrics.cache_entries.set(len(self.cache))
 
     # producers: run on the worker thread ---------------------------------------------------------------------
     def _rag(self, job: Job, cancel: threading.Event, used: dict[str, Any]) -> Iterator[object]:
-        """The conversation core's events; a model failing mid-answer is replaced and the question asked again."""
-        from deepkb.conversation import ChatSession, Done, Notice
+        """The conversation core's events; a model failing mid-answer is replaced there (host.replace)."""
+        from deepkb.conversation.session import ChatSession
 
-        for attempt in (1, 2):
-            llm = self.host.llm
-            used["llm_name"] = llm.name if llm is not None else None
-            session = ChatSession(self.kb, llm, options=job.options, history=job.history, save=False)
-            events = session.send(job.question, options=job.options, cancel=cancel)
-            failure: str | None = None
-            try:
-                first = next(events)  # the core retrieves before its first event
-                if attempt == 1:
-                    yield first  # Retrieved: a second attempt retrieves the same passages
-                notices: list[object] = []  # held until it is known whether the answer is asked again
-                for event in events:
-                    if isinstance(event, Notice):
-                        notices.append(event)
-                        continue
-                    error = getattr(event.result, "error", None) if isinstance(event, Done) else None
-                    if error and llm is not None and attempt == 1 and not cancel.is_set():
-                        failure = error  # its notice says the same as the Retry that follows
-                        break
-                    yield from notices
-                    notices.clear()
-                    yield event
-            except Exception as exc:  # noqa: BLE001 - a backend failure must not take the server down
-                if llm is None or attempt == 2:
-                    raise
-                failure = f"{type(exc).__name__}: {exc}"
-            finally:
-                events.close()
-            if failure is None:
-                return
-            self.host.failed(llm, failure)
-            used["retried"] = True
-            after = self.host.llm  # an upstream without a fallback model stays: this answer gets the passages
-            then = "answering again with the fallback model" if after not in (None, llm) else "the best passages follow"
-            yield Retry(f"The model failed ({failure}); {then}.")
-            if after is llm:
-                yield from self._passages(job, cancel)
-                return
-
-    def _passages(self, job: Job, cancel: threading.Event) -> Iterator[object]:
-        from deepkb.conversation import ChatSession
-
-        session = ChatSession(self.kb, None, options=job.options, history=job.history, save=False)
-        events = session.send(job.question, options=job.options, cancel=cancel)
-        next(events)  # Retrieved, already sent
-        yield from events
+        llm = self.host.llm
+        used["llm_name"] = llm.name if llm is not None else None
+        session = ChatSession(self.kb, llm, options=job.options, history=job.history, save=False)
+        yield from session.send(job.question, options=job.options, cancel=cancel, replace_model=self.host.replace)
 
     def _norag(self, job: Job, cancel: threading.Event, used: dict[str, Any]) -> Iterator[object]:
         """deepkb-norag: the conversation as given, straight to the model (front-ends' title and tag tasks)."""
         llm = self.host.llm
         used["llm_name"] = llm.name if llm is not None else None
-        return model_alone(llm, job.question, job.messages, job.options, cancel, self.host.mode)
+        return model_events(llm, job.question, job.messages, job.options, cancel, self.host.mode)
 
 
 def _to_cached(out: Outcome) -> CachedAnswer:
     return CachedAnswer(
         out.content, out.reasoning, out.sources, out.prompt_tokens, out.completion_tokens, out.finish_reason,
-        citations=out.citations,
+        citations=out.citations, support=out.support, notice=out.notice,
     )  # fmt: skip
 
 
@@ -381,5 +353,6 @@ def _replay(cached: CachedAnswer) -> Iterator[object]:
         yield TextItem("content", cached.content)
     yield Outcome(
         cached.content, cached.reasoning, list(cached.citations), list(cached.sources), cached.prompt_tokens,
-        cached.completion_tokens, cached.finish_reason, cached=True,
+        cached.completion_tokens, cached.finish_reason, cached=True, support=list(cached.support),
+        notice=cached.notice,
     )  # fmt: skip

@@ -1,8 +1,15 @@
-"""Guard: the ASGI layer in front of every route: Bearer auth, request-size limit, per-route metrics."""
+"""Guard: the ASGI layers in front of every route, installed together by `install()`.
+
+Outermost, `SameSite` refuses a Host header that is not the server's own name (a web page reaching a loopback
+server through DNS rebinding) and a browser Origin that CORS does not allow (another site's page). Then CORS when
+configured, then `Guard`: Bearer auth, request-size limit, per-route metrics. They wrap the whole application, so
+routes and mounts added later (/mcp) are covered too.
+"""
 
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from deepkb.server.render import error_body
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from deepkb.server.app import ServerState
+    from deepkb.server.settings import ServerSettings
 
 OPEN_PATHS = {"/health"}  # the one route without authentication
 
@@ -37,7 +47,7 @@ class Guard:
 
     def __init__(self, app: Any, state: ServerState) -> None:
         self.app, self.state = app, state
-        self.key = (state.settings.api_key or "").encode("utf-8")
+        self.key = (state.settings.api_key or "").strip().encode("utf-8")
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -93,3 +103,74 @@ class Guard:
             return message
 
         return receiving
+
+
+def install(app: FastAPI, state: ServerState) -> None:
+    """Put the guards around the whole app: SameSite outermost, then CORS (when configured), then Guard."""
+    settings = state.settings
+    app.add_middleware(Guard, state=state)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])  # fmt: skip
+    app.add_middleware(SameSite, settings=settings)  # added last: runs first
+
+
+class SameSite:
+    """ASGI middleware: only requests addressed to this server by name, and only browser origins it allows.
+
+    Host: on a loopback address only loopback names (localhost, 127.0.0.1, [::1]) and --allowed-host names; a web
+    page that rebinds its own name to 127.0.0.1 still sends that name. On another address (which needs an API key)
+    any Host, unless --allowed-host names some. Origin (sent by browsers): the server's own, or a --cors-origin."""
+
+    def __init__(self, app: Any, settings: ServerSettings) -> None:
+        from deepkb.server.settings import is_loopback
+
+        self.app = app
+        self.names = {h.lower().strip("[]") for h in settings.allowed_hosts}
+        self.any_host = "*" in self.names or (not is_loopback(settings.host) and not self.names)
+        self.origins = {o.rstrip("/").lower() for o in settings.cors_origins}
+        self._loopback = is_loopback
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            problem = self._check(scope)
+            if problem is not None:
+                if scope["type"] == "http":
+                    await error_response(problem)(scope, receive, send)
+                else:
+                    await send({"type": "websocket.close", "code": 1008})
+                return
+        await self.app(scope, receive, send)
+
+    def _check(self, scope: dict) -> ApiError | None:
+        hosts = [v for k, v in scope["headers"] if k == b"host"]
+        host = hosts[0].decode("latin-1").strip() if hosts else ""
+        if len(hosts) > 1 or (host and not self.allowed_host(host)) or (not host and not self.any_host and
+                                                                      scope.get("http_version") != "1.0"):  # fmt: skip
+            shown = host[:80] or "none"
+            return ApiError(403, f"the Host header {shown!r} is not this server's name; connect to 127.0.0.1 or "
+                            "localhost, or start deepkb serve with --allowed-host NAME.", code="host_not_allowed")  # fmt: skip
+        origin = next((v.decode("latin-1").strip() for k, v in scope["headers"] if k == b"origin"), None)
+        if origin is not None and not self.allowed_origin(origin, host):
+            return ApiError(403, f"requests from the web page at {origin[:80]!r} are not allowed; start deepkb serve "
+                            "with --cors-origin ORIGIN to allow that site.", code="origin_not_allowed")  # fmt: skip
+        return None
+
+    def allowed_host(self, host: str) -> bool:
+        """The name part of a Host header (no port), checked against loopback names and --allowed-host."""
+        if self.any_host:
+            return True
+        match = re.fullmatch(r"\[([0-9a-f:.]+)\](?::\d{1,5})?|([^\[\]:@/\s]+)(?::\d{1,5})?", host.lower())
+        if match is None:  # not a host[:port] at all
+            return False
+        name = match.group(1) or match.group(2)
+        return name in self.names or self._loopback(name)
+
+    def allowed_origin(self, origin: str, host: str) -> bool:
+        """The server's own origin (a page it served, were there one) or one allowed by --cors-origin."""
+        origin = origin.rstrip("/").lower()
+        if origin in self.origins or "*" in self.origins:
+            return True
+        return bool(host) and origin in (f"http://{host.lower()}", f"https://{host.lower()}")

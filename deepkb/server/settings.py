@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepkb.answer import AskOptions
+from deepkb.answer.stream import AskOptions
 from deepkb.errors import UsageError
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
@@ -55,7 +55,9 @@ class ServerSettings:
     keepalive: float = 10.0
     """Seconds between SSE comment keep-alives while a stream waits or the model reasons."""
     cors_origins: tuple[str, ...] = ()
-    """Browser origins allowed to call the API (none: CORS off)."""
+    """Browser origins allowed to call the API (none: CORS off, and browser requests from other sites refused)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names besides the loopback ones this server answers to (a reverse proxy's name; "*": any)."""
     sources_footer: bool = False
     """Append a plain "Sources:" list to each answer's text, for clients that show only the text."""
     blocklist: Path | None = None
@@ -80,6 +82,11 @@ class ServerSettings:
 
     def check(self) -> None:
         """Refuse unsafe or impossible settings before anything starts."""
+        if self.api_key is not None and not self.api_key.strip():
+            raise UsageError(
+                "the API key is empty or only whitespace, so no client could use the server; give a real key with "
+                "--api-key-file FILE or DEEPKB_API_KEY."
+            )
         if not is_loopback(self.host) and not self.api_key:
             raise UsageError(
                 f"binding {self.host} exposes the knowledge base to the network; set --api-key or DEEPKB_API_KEY "

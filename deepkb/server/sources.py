@@ -6,11 +6,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from deepkb.answer import AskResult
-from deepkb.search import Hit, display_path, location
+from deepkb.answer.stream import AskResult
+from deepkb.retrieval.search import Hit, display_path, location
 
 FOOTER_HEAD = "Sources:"
-_FOOTER_RE = re.compile(rf"\n\n{FOOTER_HEAD}\n(?:\[\d+\] [^\n]*\n?)+\Z")
+UNSUPPORTED_LINE = "⚠ {n} of {total} sentences not supported by the cited passages"
+_FOOTER_RE = re.compile(rf"\n\n(?:{FOOTER_HEAD}\n(?:\[\d+\] [^\n]*\n?)+(?:⚠ [^\n]*\n?)?|⚠ [^\n]*\n?)\Z")
 
 
 def source_name(hit: Hit) -> str:
@@ -24,21 +25,26 @@ def source_data(n: int, hit: Hit) -> dict[str, Any]:
     Open WebUI keeps one entry per [n] marker."""
     ident = f"{hit.path}#chunk-{hit.chunk_id}"
     name = source_name(hit)
+    # Open WebUI reads metadata.page as a 0-based index (it shows "page {page + 1}"); page_number is 1-based,
+    # as the name, the citations and every other deepkb output count pages.
     meta = {
-        "source": ident, "name": name, "n": n, "path": hit.path, "page": hit.page, "line_start": hit.line_start,
-        "line_end": hit.line_end, "heading": hit.heading, "chunk_id": hit.chunk_id,
+        "source": ident, "name": name, "n": n, "path": hit.path,
+        "page": hit.page - 1 if hit.page is not None else None, "page_number": hit.page,
+        "line_start": hit.line_start, "line_end": hit.line_end, "heading": hit.heading, "chunk_id": hit.chunk_id,
     }  # fmt: skip
     return {"source": {"id": ident, "name": name}, "document": [hit.text], "metadata": [meta]}
 
 
-def footer(citations: list[dict[str, Any]]) -> str:
-    """A plain Sources list for clients that show only the text."""
+def footer(citations: list[dict[str, Any]], unsupported: int = 0, sentences: int = 0) -> str:
+    """A plain Sources list for clients that show only the text, and how many sentences lack support."""
     if not citations:
-        return ""
+        return "\n\n" + UNSUPPORTED_LINE.format(n=unsupported, total=sentences) if unsupported else ""
     lines = []
     for c in citations:
         where = location(c["page"], c["line_start"], c["line_end"])
         lines.append(f"[{c['n']}] {display_path(c['path'])} {where}".rstrip())
+    if unsupported:
+        lines.append(UNSUPPORTED_LINE.format(n=unsupported, total=sentences))
     return f"\n\n{FOOTER_HEAD}\n" + "\n".join(lines)
 
 

@@ -24,15 +24,23 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input
 
-from deepkb.answer import AskOptions
-from deepkb.conversation import ChatSession, ConversationInfo, ConversationStore
+from deepkb.answer.stream import AskOptions
+from deepkb.conversation.session import ChatSession, ConversationInfo, ConversationStore
 from deepkb.errors import DeepKBError
 from deepkb.llm import LLM
-from deepkb.search import display_path
+from deepkb.retrieval.abstain import reads_many_languages
+from deepkb.retrieval.search import display_path
 from deepkb.tui.screens.chat import ChatScreen
 from deepkb.tui.screens.dialogs import ConfirmScreen
 from deepkb.tui.screens.history import Saved
-from deepkb.tui.system import clipboard_file, clipboard_mode, copy_with_tool, editor_command, pdf_command
+from deepkb.tui.system import (
+    clipboard_file,
+    clipboard_mode,
+    copy_with_tool,
+    editor_command,
+    pdf_command,
+    tmux_set_clipboard,
+)
 from deepkb.tui.widgets.sources import Source
 
 if TYPE_CHECKING:
@@ -163,6 +171,7 @@ class ChatApp(App):
         status = self.chat.status
         if self._llm is not None:
             status.model = f"{self._llm.name} · {self._where(self._llm)}"
+            status.thinks = self._llm.thinks is not False
         else:
             status.model = "no model: retrieval only"
             self.notify(str(self._llm_error), title="No answer model", severity="warning", timeout=10)
@@ -197,6 +206,8 @@ class ChatApp(App):
             opened = self.config.kb() if callable(self.config.kb) else self.config.kb
             self.conversations = ConversationStore(opened.home)
             self.kb = opened
+            if reads_many_languages(opened.settings.embedding_model):
+                self.options = replace(self.options, cross_language=True)
             self.session = self._new_session()
             opened.search("warm up", k=1)
             self.post_message(_KBState(opened.status()))
@@ -239,14 +250,13 @@ class ChatApp(App):
                 )
 
     def _start_watch(self) -> None:
-        """Runs in the warm-up worker: the watch engine on its own KnowledgeBase (it holds the writer lock)."""
-        from deepkb.kb import KnowledgeBase
+        """Runs in the warm-up worker: the watch engine writes through the chat's own KnowledgeBase (one Storage, one
+        HNSW graph per process; the chat's searches see each commit at once)."""
         from deepkb.watch import Watcher
 
         try:
-            watch_kb = KnowledgeBase.open(self.kb.home, embedder=self.kb.embedder)
             watcher = Watcher(
-                watch_kb,
+                self.kb,
                 list(self.config.watch),
                 holder="deepkb chat --watch",
                 on_batch=self._watch_batch,
@@ -361,20 +371,24 @@ class ChatApp(App):
     def copy_text(self, text: str, what: str) -> None:
         """Copy with OSC 52 where the terminal supports it, else a clipboard program, else a file named here."""
         mode = clipboard_mode()
-        if mode == "osc52":
+        tmux = tmux_set_clipboard() if mode == "osc52" else None
+        blocked = tmux in ("external", "off")  # tmux would drop the OSC 52 sequence
+        if mode == "osc52" and not blocked:
             self.copy_to_clipboard(text)
             self.notify(f"Copied the {what}.", timeout=3)
             return
-        tool = copy_with_tool(text) if mode == "tool" else None
+        hint = f" (tmux's set-clipboard is {tmux}: `tmux set -g set-clipboard on` lets deepkb copy)" if blocked else ""
+        tool = copy_with_tool(text) if mode == "tool" or blocked else None
         if tool:
-            self.notify(f"Copied the {what} with {tool}.", timeout=3)
+            self.notify(f"Copied the {what} with {tool}{hint}.", timeout=6)
             return
         try:
             path = clipboard_file(text)
         except OSError as exc:
             self.notify(f"Could not copy: {exc.strerror}.", severity="error")
             return
-        self.notify(f"This terminal cannot copy; the {what} is in {path}", timeout=10)
+        cannot = "tmux does not pass the copy on" if blocked else "This terminal cannot copy"
+        self.notify(f"{cannot}; the {what} is in {path}{hint}", timeout=10)
 
     def open_source(self, source: Source) -> None:
         """Open the file at the passage: a PDF in a viewer at its page, anything else in $EDITOR at its line."""

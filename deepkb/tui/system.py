@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -72,10 +74,52 @@ def copy_with_tool(text: str) -> str | None:
     return None
 
 
+def clipboard_dir() -> Path:
+    """A folder only this user can reach: DEEPKB_CLIPBOARD_DIR, else $XDG_RUNTIME_DIR/deepkb, else the deepkb cache.
+
+    Never a fixed name in the shared /tmp, where another local user could plant a link in advance."""
+    from deepkb.paths import cache_root
+
+    given = os.environ.get("DEEPKB_CLIPBOARD_DIR")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    folder = Path(given or (Path(runtime) / "deepkb" if runtime else cache_root() / "clipboard")).expanduser()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+        raise OSError(errno.EACCES, f"{folder} is not a private folder of this user's; set DEEPKB_CLIPBOARD_DIR")
+    if not given and stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(folder, 0o700)
+    return folder
+
+
 def clipboard_file(text: str) -> Path:
-    """Write copied text to a file the user can open or `cat`, for terminals without OSC 52; returns its path."""
-    folder = Path(os.environ.get("DEEPKB_CLIPBOARD_DIR") or Path(tempfile.gettempdir()) / "deepkb-clipboard")
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write copied text to a file the user can open or `cat`, for terminals without OSC 52; returns its path.
+
+    Written to a new private file (O_EXCL, no link followed, mode 600) that then replaces copied.txt: a link planted
+    at that name is replaced, never written through."""
+    folder = clipboard_dir()
     path = folder / "copied.txt"
-    path.write_text(text, encoding="utf-8")
+    fd, partial = tempfile.mkstemp(prefix=".copied-", suffix=".txt", dir=folder)  # O_EXCL, mode 600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
     return path
+
+
+def tmux_set_clipboard() -> str | None:
+    """Inside tmux: its `set-clipboard` option (`on`, `external`, `off`); None outside tmux or when tmux cannot say.
+
+    tmux's default, `external`, drops the OSC 52 sequence an application sends: copying that way silently fails."""
+    if not os.environ.get("TMUX"):
+        return None
+    try:
+        shown = subprocess.run(
+            ["tmux", "show-options", "-gv", "set-clipboard"], capture_output=True, text=True, timeout=2
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return shown.stdout.strip() or None if shown.returncode == 0 else None

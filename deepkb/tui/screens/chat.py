@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, ListView, Markdown
 
-from deepkb.conversation import Delta, Done, Notice, Retrieved
+from deepkb.conversation.session import Delta, Done, Notice, Retrieved
 from deepkb.errors import DeepKBError
 from deepkb.scope import no_match_message
 from deepkb.tui.commands import SlashError, parse_k, parse_on_off, parse_scope, parse_slash
@@ -28,8 +28,8 @@ from deepkb.tui.widgets.sources import Source, SourcesPane
 from deepkb.tui.widgets.status import StatusLine
 
 if TYPE_CHECKING:
-    from deepkb.answer import AskResult
-    from deepkb.conversation import Event
+    from deepkb.answer.stream import AskResult
+    from deepkb.conversation.session import Event
     from deepkb.tui.app import ChatApp
 
 CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)

@@ -9,6 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown
 
 from deepkb.tui.commands import help_markdown
+from deepkb.tui.widgets.conversation import text_markdown_parser
 
 
 class HelpScreen(ModalScreen[None]):
@@ -18,7 +19,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
-            yield Markdown(help_markdown(), open_links=False)
+            yield Markdown(help_markdown(), open_links=False, parser_factory=text_markdown_parser)
 
 
 class ConfirmScreen(ModalScreen[bool]):

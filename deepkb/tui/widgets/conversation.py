@@ -21,6 +21,14 @@ def link_markers(text: str) -> str:
     return MARKER.sub(lambda m: f"[\\[{m.group(1)}\\]]({CITE_SCHEME}{m.group(1)})", text)
 
 
+def text_markdown_parser():
+    """Markdown as GitHub renders it, but raw HTML stays text: `git stash branch <branchname> [<stash>]` in a man
+    page or an answer must show its placeholders, not drop them as unknown tags."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("gfm-like", {"html": False})
+
+
 def citation_number(href: str) -> int | None:
     """The n of a `cite:n` link; None for any other link."""
     if href.startswith(CITE_SCHEME) and href[len(CITE_SCHEME) :].isdigit():
@@ -51,8 +59,8 @@ class AnswerMessage(Vertical):
 
     def compose(self) -> ComposeResult:
         with Collapsible(title="Reasoning", collapsed=True, classes="reasoning -empty"):
-            yield Markdown("", classes="reasoning-text", open_links=False)
-        yield Markdown("", classes="answer-text", open_links=False)
+            yield Markdown("", classes="reasoning-text", open_links=False, parser_factory=text_markdown_parser)
+        yield Markdown("", classes="answer-text", open_links=False, parser_factory=text_markdown_parser)
         yield Static("", classes="meta", markup=False)
 
     def source(self, n: int) -> Source | None:
@@ -168,4 +176,7 @@ class Conversation(VerticalScroll):
         return list(self.query(AnswerMessage))
 
     async def clear(self) -> None:
+        """Empty the transcript and start again at the top: a new or resumed conversation reads from its start."""
         await self.remove_children()
+        self.anchor(False)
+        self.scroll_to(y=0, animate=False, immediate=True)

@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Label, ListItem, ListView, Static
 
-from deepkb.search import Hit, display_path, location
+from deepkb.retrieval.search import Hit, display_path, location
 
 SNIPPET_CHARS = 160
 

@@ -15,12 +15,14 @@ class StatusLine(Static):
     watch = reactive("")
     speed = reactive("")
     think = reactive(True)
+    thinks = reactive(True)  # False for a model that never reasons: then "think on/off" would mean nothing
 
     def render(self) -> Content:
         parts = [self.model, self.kb]
         if self.watch:
             parts.append(self.watch)
-        parts.append("think on" if self.think else "think off")
+        if self.thinks:
+            parts.append("think on" if self.think else "think off")
         if self.speed:
             parts.append(self.speed)
         return Content(" · ".join(p for p in parts if p))

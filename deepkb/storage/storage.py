@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from deepkb.errors import LockedError
-from deepkb.store import Store
-from deepkb.vector_index import INDEX_FILE, SIDECAR_FILE, VectorIndex
+from deepkb.storage.catalog import Store
+from deepkb.storage.vectors import INDEX_FILE, SIDECAR_FILE, VectorIndex
 
 LOCK_FILE = "writer.lock"
 
@@ -94,14 +94,37 @@ class Storage:
         self._index: VectorIndex | None = None
         self._rw = ReadWriteLock()  # readers: searches and saves; writer: any change to the HNSW graph
         self._saving = threading.Lock()
+        # One thread of this object writes at a time: writer() holds it (re-entrant for that thread).
+        self._writing = threading.RLock()
+        self._flags = threading.Lock()  # guards _applying, index_dirty, _lock_fd and _holds
         self._applying = False  # our own transaction is open: the index follows it on commit, no repair needed
-        self._lock_fd: int | None = None  # held by this object, for whichever of its threads writes (a watcher's)
-        self.index_dirty = False  # the index holds changes its file does not
+        self._lock_fd: int | None = None  # the inter-process lock file, held while _holds > 0
+        self._holds = 0  # hold() calls in effect: writer() calls and a watcher's lifetime hold
+        self._dirty = False  # the index holds changes its file does not
+
+    @property
+    def index_dirty(self) -> bool:
+        """The index holds changes its file does not."""
+        with self._flags:
+            return self._dirty
+
+    def _set(self, *, applying: bool | None = None, dirty: bool | None = None) -> None:
+        with self._flags:
+            if applying is not None:
+                self._applying = applying
+            if dirty is not None:
+                self._dirty = dirty
+
+    def _is_applying(self) -> bool:
+        with self._flags:
+            return self._applying
 
     def close(self) -> None:
         """Release the writer lock and close every connection, once the searches in flight are done."""
         with self._rw.exclusive():
-            self._release_lock()
+            with self._flags:
+                self._holds = 0
+                self._release_lock()
             self.store.close()
 
     @property
@@ -115,7 +138,7 @@ class Storage:
         """Open the vector index (loaded, repaired or rebuilt from SQLite), or bring it in step with what another
         process committed since. `dim` serves a knowledge base with nothing recorded yet; None when neither is."""
         index = self._index
-        if index is not None and (self._applying or index.epoch == self.store.epoch()):
+        if index is not None and (self._is_applying() or index.epoch == self.store.epoch()):
             return index
         dim = self.dim or dim
         if index is None and dim is None:
@@ -125,12 +148,12 @@ class Storage:
             if self._index is None:
                 self._index = VectorIndex.open(self.home, self.store, dim, **self._params)
                 opened = self._index.state in ("repaired", "rebuilt")
-                self.index_dirty = opened
-            elif not self._applying and self._index.epoch != (epoch := self.store.epoch()):
+                self._set(dirty=opened)
+            elif not self._is_applying() and self._index.epoch != (epoch := self.store.epoch()):
                 self._index.repair(self.store)  # a commit during the repair leaves the epoch behind: repaired again
                 self._index.epoch = epoch
-        if opened and self._try_save():
-            self.index_dirty = False
+        if opened:
+            self._try_save()  # clears index_dirty itself, under the lock: a write landing meanwhile keeps it set
         return self._index
 
     @contextmanager
@@ -145,7 +168,7 @@ class Storage:
         with self._saving, self._rw.shared():  # no change meanwhile, and one writer of the files at a time
             if self._index is not None:
                 self._index.save(self._index.epoch)
-            self.index_dirty = False
+            self._set(dirty=False)  # no write can apply meanwhile: this thread holds the read side
 
     def rebuild_index(self, dim: int | None = None) -> None:
         """Build the index again from the vectors in SQLite, and save it."""
@@ -164,7 +187,9 @@ class Storage:
 
     def _try_save(self) -> bool:
         """Save a repaired index if no other process is writing; readers never wait."""
-        if self._lock_fd is not None:
+        with self._flags:
+            held = self._holds > 0
+        if held:  # this object writes (a watcher, or the thread that opened it inside write())
             self.save_index()
             return True
         try:
@@ -187,7 +212,7 @@ class Storage:
         with timed("index"):
             self.sync_index(model[1] if model else None)
         changes = IndexChanges()
-        self._applying = True
+        self._set(applying=True)
         try:
             with timed("store"), self.store.write():
                 if model and not self.store.get_meta("embedding_model"):
@@ -200,17 +225,36 @@ class Storage:
                     if changes.added:
                         self._index.add([i for i, _ in changes.added], np.vstack([v for _, v in changes.added]))
                     self._index.epoch = self.store.epoch()
-                    self.index_dirty = True
+                    self._set(dirty=True)
         finally:
-            self._applying = False
+            self._set(applying=False)
 
     # the single-writer lock -------------------------------------------------------------------------------
     @contextmanager
     def writer(self, what: str | None = None) -> Iterator[None]:
-        """Hold the KB's writer lock: two writers (two watches, watch + ingest) never interleave."""
-        if self._lock_fd is not None:
+        """Hold the KB's writer lock: two writers (two watches, watch + ingest, two threads of this object) never
+        interleave. Another process is refused at once (LockedError); another thread of this object waits."""
+        with self._writing, self.hold(what):
             yield
-            return
+
+    @contextmanager
+    def hold(self, what: str | None = None) -> Iterator[None]:
+        """Keep other processes from writing while this object lives on (a watcher holds it from start to stop);
+        its threads still take writer() for each change."""
+        with self._flags:
+            if self._holds == 0:
+                self._lock_fd = self._acquire(what)
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._flags:
+                self._holds = max(0, self._holds - 1)  # close() may have released it already
+                if self._holds == 0:
+                    self._release_lock()
+
+    def _acquire(self, what: str | None) -> int:
+        """Take the lock file (flock, released by the kernel if the process dies); LockedError names its holder."""
         fd = os.open(self.home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -225,11 +269,7 @@ class Storage:
             "since": time.time(),
         }
         os.write(fd, json.dumps(info).encode())
-        self._lock_fd = fd
-        try:
-            yield
-        finally:
-            self._release_lock()
+        return fd
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:

@@ -15,8 +15,8 @@ import numpy as np
 import sqlite_utils
 
 from deepkb import __version__
-from deepkb.chunker import Chunk
 from deepkb.errors import NewerVersionError
+from deepkb.ingest.chunker import Chunk
 from deepkb.scope import Scope
 
 DB_FILE = "kb.sqlite"
@@ -104,7 +104,7 @@ class DocumentRow:
     size: int
     mtime_ns: int
     sha256: str
-    pipeline: int  # the PIPELINE_VERSION of deepkb.ingest that chunked it
+    pipeline: int  # the PIPELINE_VERSION of deepkb.ingest.sync that chunked it
 
 
 @dataclass(frozen=True)

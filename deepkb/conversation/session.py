@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from deepkb.answer import (
+from deepkb.answer.stream import (
     AskOptions,
     AskResult,
     Delta,
@@ -24,10 +24,10 @@ from deepkb.answer import (
     Retrieved,
     answer_events,
 )
-from deepkb.conversation_store import Conversation, ConversationInfo, ConversationStore, Turn
+from deepkb.conversation.store import Conversation, ConversationInfo, ConversationStore, Turn
 from deepkb.llm import LLM
+from deepkb.retrieval.search import Hit
 from deepkb.scope import Scope
-from deepkb.search import Hit
 
 if TYPE_CHECKING:
     from deepkb.embedders.base import Embedder

@@ -1,7 +1,7 @@
 """Excerpt: split retrieved chunks into sentences that know their exact source lines, scored against the question.
 
 On a CPU every prompt token costs prefill time, so the prompt holds a few hundred tokens of sources: two or three
-whole chunks. Most of a chunk does not bear on the question; its best sentences do. deepkb.prompt.pack_excerpts
+whole chunks. Most of a chunk does not bear on the question; its best sentences do. deepkb.answer.prompt.pack_excerpts
 keeps the best sentences of every retrieved chunk (each chunk's kept text one contiguous window, so a citation
 names one line span). The lines come from the file itself, read again with the loader that ingested it, so a
 citation to an excerpt names the lines its text stands on; a chunk whose lines cannot be matched again (the file
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from deepkb.errors import LoadError
 from deepkb.loaders import HTML_EXT, PDF_EXT, decode_text, load, reads_own_lines
 from deepkb.loaders.html import load_html
-from deepkb.search import STOPWORDS, Hit
+from deepkb.retrieval.search import STOPWORDS, Hit
 
 if TYPE_CHECKING:
     import numpy as np

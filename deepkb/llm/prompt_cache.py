@@ -108,7 +108,7 @@ class PromptCache:
 class PrefillSpeeds:
     """The recent prefill speeds (tokens/s) of one model on this machine, kept in a small JSON file.
 
-    `deepkb ask` sizes its CPU prompts by them (deepkb.answer.cpu_source_tokens): a one-shot process cannot learn
+    `deepkb ask` sizes its CPU prompts by them (deepkb.answer.stream.cpu_source_tokens): a one-shot process cannot learn
     the machine's speed before its first prompt, so the runs before it tell. Best effort: a file that cannot be
     read or written only costs the budget its adaptation.
     """

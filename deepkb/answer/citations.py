@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from deepkb.search import Hit
+from deepkb.retrieval.search import Hit
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from deepkb.search import STOPWORDS, Hit
+from deepkb.retrieval.search import STOPWORDS, Hit
 
 # Below this best dense cosine similarity (all-MiniLM-L6-v2, query vs chunk) the dense side finds nothing about
 # the question. Calibrated on data/: 12 in-domain questions scored 0.33-0.74, 10 off-topic ones (capitals,
@@ -74,3 +74,44 @@ def on_topic(question: str, hits: list[Hit], min_relevance: float = DEFAULT_MIN_
         return True
     keyword_hits = [h for h in hits if h.keyword_score is not None][:KEYWORD_HITS]
     return any(keyword_evidence(question, h) for h in keyword_hits)
+
+
+# Another language ---------------------------------------------------------------------------------------------
+# An English-only embedder (all-MiniLM-L6-v2) maps a question in another script to noise: a Chinese question
+# "retrieves" git-log chunks and the model answers from them. Where the question's script is not the passages'
+# (and the embedder is not multilingual) deepkb declines instead, and says why.
+MULTILINGUAL_MARKS = ("multilingual", "labse", "bge-m3", "-m3", "xlm", "distiluse")
+_SCRIPT_SAMPLE = 4000  # characters of the retrieved passages looked at
+
+
+def reads_many_languages(embedding_model: str) -> bool:
+    """Whether an embedding model (name or folder) maps questions and passages of different languages together."""
+    name = embedding_model.rstrip("/").lower()
+    return any(mark in name for mark in MULTILINGUAL_MARKS)
+
+
+def script_of(text: str) -> str | None:
+    """The writing system most of `text`'s letters belong to (LATIN, CJK, CYRILLIC, ARABIC, …); None without
+    letters. Han, kana and Hangul count as one: CJK."""
+    import unicodedata
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    for ch in text:
+        if not ch.isalpha():
+            continue
+        name = unicodedata.name(ch, "")
+        word = name.split(" ", 1)[0]
+        if word in ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "IDEOGRAPHIC") or "IDEOGRAPH" in name:
+            word = "CJK"
+        counts[word or "OTHER"] += 1
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def other_script(question: str, hits: list[Hit]) -> tuple[str, str] | None:
+    """(the question's script, the passages') when they differ, else None."""
+    asked = script_of(question)
+    found = script_of("".join(h.text for h in hits)[:_SCRIPT_SAMPLE]) if hits else None
+    if asked is None or found is None or asked == found:
+        return None
+    return asked, found

@@ -24,18 +24,18 @@ import numpy as np
 
 from deepkb import faults
 from deepkb.checksum import file_sha256
-from deepkb.chunker import Chunk, chunk_units
 from deepkb.errors import LoadError
+from deepkb.ingest.chunker import Chunk, chunk_units
+from deepkb.ingest.scan import Skipped, resolve_roots, scan
 from deepkb.loaders import OCR_HINT, load, precheck
 from deepkb.loaders.ocr import tesseract
-from deepkb.scan import Skipped, resolve_roots, scan
-from deepkb.storage_errors import explain, human_bytes
+from deepkb.storage.errors import explain, human_bytes
 
 if TYPE_CHECKING:
     from deepkb.config import Settings
     from deepkb.embedders import Embedder
-    from deepkb.storage import Storage
-    from deepkb.store import Store
+    from deepkb.storage.catalog import Store
+    from deepkb.storage.storage import Storage
 
 # Bump when loaders or the chunker change what they produce: older documents are then re-chunked on the next
 # sync (their unchanged chunk texts keep their stored vectors).

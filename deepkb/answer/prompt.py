@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from deepkb.citations import MARKER_RE
+from deepkb.answer.citations import MARKER_RE
 from deepkb.errors import LLMError
-from deepkb.excerpt import Segment, window
 from deepkb.llm import LLM, Message
-from deepkb.search import Hit, display_path, location
+from deepkb.llm.base import context_advice
+from deepkb.retrieval.excerpt import Segment, window
+from deepkb.retrieval.search import Hit, display_path, location
 
 NOT_IN_DOCUMENTS = "not in the documents"
 
@@ -172,7 +173,7 @@ def build_prompt(
     if used > budget:
         raise LLMError(
             f"The context of {llm.context_size} tokens cannot hold the question ({used} tokens) and an answer "
-            f"({answer_tokens} tokens); raise --ctx."
+            f"({answer_tokens} tokens); {context_advice(llm)}"
         )
     blocks: list[str] = []
     sources: list[Hit] = []

@@ -15,18 +15,28 @@ from deepkb.paths import models_dir
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    """A GGUF we know how to fetch from the Hugging Face Hub."""
+    """A GGUF we know how to fetch from the Hugging Face Hub, pinned to one commit and the file's SHA-256.
+
+    `revision` names the repository commit to download from (never a moving branch once pinned); `sha256` is what
+    the downloaded bytes must hash to, checked after every download. An entry whose pin is not known yet
+    (sha256 None) is checked against the Hub's own SHA-256 (the ETag of an LFS file), and pull says so."""
 
     name: str
     repo_id: str
     filename: str
     approx_bytes: int
     description: str
+    revision: str = "main"
+    sha256: str | None = None
 
     def url(self, endpoint: str | None = None) -> str:
-        """Where the file can be downloaded by hand."""
+        """Where the file can be downloaded by hand (at the pinned revision)."""
         base = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
-        return f"{base}/{self.repo_id}/resolve/main/{self.filename}"
+        return f"{base}/{self.repo_id}/resolve/{self.revision}/{self.filename}"
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.sha256) and re.fullmatch(r"[0-9a-f]{40}", self.revision) is not None
 
 
 CATALOG: dict[str, CatalogEntry] = {
@@ -142,35 +152,73 @@ def pull(name: str = DEFAULT_MODEL, directory: Path | None = None, progress: boo
 
 
 def _download(entry: CatalogEntry, target: Path, endpoint: str, progress: bool) -> None:
-    # hf_hub_download deletes its partial file on failure; a plain get into our own partial file resumes.
+    """Fetch the file at its pinned revision into a partial file (resumed with Range), then check its SHA-256."""
+    import huggingface_hub.constants
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import build_hf_headers, silent_tqdm
 
-    meta = get_hf_file_metadata(hf_hub_url(entry.repo_id, entry.filename, endpoint=endpoint), endpoint=endpoint)
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise ModelDownloadError(
+            f"Could not download {entry.filename} (HF_HUB_OFFLINE is set); get it from {entry.url(endpoint)} and "
+            f"put it in {target.parent}."
+        )
+    url = hf_hub_url(entry.repo_id, entry.filename, revision=entry.revision, endpoint=endpoint)
+    expected, size = entry.sha256, None
+    if not entry.pinned:  # no pin in this deepkb yet: the Hub's own SHA-256 of the file is what we can check
+        meta = get_hf_file_metadata(url)
+        size = meta.size
+        expected = meta.etag if meta.etag and re.fullmatch(r"[0-9a-f]{64}", meta.etag) else None
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
     with partial.open("ab") as out:
-        done = out.tell()
-        if meta.size is not None and done > meta.size:
+        if size is not None and out.tell() > size:
             out.truncate(0)
-            done = 0
-        http_get(
-            meta.location,
-            out,
-            resume_size=done,
-            headers=build_hf_headers(),
-            expected_size=meta.size,
-            displayed_filename=entry.filename,
-            tqdm_class=None if progress else silent_tqdm,
-        )
-    # the Hub sends a large (LFS) file's SHA-256 as its ETag
-    if meta.etag and re.fullmatch(r"[0-9a-f]{64}", meta.etag) and file_sha256(partial) != meta.etag:
+        _fetch(url, out, entry.filename, progress)
+    if expected is None:
         partial.unlink()
         raise ModelDownloadError(
-            f"The download of {entry.filename} was corrupted (checksum mismatch) and has been deleted; "
-            "run `deepkb models pull` again."
+            f"The Hub gave no SHA-256 for {entry.filename} and this deepkb pins none, so the download cannot be "
+            f"checked and has been deleted; get it from {entry.url(endpoint)} and put it in {target.parent}."
+        )
+    if file_sha256(partial) != expected:
+        partial.unlink()
+        what = "the SHA-256 deepkb pins for it" if entry.pinned else "the SHA-256 the Hub gives for it"
+        raise ModelDownloadError(
+            f"The download of {entry.filename} does not match {what} (checksum mismatch: corrupted or tampered "
+            "with) and has been deleted; run `deepkb models pull` again."
         )
     partial.replace(target)
+
+
+def _fetch(url: str, out, filename: str, progress: bool, attempts: int = 5) -> None:
+    """GET url into the open (append-mode) file, resuming from its end, again after a dropped connection."""
+    import httpx
+    from huggingface_hub.utils import build_hf_headers
+    from tqdm.auto import tqdm
+
+    with httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0)) as client:
+        while True:
+            done = out.tell()
+            headers = {**build_hf_headers(), **({"Range": f"bytes={done}-"} if done else {})}
+            try:
+                with client.stream("GET", url, headers=headers) as response:
+                    if response.status_code == 416 and done:  # the partial file is already whole
+                        return
+                    response.raise_for_status()
+                    if done and response.status_code == 200:  # the server sent it all again, not the rest
+                        out.truncate(0)
+                        done = 0
+                    total = int(response.headers.get("Content-Length", 0)) + done or None
+                    with tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=filename,
+                              disable=not progress) as bar:  # fmt: skip
+                        for block in response.iter_bytes(1 << 20):
+                            out.write(block)
+                            bar.update(len(block))
+                out.flush()
+                return
+            except httpx.TransportError:
+                out.flush()
+                attempts -= 1
+                if attempts <= 0 or out.tell() == done:  # no progress: the network is down, not flaky
+                    raise
 
 
 def _reason(exc: BaseException, endpoint: str) -> str:

@@ -7,15 +7,15 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from deepkb.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic
-from deepkb.citations import Citation, MarkerFilter, ThinkSplitter, resolve_citations, split_think
+from deepkb.answer.citations import Citation, MarkerFilter, ThinkSplitter, resolve_citations, split_think
+from deepkb.answer.prompt import NOT_IN_DOCUMENTS, build_prompt, pack_excerpts, spread_documents
+from deepkb.answer.repetition import LOOP_NOTICE, RepeatGuard
 from deepkb.errors import LLMError, ModelLoadError, ModelNotFoundError
-from deepkb.excerpt import Embed, Scored, score_segments
 from deepkb.llm import LLM, Usage
-from deepkb.prompt import NOT_IN_DOCUMENTS, build_prompt, pack_excerpts, spread_documents
-from deepkb.repetition import LOOP_NOTICE, RepeatGuard
+from deepkb.retrieval.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic
+from deepkb.retrieval.excerpt import Embed, Scored, score_segments
+from deepkb.retrieval.search import Hit, snippet
 from deepkb.scope import Scope
-from deepkb.search import Hit, snippet
 
 # DeepSeek-R1 distills think inside <think>...</think>; an empty, closed block makes them answer directly.
 SKIP_REASONING_PREFILL = "<think>\n\n</think>\n\n"
@@ -24,7 +24,7 @@ SKIP_REASONING_PREFILL = "<think>\n\n</think>\n\n"
 # of sources. Once a run has measured the prefill speed, the budget is what the machine prefills in the time left
 # before CPU_FIRST_CHARACTER_S, counted from when the user started waiting (for `deepkb ask`, the process start:
 # start-up, model loading and retrieval come first), within CPU_SOURCE_TOKENS_RANGE. A GPU gets all that fit the
-# context. On a CPU the sources are excerpts: the sentences of each chunk that match the question (deepkb.excerpt).
+# context. On a CPU the sources are excerpts: the sentences of each chunk that match the question (deepkb.retrieval.excerpt).
 CPU_SOURCE_TOKENS = 384
 CPU_FIRST_CHARACTER_S = 8.0
 FIRST_TOKEN_S = 0.3  # after the prefill: the first token's decode and its printing
@@ -59,7 +59,7 @@ class AskOptions:
     """Chunks to retrieve; as many as fit the context go into the prompt."""
     min_relevance: float = DEFAULT_MIN_RELEVANCE
     """Abstain when no passage is this similar to the question (dense cosine) and keyword search finds no
-    passage with all of the question's specific words (deepkb.abstain)."""
+    passage with all of the question's specific words (deepkb.retrieval.abstain)."""
     answer_tokens: int = 1024
     """Room left in the context for the reply (reasoning included); at most half the context."""
     temperature: float = 0.6
@@ -130,7 +130,7 @@ class AskResult:
     notice: str | None = None  # one line for the user (how to get a model, why the answer is empty)
     show_thinking: bool = False
     cancelled: bool = False  # stopped by a cancel: `answer` and `citations` are what came before it
-    looped: bool = False  # stopped because the reply repeated itself (deepkb.repetition)
+    looped: bool = False  # stopped because the reply repeated itself (deepkb.answer.repetition)
     error: str | None = None  # the model failed mid-answer (the partial answer is kept); None when it did not
     conversation_id: str | None = None  # set by ChatSession when the turn is saved
     turn: int | None = None  # the turn's number in that conversation, from 1

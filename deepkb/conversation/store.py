@@ -18,12 +18,12 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepkb.answer import AskResult
-from deepkb.citations import Citation
+from deepkb.answer.citations import Citation
+from deepkb.answer.prompt import cite_label
+from deepkb.answer.stream import AskResult
 from deepkb.errors import DeepKBError, UsageError
 from deepkb.paths import CONVERSATIONS_FILE, conversations_db
-from deepkb.prompt import cite_label
-from deepkb.search import Hit
+from deepkb.retrieval.search import Hit
 
 DB_FILE = CONVERSATIONS_FILE
 TITLE_CHARS = 80
@@ -67,7 +67,9 @@ SCHEMA = [
         FOREIGN KEY (conversation_id, turn) REFERENCES turns(conversation_id, n) ON DELETE CASCADE
     );
     CREATE INDEX conversations_updated ON conversations(updated)
-    """
+    """,
+    # deepkb.answer.grounding: each answer sentence and whether its cited passages back it, as JSON
+    "ALTER TABLE turns ADD COLUMN support TEXT NOT NULL DEFAULT '[]'",
 ]
 
 
@@ -86,12 +88,14 @@ class Turn:
     notice: str | None = None
     timings: dict = field(default_factory=dict)
     created: float = field(default_factory=time.time)
+    support: list[dict] = field(default_factory=list)  # AskResult.support as JSON objects
 
     @classmethod
     def from_result(cls, result: AskResult) -> Turn:
         return cls(
             result.question, result.answer, result.thinking, list(result.citations), result.model,
             result.abstained, result.fallback, result.cancelled, result.notice, result.timings.to_json(),
+            support=[s.to_json() for s in result.support],
         )  # fmt: skip
 
     @property
@@ -112,6 +116,7 @@ class Turn:
             "notice": self.notice,
             "timings": self.timings,
             "created": self.created,
+            "support": self.support,
         }
 
 
@@ -221,9 +226,10 @@ class ConversationStore:
             n = n.fetchone()[0]
             db.execute(
                 "INSERT INTO turns (conversation_id, n, question, answer, reasoning, model, abstained, fallback, "
-                "cancelled, notice, timings, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "cancelled, notice, timings, created, support) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [conversation_id, n, turn.question, turn.answer, turn.reasoning, turn.model, int(turn.abstained),
-                 int(turn.fallback), int(turn.cancelled), turn.notice, json.dumps(turn.timings), turn.created],
+                 int(turn.fallback), int(turn.cancelled), turn.notice, json.dumps(turn.timings), turn.created,
+                 json.dumps(turn.support)],
             )  # fmt: skip
             db.executemany(
                 "INSERT INTO citations (conversation_id, turn, n, chunk_id, path, page, line_start, line_end, "
@@ -234,7 +240,10 @@ class ConversationStore:
                     for c in turn.citations
                 ],
             )  # fmt: skip
-            db.execute("UPDATE conversations SET updated = ? WHERE id = ?", [turn.created, conversation_id])
+            # The turn was made before a new conversation's row: never let `updated` fall before `created`.
+            db.execute(
+                "UPDATE conversations SET updated = max(?, created) WHERE id = ?", [turn.created, conversation_id]
+            )
         return n
 
     def rename(self, conversation_id: str, title: str) -> None:
@@ -293,8 +302,8 @@ class ConversationStore:
                 "SELECT title, created, updated FROM conversations WHERE id = ?", [full]
             ).fetchone()
             turns = db.execute(
-                "SELECT n, question, answer, reasoning, model, abstained, fallback, cancelled, notice, timings, created "
-                "FROM turns WHERE conversation_id = ? ORDER BY n",
+                "SELECT n, question, answer, reasoning, model, abstained, fallback, cancelled, notice, timings, created, "
+                "support FROM turns WHERE conversation_id = ? ORDER BY n",
                 [full],
             ).fetchall()
             cited: dict[int, list[Citation]] = {}
@@ -312,8 +321,21 @@ class ConversationStore:
             created,
             updated,
             [
-                Turn(q, a, r or "", cited.get(n, []), m, bool(ab), bool(fb), bool(cc), notice, json.loads(t), when)
-                for n, q, a, r, m, ab, fb, cc, notice, t, when in turns
+                Turn(
+                    q,
+                    a,
+                    r or "",
+                    cited.get(n, []),
+                    m,
+                    bool(ab),
+                    bool(fb),
+                    bool(cc),
+                    notice,
+                    json.loads(t),
+                    when,
+                    json.loads(sup),
+                )
+                for n, q, a, r, m, ab, fb, cc, notice, t, when, sup in turns
             ],
         )
 

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
     from deepkb.config import Settings
     from deepkb.embedders import Embedder
-    from deepkb.storage import Storage
-    from deepkb.vector_index import VectorIndex
+    from deepkb.storage.storage import Storage
+    from deepkb.storage.vectors import VectorIndex
 
     Allowed = set[int] | tuple[list[int], np.ndarray] | None  # what a scope lets the dense side return
 
@@ -119,7 +119,7 @@ def _allowed(storage: Storage, scope: Scope) -> Allowed:
 
     Kept per scope until the knowledge base changes (its epoch): a chat asks every question in the same scope, and
     reading 30,000 ids from SQLite costs more than the filtered graph walk."""
-    from deepkb.vector_index import EXACT_SCAN
+    from deepkb.storage.vectors import EXACT_SCAN
 
     store = storage.store
     key = (scope, store.epoch(), EXACT_SCAN)

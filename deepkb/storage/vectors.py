@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from deepkb import faults
-from deepkb.store import Store
+from deepkb.storage.catalog import Store
 
 INDEX_FILE = "vectors.hnsw"
 SIDECAR_FILE = "vectors.json"

@@ -1,0 +1,1 @@
+"""Answering: pack the prompt, stream the model's answer, resolve and check its citations."""

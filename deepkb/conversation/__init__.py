@@ -1,0 +1,1 @@
+"""Conversations: the chat session the shells answer through, and its saved history."""

@@ -1,0 +1,221 @@
+"""What an agent may do with a knowledge base, as plain functions of the core: search, fetch a passage with its
+neighbours, read a document, status, and the JSON an answer is handed back as. deepkb.mcp.server renders them as
+MCP tools and resources; nothing here imports the MCP SDK, and nothing here writes to the knowledge base."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepkb.errors import UsageError
+from deepkb.retrieval.search import MODES, Hit, location
+from deepkb.storage.errors import translated
+
+if TYPE_CHECKING:
+    from deepkb.answer.stream import AskResult
+    from deepkb.kb import KnowledgeBase
+    from deepkb.storage.catalog import ChunkRow
+
+SEARCH_K_MAX = 50  # hits one search may return
+NEIGHBOURS_MAX = 10  # passages fetch may add on either side
+FILTER_DEPTH = 500  # candidates read when a filter is applied after retrieval (a search without scoping support)
+DOCUMENT_URI = "deepkb://document/{id}"
+
+# File types a filter names -> the file endings they stand for (used only when the search cannot scope itself).
+TYPE_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "md": (".md", ".markdown"),
+    "markdown": (".md", ".markdown"),
+    "txt": (".txt",),
+    "text": (".txt",),
+    "html": (".html", ".htm"),
+    "htm": (".html", ".htm"),
+}
+
+
+def passage_id(chunk_id: int) -> str:
+    """A passage's id as agents see it: the chunk id, as a string (ChatGPT-style connectors expect strings)."""
+    return str(chunk_id)
+
+
+def parse_passage_id(value: str | int) -> int:
+    """The chunk id in a passage id from search; one clear sentence when it is not one."""
+    text = str(value).strip()
+    if not text.isdigit():
+        raise UsageError(f"{value!r} is not a passage id; use an `id` from the search tool's results.")
+    return int(text)
+
+
+def _passage(chunk_id: int, path: str, page: int | None, line_start: int | None, line_end: int | None,
+             heading: str | None, text: str) -> dict[str, Any]:  # fmt: skip
+    where = location(page, line_start, line_end)
+    return {
+        "id": passage_id(chunk_id),
+        "title": f"{Path(path).name} {where}".strip(),
+        "url": Path(path).as_uri(),
+        "path": path,
+        "page": page,
+        "line_start": line_start,
+        "line_end": line_end,
+        "location": where,
+        "heading": heading,
+        "text": text,
+    }
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    """A search hit for an agent: the one hit shape (`deepkb search --json`) plus an id, a title and a file URL."""
+    return {**_passage(hit.chunk_id, hit.path, hit.page, hit.line_start, hit.line_end, hit.heading, hit.text),
+            **hit.to_json()}  # fmt: skip
+
+
+def _row_json(row: ChunkRow) -> dict[str, Any]:
+    return _passage(row.id, row.path, row.page, row.line_start, row.line_end, row.heading, row.text)
+
+
+# search ---------------------------------------------------------------------------------------------------------
+def _scope_paths(kb: KnowledgeBase, paths: list[str]) -> list[str]:
+    """Absolute, resolved paths: a relative one is taken below each folder the knowledge base was built from."""
+    roots = kb.store.roots()
+    found: list[str] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        candidates = [p] if p.is_absolute() else [Path(root) / p for root in roots]
+        for c in candidates:
+            text = str(c.resolve())
+            if text not in found:
+                found.append(text)
+    return found
+
+
+def _native_scope(kb: KnowledgeBase, paths: list[str], types: list[str]) -> Any | None:
+    """A Scope for kb.search when this deepkb's search takes one (`deepkb search --in/--type`), else None.
+
+    Looked up among the loaded modules rather than imported: the knowledge base imports its scope module when its
+    search takes a scope, and a deepkb without one has no such module to import."""
+    if "scope" not in inspect.signature(kb.search).parameters:
+        return None
+    for name in ("deepkb.retrieval.scope", "deepkb.scope"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "make_scope"):
+            return module.make_scope(paths, types)
+    return None
+
+
+def _in_scope(path: str, paths: list[str], types: list[str]) -> bool:
+    if paths and not any(path == p or path.startswith(p.rstrip("/") + "/") for p in paths):
+        return False
+    if types:
+        suffix = Path(path).suffix.lower()
+        return any(suffix in TYPE_SUFFIXES.get(t, ("." + t,)) for t in types)
+    return True
+
+
+def search(
+    kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybrid", paths: list[str] | None = None,
+    types: list[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The top-k passages for a query, optionally only in some folders/files (`paths`) or of some file types."""
+    if not 1 <= k <= SEARCH_K_MAX:
+        raise UsageError(f"k must be between 1 and {SEARCH_K_MAX}.")
+    if mode not in MODES:
+        raise UsageError(f"unknown search mode {mode!r}; valid: {', '.join(MODES)}.")
+    wanted_types = [t.strip().lower().lstrip(".") for t in types or [] if t.strip()]
+    out: dict[str, Any] = {"query": query, "mode": mode, "k": k}
+    with translated(kb.home):
+        wanted_paths = _scope_paths(kb, [p for p in paths or [] if p.strip()])
+    if paths and not wanted_paths:
+        raise UsageError("the knowledge base has no folders yet, so a relative path filter matches nothing.")
+    if not (wanted_paths or wanted_types):
+        hits = kb.search(query, k=k, mode=mode)
+    elif (scope := _native_scope(kb, wanted_paths, wanted_types)) is not None:
+        hits = kb.search(query, k=k, mode=mode, scope=scope)
+        out["filter"] = {"paths": wanted_paths, "types": wanted_types, "applied": "during retrieval"}
+    else:
+        candidates = kb.search(query, k=max(FILTER_DEPTH, k), mode=mode)
+        hits = [h for h in candidates if _in_scope(h.path, wanted_paths, wanted_types)][:k]
+        out["filter"] = {
+            "paths": wanted_paths, "types": wanted_types,
+            "applied": f"after retrieval, to the best {len(candidates)} passages: fewer than k may match",
+        }  # fmt: skip
+    out["hits"] = [hit_json(h) for h in hits]
+    return out
+
+
+# fetch and documents -------------------------------------------------------------------------------------------
+def fetch(kb: KnowledgeBase, id: str | int, before: int = 0, after: int = 0) -> dict[str, Any]:
+    """A passage whole with its location, its document's URI and place, and `before`/`after` neighbours."""
+    chunk_id = parse_passage_id(id)
+    if not (0 <= before <= NEIGHBOURS_MAX and 0 <= after <= NEIGHBOURS_MAX):
+        raise UsageError(f"before and after must be between 0 and {NEIGHBOURS_MAX}.")
+    with translated(kb.home):
+        window = kb.store.chunk_window(chunk_id, max(before, 1), max(after, 1))
+    if window is None:
+        raise UsageError(f"no passage {chunk_id} in the knowledge base (its document may have changed since the search; "
+                         "search again).")  # fmt: skip
+    at = next(i for i, row in enumerate(window.chunks) if row.id == chunk_id)
+    rows = window.chunks
+    data = _row_json(rows[at])
+    data["document"] = {
+        "id": window.doc_id,
+        "uri": DOCUMENT_URI.format(id=window.doc_id),
+        "passages": window.total,
+        "position": window.position + 1,
+    }
+    data["previous_id"] = passage_id(rows[at - 1].id) if at > 0 else None
+    data["next_id"] = passage_id(rows[at + 1].id) if at + 1 < len(rows) else None
+    data["before"] = [_row_json(r) for r in rows[max(at - before, 0) : at]] if before else []
+    data["after"] = [_row_json(r) for r in rows[at + 1 : at + 1 + after]] if after else []
+    return data
+
+
+def document_text(kb: KnowledgeBase, doc_id: int) -> tuple[str, str]:
+    """(path, the document's indexed text): its passages in order, each under its location line."""
+    with translated(kb.home):
+        rows = kb.store.document_chunks(doc_id)
+    if not rows:
+        raise UsageError(f"no document {doc_id} in the knowledge base.")
+    parts = [f"# {rows[0].path}", "(the indexed text, passage by passage; neighbouring passages overlap a little)"]
+    for row in rows:
+        heading = f" ({row.heading})" if row.heading else ""
+        parts.append(
+            f"\n## [{passage_id(row.id)}] {location(row.page, row.line_start, row.line_end)}{heading}\n{row.text}"
+        )
+    return rows[0].path, "\n".join(parts)
+
+
+# status and answers --------------------------------------------------------------------------------------------
+def status(kb: KnowledgeBase, answering: dict[str, Any]) -> dict[str, Any]:
+    """`deepkb status --json` plus how questions are answered here and what an agent may do."""
+    return {**kb.status(), "answering": answering, "read_only": True}
+
+
+def answer_json(result: AskResult) -> dict[str, Any]:
+    """The `deepkb ask --json` object (grounding marks included when the result carries them), each citation also
+    with a passage id for fetch."""
+    data = result.to_json()
+    for citation in data.get("citations", []):
+        citation["id"] = passage_id(citation["chunk_id"])
+        citation["location"] = location(citation.get("page"), citation.get("line_start"), citation.get("line_end"))
+    return data
+
+
+def answer_text(data: dict[str, Any]) -> str:
+    """An answer as text for clients that show only text: the answer, a notice, then its numbered sources."""
+    lines = [data.get("answer") or ""]
+    if data.get("notice"):
+        lines.append(f"\n({data['notice']})")
+    citations = data.get("citations") or []
+    if citations:
+        lines.append("\nSources:")
+        for c in citations:
+            lines.append(f"[{c['n']}] {c['path']} {c['location']} (passage id {c['id']})".rstrip())
+    support = data.get("support") or []  # grounding: each sentence checked against the passages it cites
+    unsupported = [s for s in support if not s.get("supported")]
+    if unsupported:
+        lines.append(f"\nNot backed by the cited passages ({len(unsupported)} of {len(support)} sentences):")
+        for s in unsupported:
+            reason = f" ({s['reason']})" if s.get("reason") else ""
+            lines.append(f"- {s['sentence']}{reason}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Retrieval: hybrid search and fusion, the evidence excerpts, and the abstain decision."""
