@@ -63,7 +63,7 @@ def run(settings: Settings, model: str | None = None, repair: bool = False) -> l
     checks: list[tuple[str, Callable[[_Context], Finding]]] = [
         ("database", _database), ("keyword index", _fts), ("vector index", _vector_index),
         ("embedding engine", _embedder), ("answer model", _answer_model), ("gpu offload", _gpu_offload),
-        ("memory", _memory), ("disk", _disk),
+        ("memory", _memory), ("disk", _disk), ("ocr", _ocr),
     ]  # fmt: skip
     for name, check in checks:
         try:
@@ -450,3 +450,16 @@ def _int(value: object) -> int:
         return int(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return 0
+
+
+def _ocr(ctx: _Context) -> Finding:
+    """Optional: tesseract reads scanned PDF pages (pages without a text layer); without it they are skipped."""
+    from deepkb.loaders.ocr import tesseract, tesseract_version
+
+    exe = tesseract()
+    if exe is None:
+        fix = "`sudo apt install tesseract-ocr` (macOS: `brew install tesseract`), then `deepkb ingest` again"
+        detail = f"tesseract is not installed: scanned PDF pages (no text layer) are skipped; to OCR them: {fix}"
+        return Finding("ocr", SKIP, detail, fix)
+    version = tesseract_version(exe)
+    return Finding("ocr", OK, f"{version or 'tesseract'} ({exe}) OCRs scanned PDF pages", data={"tesseract": exe})

@@ -26,6 +26,7 @@ from deepkb.ingest.chunker import Chunk
 from deepkb.ingest.sync import IngestReport, Progress, embed_chunks, sync
 from deepkb.retrieval.search import Hit, check_query, search
 from deepkb.retrieval.twins import group_twins
+from deepkb.scope import Scope, no_match_message
 from deepkb.storage.errors import translated
 from deepkb.storage.storage import Storage
 from deepkb.storage.vectors import VectorIndex
@@ -157,12 +158,15 @@ class KnowledgeBase:
             return report
 
     @_storage_guarded
-    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
+    def search(self, query: str, k: int = 5, mode: str = "hybrid", scope: Scope | None = None) -> list[Hit]:
         """Top-k passages for a query: hybrid (dense + keyword fused), dense or keyword. A passage that stands in
-        several documents (a page as .txt and .html, a copied file) is one hit, its other places in `also_in`."""
+        several documents (a page as .txt and .html, a copied file) is one hit, its other places in `also_in`;
+        `scope` (deepkb.scope.make_scope(paths, types)) limits it to some folders, files or kinds of file."""
         check_query(query, k, mode)
         embedder = self.embedder if mode != "keyword" and self.dim is not None else None  # keyword: no model load
-        ranked = search(self.storage, embedder, self.settings, query, k=k * TWIN_DEPTH, mode=mode)
+        if scope and not self.store.scope_documents(scope):
+            raise UsageError(no_match_message(scope))
+        ranked = search(self.storage, embedder, self.settings, query, k=k * TWIN_DEPTH, mode=mode, scope=scope)
         return group_twins(ranked, k)
 
     @_storage_guarded

@@ -16,6 +16,7 @@ from deepkb.llm import LLM, Usage
 from deepkb.retrieval.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic, other_script
 from deepkb.retrieval.excerpt import Embed, Scored, score_segments
 from deepkb.retrieval.search import Hit, snippet
+from deepkb.scope import Scope
 
 # DeepSeek-R1 distills think inside <think>...</think>; an empty, closed block makes them answer directly.
 SKIP_REASONING_PREFILL = "<think>\n\n</think>\n\n"
@@ -81,6 +82,8 @@ class AskOptions:
     """The embedding model reads many languages (abstain.reads_many_languages): a question written in another
     script than the passages is searched as usual. False (an English-only embedder): such a question is declined
     with a notice, since its search results are noise."""
+    scope: Scope | None = None
+    """Search only these folders, files and kinds of file (`--in`, `--type`, the chat's /in and /type)."""
 
 
 @dataclass

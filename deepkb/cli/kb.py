@@ -10,7 +10,18 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from deepkb.cli._common import also_in, console, display_path, err_console, kb_option, location, open_kb, require_kb
+from deepkb.cli._common import (
+    also_in,
+    console,
+    display_path,
+    err_console,
+    kb_option,
+    location,
+    open_kb,
+    require_kb,
+    scope_from,
+    scope_options,
+)
 from deepkb.retrieval.search import snippet
 
 
@@ -56,6 +67,10 @@ class _IngestProgress:
         self.files += 1
         self.bytes_done += self.sizes.get(path, 0)
         self._show()
+
+    def ocr_page(self, path: str, done: int, total: int) -> None:
+        label = f"OCR {display_path(path)} page {done}/{total}" if done < total else "ingesting"
+        self.bar.update(self.task, description=label)
 
     def embedded(self, texts: int) -> None:
         self.chunks += texts
@@ -185,18 +200,23 @@ def _interrupted(kb, before: dict) -> None:
     help="hybrid fuses meaning (dense vectors) and exact words (BM25).",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the full chunk texts.")
+@scope_options
 @kb_option
 @click.pass_context
-def search(ctx: click.Context, query: str, k: int, mode: str, as_json: bool) -> None:
+def search(
+    ctx: click.Context, query: str, k: int, mode: str, as_json: bool, in_paths: tuple[str, ...], types: str | None
+) -> None:
     """Find the passages that best match QUERY, with their file, page and lines.
 
     \b
     Example:
         deepkb search "how do I rotate the keys" -k 5
         deepkb search "NWR-4417" --mode keyword --json
+        deepkb search "refund policy" --in ~/contracts --type pdf,docx
     """
+    scope = scope_from(in_paths, types)
     kb = open_kb(ctx)
-    hits = kb.search(query, k=k, mode=mode)
+    hits = kb.search(query, k=k, mode=mode, scope=scope)
     if as_json:
         click.echo(json.dumps({"query": query, "mode": mode, "hits": [h.to_json() for h in hits]}))
         return

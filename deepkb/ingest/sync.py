@@ -33,7 +33,8 @@ from deepkb import faults
 from deepkb.errors import LoadError
 from deepkb.ingest.chunker import Chunk, chunk_units
 from deepkb.ingest.scan import Skipped, resolve_roots, scan
-from deepkb.loaders import load, precheck
+from deepkb.loaders import OCR_HINT, load, precheck
+from deepkb.loaders.ocr import tesseract
 from deepkb.storage.errors import explain, human_bytes
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 # Bump when loaders or the chunker change what they produce: older documents are then re-chunked on the next
 # sync (their unchanged chunk texts keep their stored vectors).
-PIPELINE_VERSION = 4
+PIPELINE_VERSION = 5  # 5: man pages, mbox and Maildir files were plain text before; scanned PDF pages are OCR'd
 
 
 @dataclass
@@ -93,6 +94,9 @@ class Progress:
 
     def embedded(self, texts: int) -> None: ...
 
+    def ocr_page(self, path: str, done: int, total: int) -> None:
+        """A scanned PDF page was OCR'd (seconds each): `done` of the file's `total` pages without a text layer."""
+
     def tokens_embedded(self, tokens: int) -> None:
         """Model tokens in the texts just embedded (a progress display shows tokens/s)."""
 
@@ -119,6 +123,7 @@ class _Run:
     storage: Storage
     embedder: Embedder
     settings: Settings
+    progress: Progress | None = None  # the reader thread reports OCR'd pages to it
 
     @property
     def store(self) -> Store:
@@ -155,7 +160,7 @@ def sync(
     report = IngestReport()
     todo: dict[str, int] = {}  # files to read and store -> their size
     try:
-        return _sync(_Run(storage, embedder, settings), paths, progress or Progress(), report, todo)
+        return _sync(_Run(storage, embedder, settings, progress), paths, progress or Progress(), report, todo)
     except (sqlite3.Error, OSError, RuntimeError) as exc:
         done = {c.path for c in report.changes}
         left = {p: size for p, size in todo.items() if p not in done}
@@ -232,10 +237,13 @@ class _Plan:
     candidates: dict[str, os.stat_result]  # changed or new files, to be read once by the reader thread
     vanished: dict  # path -> DocumentRow no longer on disk (a rename's source, until a read file claims it)
     claimed: set[str] = field(default_factory=set)  # vanished paths that turned out to be renamed
+    ocr_due: set[str] = field(default_factory=set)  # unchanged PDFs read again: tesseract can read their scans now
 
     def same_content_possible(self, path: str) -> set[str]:
         """Hashes that would make reading this file pointless to chunk: its own stored one, or a vanished file's."""
         doc = self.known.get(path)
+        if path in self.ocr_due:
+            return set()
         if doc is not None:
             return {doc.sha256} if doc.pipeline == PIPELINE_VERSION else set()
         return set(self.vanished_hashes)
@@ -263,18 +271,26 @@ def _compare(run: _Run, roots: list[Path], report: IngestReport) -> _Plan:
     store = run.store
     known = store.documents_under([str(r) for r in roots])
     failures = store.failures_under([str(r) for r in roots])
+    # tesseract installed since a PDF was read: its scanned pages are read now (their size and mtime did not change)
+    ocr_now = tesseract() is not None
+    awaiting_ocr = store.pdfs_awaiting_ocr([str(r) for r in roots]) if ocr_now else set()
+    ocr_due: set[str] = set()
 
     candidates: dict[str, os.stat_result] = {}
     for path, st in files.items():
         doc = known.get(path)
         current = doc is not None and doc.pipeline == PIPELINE_VERSION
-        if current and doc.size == st.st_size and doc.mtime_ns == st.st_mtime_ns:
+        due = path in awaiting_ocr
+        if current and doc.size == st.st_size and doc.mtime_ns == st.st_mtime_ns and not due:
             report.unchanged += 1
             continue
         failed = failures.get(path)
-        if failed and failed[:2] == (st.st_size, st.st_mtime_ns):  # the same bad file as last time: not read again
+        due = due or bool(failed and ocr_now and OCR_HINT in failed[2])
+        if failed and failed[:2] == (st.st_size, st.st_mtime_ns) and not due:  # the same bad file: not read again
             report.skipped.append(Skipped(path, failed[2]))
             continue
+        if due:
+            ocr_due.add(path)
         try:
             precheck(Path(path), st.st_size)
         except LoadError as exc:
@@ -291,7 +307,7 @@ def _compare(run: _Run, roots: list[Path], report: IngestReport) -> _Plan:
     }
     for path in failures.keys() - files.keys():
         store.set_failure(path, 0, 0, None)
-    return _Plan(files, known, candidates, vanished)
+    return _Plan(files, known, candidates, vanished, ocr_due=ocr_due)
 
 
 @dataclass
@@ -390,14 +406,16 @@ def _load(run: _Run, item: _Read, data: bytes) -> None:
     """Load and chunk the bytes read; a bad file becomes a Skipped entry to remember."""
     path, st = item.path, item.st
     try:
-        doc = load(Path(path), data)
+        progress = run.progress
+        on_ocr = (lambda done, total: progress.ocr_page(path, done, total)) if progress else None
+        doc = load(Path(path), data, on_ocr)
     except Exception as exc:  # LoadError, or a parser bug on one odd file: neither may stop the run
         reason = str(exc) if isinstance(exc, LoadError) else f"could not parse ({type(exc).__name__}: {exc})"
         item.skipped, item.failure = Skipped(path, reason), True
         return
     note = doc.failure_note()
     if note:
-        item.warning = Skipped(path, f"{note}; the other pages are indexed")
+        item.warning = Skipped(path, f"{note}; the other {doc.part_name}s are indexed")
     embedder = run.embedder
     s = run.settings
     chunks = chunk_units(doc.units, embedder.count_tokens, embedder.max_tokens, s.chunk_tokens, s.overlap_tokens)
@@ -444,7 +462,8 @@ def _sort(run: _Run, plan: _Plan, item: _Read, batch: _Batch, report: IngestRepo
         batch.done.append(path)
         return
     doc = plan.known.get(path)
-    if doc is not None and doc.pipeline == PIPELINE_VERSION and doc.sha256 == item.sha256:
+    same = doc is not None and doc.pipeline == PIPELINE_VERSION and doc.sha256 == item.sha256
+    if same and path not in plan.ocr_due:
         batch.touched.append((doc.id, st))
         report.unchanged += 1
         batch.done.append(path)

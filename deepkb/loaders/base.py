@@ -28,6 +28,8 @@ class LoadedDocument:
     pages: int | None = None
     empty_pages: list[int] = field(default_factory=list)  # PDF pages with no extractable text
     failed_pages: dict[int, str] = field(default_factory=dict)  # PDF pages the parser failed on -> why
+    part_name: str = "page"  # what failed_pages counts: PDF pages, an mbox's messages, an EPUB's chapters
+    ocr_pages: list[int] = field(default_factory=list)  # pages whose text came from OCR (deepkb.loaders.ocr)
 
     def failure_note(self) -> str | None:
         """`pages 2, 5 could not be read (KeyError: ...)`, or None when every page was read."""
@@ -35,7 +37,7 @@ class LoadedDocument:
             return None
         numbers = sorted(self.failed_pages)
         shown = ", ".join(map(str, numbers[:10])) + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
-        word = "page" if len(numbers) == 1 else "pages"
+        word = self.part_name if len(numbers) == 1 else self.part_name + "s"
         return f"{word} {shown} could not be read ({self.failed_pages[numbers[0]]})"
 
 

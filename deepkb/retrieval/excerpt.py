@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepkb.errors import LoadError
-from deepkb.loaders import HTML_EXT, PDF_EXT, decode_text
+from deepkb.loaders import HTML_EXT, PDF_EXT, decode_text, load, reads_own_lines
 from deepkb.loaders.html import load_html
 from deepkb.retrieval.search import STOPWORDS, Hit
 
@@ -88,6 +88,9 @@ def _loader_lines(
     try:
         if suffix in PDF_EXT:
             return _pdf_page_lines(file, page)
+        if suffix not in HTML_EXT and not reads_own_lines(file):  # Word, EPUB, mail, man: the loader, whole file
+            doc = load(file, file.read_bytes())
+            return _unit_lines(u for u in doc.units if u.page == page)
         text, _ = decode_text(file.read_bytes())
     except (OSError, LoadError):
         return None
@@ -97,8 +100,12 @@ def _loader_lines(
     # An HTML file's visible text of source lines `first` to `last` (a chunk's text starts at a line start, outside
     # any tag; what a cut tag leaves at either end only adds text that the chunk's lines are then not matched to).
     doc = load_html("\n" * (first - 1) + "\n".join(lines[first - 1 : last]))
+    return _unit_lines(doc.units)
+
+
+def _unit_lines(units) -> list[LoaderLine]:
     out: list[LoaderLine] = []
-    for unit in doc.units:  # the chunker's rule: a unit's lines map one to one when their count fits its span
+    for unit in units:  # the chunker's rule: a unit's lines map one to one when their count fits its span
         texts = unit.text.split("\n")
         exact = unit.line_end - unit.line_start + 1 == len(texts)
         for i, t in enumerate(texts):
@@ -108,6 +115,7 @@ def _loader_lines(
 
 def _pdf_page_lines(file: Path, page: int | None) -> list[LoaderLine] | None:
     """One page's lines, numbered as the PDF loader numbers them (one page extracted, not the whole document)."""
+    from deepkb.loaders.ocr import ocr_page_lines
     from deepkb.loaders.pdf import _page_lines
 
     if page is None:
@@ -123,6 +131,8 @@ def _pdf_page_lines(file: Path, page: int | None) -> list[LoaderLine] | None:
             except Exception:  # an odd page tree: pypdf's own (slower: it flattens every page) lookup
                 found = reader.pages[page - 1]
             lines = _page_lines(found, page, {})
+            if not lines:  # a scanned page: the lines OCR gave it at ingest, from the OCR cache
+                lines = ocr_page_lines(found) or []
         except Exception:  # pypdf raises many types on a damaged file; the chunk is then kept whole
             return None
     return [(text, i, i) for i, text in lines]

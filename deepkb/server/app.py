@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deepkb.errors import DeepKBError, UsageError
+from deepkb.scope import make_scope
 from deepkb.server import guard
 from deepkb.server.cache import AnswerCache
 from deepkb.server.chat import Answerer, BadRequest
@@ -243,8 +244,10 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
     async def search(body: SearchRequest) -> dict:
         state.require_ready()
 
+        scope = make_scope(body.in_, body.type) or None
+
         def run() -> list:
-            return state.kb.search(body.query, k=body.k, mode=body.mode)
+            return state.kb.search(body.query, k=body.k, mode=body.mode, scope=scope)
 
         hits = await asyncio.to_thread(run)
         return {

@@ -60,6 +60,18 @@ class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=10_000)
     k: int = Field(default=5, ge=1, le=100)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    in_: list[str] | None = Field(default=None, alias="in", max_length=64)
+    """Only documents at or below these absolute paths (files or folders), as `deepkb search --in`."""
+    type: list[str] | str | None = Field(default=None, max_length=64)
+    """Only these kinds of file (`["pdf", "md"]` or `"pdf,md"`), as `deepkb search --type`."""
+
+    @field_validator("in_")
+    @classmethod
+    def _absolute(cls, value: list[str] | None) -> list[str] | None:
+        for path in value or ():
+            if not path.startswith("/"):
+                raise ValueError(f"'in' takes absolute paths; {path!r} is relative")
+        return value
 
     @field_validator("query")
     @classmethod
