@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 # Bump when loaders or the chunker change what they produce: older documents are then re-chunked on the next
 # sync (their unchanged chunk texts keep their stored vectors).
-PIPELINE_VERSION = 4
+PIPELINE_VERSION = 5
 
 
 @dataclass
