@@ -201,7 +201,9 @@ def markdown(f: dict) -> list[str]:
     questions = load_questions()
     shapes = sorted({s for v in systems.values() for s in v["test_by_shape"]})
     n_test = next(iter(systems.values()))["test"]["n"]
-    counts = {label: sum(1 for q in questions if q["split"] == "test" and shape(q["file"]) == label) for label in shapes}
+    counts = {
+        label: sum(1 for q in questions if q["split"] == "test" and shape(q["file"]) == label) for label in shapes
+    }
     lines = [
         f"## Retrieval on real manuals ({f['questions']} questions over {f['documents']} Debian manuals, "
         f"{n_test} held out)",

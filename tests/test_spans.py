@@ -170,8 +170,10 @@ def test_html_navigation_and_menus_are_not_indexed(manuals, embedder):
             'The CREATE INDEX command consists of the keywords "CREATE INDEX"',
         ),
         "pg-sql-vacuum.html": (["Prev", "Next", "Home"], "VACUUM reclaims storage occupied by dead tuples."),
-        "python-argparse.html": (["Previous topic", "Next topic", "Quick search", "Report a Bug", "Navigation"],
-                                 "The argparse module makes it easy to write user-friendly"),  # fmt: skip
+        "python-argparse.html": (
+            ["Previous topic", "Next topic", "Quick search", "Report a Bug", "Navigation"],
+            "The argparse module makes it easy to write user-friendly",
+        ),  # fmt: skip
     }
     for name, (chrome, content) in cases.items():
         path = manuals / name
