@@ -64,7 +64,7 @@ def fuse(dense: list, keyword: list, how: str, share: float) -> list[int]:
 
 def main() -> None:
     from deepkb.kb import KnowledgeBase
-    from deepkb.search import dense, fts_terms
+    from deepkb.retrieval.search import dense, fts_terms
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kb", type=Path, default=CACHE / "manuals-kb")

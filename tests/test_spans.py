@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from spancheck import violation
 
-from deepkb.chunker import chunk_units
-from deepkb.excerpt import segments, window
+from deepkb.ingest.chunker import chunk_units
 from deepkb.loaders import load
-from deepkb.search import Hit
+from deepkb.retrieval.excerpt import segments, window
+from deepkb.retrieval.search import Hit
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "manuals"
 DOCS = [
