@@ -41,9 +41,13 @@ This round, fusion and keyword settings on the tune half (bench/manuals_tune.py,
 min-max convex fusion at dense shares 0.3-0.7, max-only and z-score scaling, RRF 60, each with the heading column at
 BM25 weight 0-3. The default (min-max, 0.5, heading weight 1) scores 0.513; the best variant (z-scores, dense share
 0.6) 0.531 and RRF 0.506: no variant moves it by more than 0.02 (one or two questions), so the defaults stay and
-SciFact's 0.734 stands (its documents are Markdown, which these changes leave as they were). The naive pipeline's
-dense and hybrid sides were not re-measured on the 165 questions: embedding its 4,923 chunks did not finish on this
-shared machine (load 18-26) before the deadline; its keyword side needs no embeddings and is in the table.
+SciFact's 0.734 stands (its documents are Markdown, which these changes leave as they were).
+The default does not beat the naive pipeline on the held-out half (hybrid MRR@10 0.527 against 0.537, hit@5 70% against
+80%; the paired interval above spans zero), and it beats its own dense side by +0.012 only, inside the noise. The
+naive hybrid is ahead on the long single-page HTML reference (0.593 against 0.514), Markdown (0.472 against
+0.406) and the SQLite and PostgreSQL pages (0.517 against 0.469); deepkb is ahead on PDF (0.591 against 0.550), reST
+(0.569 against 0.471) and AsciiDoc (0.684 against 0.673); man pages tie (0.233 against 0.227). Each shape has 5-19
+held-out questions, so none of these differences is outside the noise on its own.
 
 Where deepkb loses to the naive keyword side on the held-out half (AsciiDoc 0.588 vs 0.756, reST 0.214 vs 0.347,
 Markdown 0.472 vs 0.569), the failing tune questions read one by one show: short option letters the query loses
