@@ -381,10 +381,10 @@ def write_report(results: dict) -> None:
 
 
 # bench/<name>.py modules with run() and markdown(), in the order they run and appear in BENCHMARKS.md.
-OTHERS = ("fusion_sweep", "manuals", "context_recall", "search_latency", "search_process", "reingest", "llm_speed",
-          "memory", "encoder_options", "peer_txtai", "watch_latency", "chat_startup")  # fmt: skip
+OTHERS = ("fusion_sweep", "manuals", "context_recall", "search_latency", "search_process", "reingest", "ingest_speed",
+          "llm_speed", "memory", "encoder_options", "peer_txtai", "watch_latency", "chat_startup")  # fmt: skip
 # Run at their smaller size unless --full: together they would take the 30-minute `make bench` past its budget.
-QUICK_BY_DEFAULT = ("memory", "encoder_options", "peer_txtai")
+QUICK_BY_DEFAULT = ("memory", "encoder_options", "peer_txtai", "ingest_speed")
 
 
 def run_others(

@@ -38,6 +38,12 @@ class Settings:
     embedding_backend: str = "auto"
     """openvino, sentence-transformers, or auto: OpenVINO on CPU-only machines where installed (the same vectors)."""
 
+    embedding_precision: str = "auto"
+    """f32 or bf16: what the embedding engine computes in. auto: the knowledge base's own (recorded when it was first
+    built; f32 for one built before deepkb recorded it), and for a new one bf16 where OpenVINO runs on a CPU with
+    native bf16, else f32. A knowledge base is only ever queried and extended in its own; `reindex --reembed` changes
+    it."""
+
     chunk_tokens: int = 200
     """Target chunk size in embedding-model tokens; chunks never exceed the model's own limit."""
 
@@ -137,6 +143,7 @@ class Settings:
 LIMITS: dict[str, tuple | None] = {
     "embedding_model": None,
     "embedding_backend": ("auto", "openvino", "sentence-transformers"),
+    "embedding_precision": ("auto", "f32", "bf16"),
     "chunk_tokens": (16, 1024),  # and at most what the embedding model reads (checked when it is loaded)
     "overlap_tokens": (0, 1024),
     "embed_batch_size": (1, 4096),

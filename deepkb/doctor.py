@@ -63,7 +63,7 @@ def run(settings: Settings, model: str | None = None, repair: bool = False) -> l
     checks: list[tuple[str, Callable[[_Context], Finding]]] = [
         ("database", _database), ("keyword index", _fts), ("vector index", _vector_index),
         ("embedding engine", _embedder), ("answer model", _answer_model), ("gpu offload", _gpu_offload),
-        ("memory", _memory), ("disk", _disk),
+        ("memory", _memory), ("disk", _disk), ("ocr", _ocr),
     ]  # fmt: skip
     for name, check in checks:
         try:
@@ -193,20 +193,39 @@ def _self_recall_misses(store, index, truth: set[int], samples: int = 20) -> int
 
 # the embedding engine ---------------------------------------------------------------------------------------
 def _embedder(ctx: _Context) -> Finding:
-    from deepkb.embedders import create_embedder
+    from deepkb.embedders import create_embedder, default_precision
 
     s = ctx.settings
-    embedder = create_embedder(s.embedding_model, s.embedding_backend, batch_size=s.embed_batch_size)
+    recorded = _recorded_precision(ctx) if ctx.db_ok else None
+    kb_precision = recorded or (
+        default_precision(s.embedding_backend, s.embedding_model)
+        if s.embedding_precision == "auto"
+        else s.embedding_precision
+    )
+    if recorded and s.embedding_precision not in ("auto", recorded):
+        return Finding(
+            "embedding engine", FAIL,
+            f"the knowledge base was embedded in {recorded}, but embedding_precision says {s.embedding_precision}",
+            f"remove the setting, or run `deepkb reindex --reembed --embedding-precision {s.embedding_precision}`",
+            {"kb_precision": recorded, "configured_precision": s.embedding_precision},
+        )  # fmt: skip
+    embedder = create_embedder(s.embedding_model, s.embedding_backend, kb_precision, batch_size=s.embed_batch_size)
     ctx.embedder = embedder
     backend = getattr(embedder, "backend", "?")
     agreement = _agreement_with_stored(ctx, embedder) if ctx.db_ok else None
     precision = _precision(embedder)  # after embedding: OpenVINO compiles on first use
     device = getattr(embedder, "device", None) or getattr(getattr(embedder, "model", None), "device", None)
     data = {"model": getattr(embedder, "name", s.embedding_model), "backend": backend, "precision": precision,
+            "kb_precision": kb_precision, "recorded": recorded is not None,
             "device": str(device) if device is not None else None, "dim": getattr(embedder, "dim", None)}  # fmt: skip
+    gpu = _gpu_note(data["device"])
+    data["gpu"] = gpu
     detail = (
         f"{data['model']} on {backend}" + (f", {precision}" if precision else "") + (f", {device}" if device else "")
-    )
+        + f"; the knowledge base is embedded in {kb_precision}" + ("" if recorded else " (its default)")
+    )  # fmt: skip
+    if gpu:
+        detail += f"; {gpu}"
     if agreement is not None:
         data["cosine_to_stored_min"] = round(agreement, 6)
         detail += f"; reproduces the stored vectors (cosine ≥ {agreement:.4f})"
@@ -216,6 +235,32 @@ def _embedder(ctx: _Context) -> Finding:
                 "the KB was embedded by another engine or model: run `deepkb reindex --reembed`", data,
             )  # fmt: skip
     return Finding("embedding engine", OK, detail, data=data)
+
+
+def _recorded_precision(ctx: _Context) -> str | None:
+    """The precision the KB's vectors were made in (f32 for a KB built before deepkb recorded it)."""
+    conn = _connect(ctx.settings.home / DB_FILE)
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta WHERE key LIKE 'embedding_%'").fetchall())
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+    return meta.get("embedding_precision") or ("f32" if meta.get("embedding_model") else None)
+
+
+def _gpu_note(device: str | None) -> str | None:
+    """Where an NVIDIA GPU is, whether the embedder runs on it, and if not, what to install."""
+    from deepkb.embedders import gpu_present, torch_cuda
+
+    if device and device.startswith("cuda"):
+        return f"embedding runs on the NVIDIA GPU ({device}, torch CUDA {torch_cuda() or '?'})"
+    if not gpu_present():
+        return None
+    if torch_cuda() is None:
+        return ("an NVIDIA GPU is here, but torch was built without CUDA, so embedding runs on the CPU; install a "
+                "CUDA build of torch (https://pytorch.org/get-started/locally/) to embed on the GPU")  # fmt: skip
+    return "an NVIDIA GPU is here, but embedding runs on the CPU (embedding_backend or precision chose it)"
 
 
 def _precision(embedder) -> str | None:
@@ -405,3 +450,16 @@ def _int(value: object) -> int:
         return int(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return 0
+
+
+def _ocr(ctx: _Context) -> Finding:
+    """Optional: tesseract reads scanned PDF pages (pages without a text layer); without it they are skipped."""
+    from deepkb.loaders.ocr import tesseract, tesseract_version
+
+    exe = tesseract()
+    if exe is None:
+        fix = "`sudo apt install tesseract-ocr` (macOS: `brew install tesseract`), then `deepkb ingest` again"
+        detail = f"tesseract is not installed: scanned PDF pages (no text layer) are skipped; to OCR them: {fix}"
+        return Finding("ocr", SKIP, detail, fix)
+    version = tesseract_version(exe)
+    return Finding("ocr", OK, f"{version or 'tesseract'} ({exe}) OCRs scanned PDF pages", data={"tesseract": exe})

@@ -13,12 +13,20 @@ from pathlib import Path
 import numpy as np
 
 from deepkb.config import CONFIG_FILE, DEFAULT_EMBEDDING_MODEL, LIMITS, Settings
-from deepkb.embedders import Embedder, create_embedder, openvino_rejection, pick_backend, resolve_backend
+from deepkb.embedders import (
+    Embedder,
+    create_embedder,
+    default_precision,
+    openvino_rejection,
+    pick_backend,
+    resolve_backend,
+)
 from deepkb.errors import EmbeddingModelError, UsageError
 from deepkb.ingest.chunker import Chunk
 from deepkb.ingest.sync import IngestReport, Progress, embed_chunks, sync
 from deepkb.retrieval.search import Hit, check_query, search
 from deepkb.retrieval.twins import group_twins
+from deepkb.scope import Scope, no_match_message
 from deepkb.storage.errors import translated
 from deepkb.storage.storage import Storage
 from deepkb.storage.vectors import VectorIndex
@@ -65,6 +73,27 @@ class KnowledgeBase:
                 f"this knowledge base was built with embedding model {recorded}, not {wanted}; "
                 f"run `deepkb reindex --reembed --embedding-model {wanted}` to re-embed it."
             )
+        try:
+            self.precision = self._precision(embedder, check_model)
+        except BaseException:
+            self.store.close()
+            raise
+
+    def _precision(self, embedder: Embedder | None, check: bool) -> str:
+        """The precision this KB is embedded and queried in: its recorded one, never silently another."""
+        recorded = self.store.get_meta("embedding_precision")
+        if recorded is None and self.store.get_meta("embedding_model"):
+            recorded = "f32"  # built before deepkb recorded precisions: all of those were embedded in f32
+        wanted = getattr(embedder, "precision", None) if embedder else self.settings.embedding_precision
+        if wanted in (None, "auto"):
+            return recorded or default_precision(self.settings.embedding_backend, self.settings.embedding_model)
+        if check and recorded and recorded != wanted:
+            raise EmbeddingModelError(
+                f"this knowledge base was embedded in {recorded} precision, not {wanted}; remove the "
+                f"embedding_precision setting to use {recorded}, or run `deepkb reindex --reembed "
+                f"--embedding-precision {wanted}` to re-embed it."
+            )
+        return wanted
 
     @classmethod
     def open(
@@ -92,8 +121,9 @@ class KnowledgeBase:
         if self._embedder is None:
             settings = self.settings
             self._embedder = create_embedder(
-                settings.embedding_model, settings.embedding_backend, batch_size=settings.embed_batch_size
-            )
+                settings.embedding_model, settings.embedding_backend, self.precision,
+                batch_size=settings.embed_batch_size,
+            )  # fmt: skip
         return self._embedder
 
     @property
@@ -128,12 +158,15 @@ class KnowledgeBase:
             return report
 
     @_storage_guarded
-    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
+    def search(self, query: str, k: int = 5, mode: str = "hybrid", scope: Scope | None = None) -> list[Hit]:
         """Top-k passages for a query: hybrid (dense + keyword fused), dense or keyword. A passage that stands in
-        several documents (a page as .txt and .html, a copied file) is one hit, its other places in `also_in`."""
+        several documents (a page as .txt and .html, a copied file) is one hit, its other places in `also_in`;
+        `scope` (deepkb.scope.make_scope(paths, types)) limits it to some folders, files or kinds of file."""
         check_query(query, k, mode)
         embedder = self.embedder if mode != "keyword" and self.dim is not None else None  # keyword: no model load
-        ranked = search(self.storage, embedder, self.settings, query, k=k * TWIN_DEPTH, mode=mode)
+        if scope and not self.store.scope_documents(scope):
+            raise UsageError(no_match_message(scope))
+        ranked = search(self.storage, embedder, self.settings, query, k=k * TWIN_DEPTH, mode=mode, scope=scope)
         return group_twins(ranked, k)
 
     @_storage_guarded
@@ -185,6 +218,7 @@ class KnowledgeBase:
                 count += len(rows)
             self.store.set_meta("embedding_model", embedder.name)
             self.store.set_meta("embedding_dim", str(embedder.dim))
+            self.store.set_meta("embedding_precision", getattr(embedder, "precision", "f32"))
         self.storage.drop_index()
         self._write_config_model(embedder.name)
         return count
@@ -232,7 +266,7 @@ class KnowledgeBase:
         fallback = None
         if self.settings.embedding_backend == "auto" and backend == "sentence-transformers":
             fallback = openvino_rejection(model) if pick_backend() == "openvino" else None
-        return {"embedding_backend": backend, "embedding_precision": "f32", "embedding_fallback": fallback}
+        return {"embedding_backend": backend, "embedding_precision": self.precision, "embedding_fallback": fallback}
 
     def _check_chunk_size(self) -> None:
         """chunk_tokens beyond what the embedding model reads would leave most of each chunk unembedded."""

@@ -4,7 +4,7 @@ File-system events only say *that* something under a root changed; *what* change
 incremental sync `deepkb ingest` runs (unchanged files are only stat'ed), so renames, directory moves and an
 editor's atomic save follow exactly ingest's rules. Events are debounced: a batch starts after a quiet period,
 or at the latest `max_delay` seconds after its first event, and everything pending becomes one `kb.ingest()`.
-The watcher holds the KB's writer lock for its whole life; readers on other KnowledgeBase objects never wait.
+The watcher keeps other processes from writing for its whole life; readers (other threads, other processes) never wait.
 """
 
 from __future__ import annotations
@@ -82,8 +82,9 @@ class _Handler(FileSystemEventHandler):
 class Watcher:
     """Keeps a KnowledgeBase in step with folders until stopped; the CLI, the TUI and the server all run this.
 
-    Callbacks run on the watcher's worker thread. The KnowledgeBase given here is used by that thread only while
-    the watcher runs: search from another KnowledgeBase object on the same folder (it sees every commit).
+    Callbacks run on the watcher's worker thread. The watcher holds the KB's lock against other processes from
+    start to stop and takes the writer lock for each batch; other threads may search the same KnowledgeBase
+    meanwhile (one Storage, one HNSW graph: each commit is applied to the graph they read, no repair needed).
     """
 
     def __init__(

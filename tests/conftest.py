@@ -37,6 +37,11 @@ def kb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DEEPKB_MODELS", str(tmp_path / "models"))  # a model pulled into ./models must not leak in
     for var in ("DEEPKB_MODEL", "DEEPKB_EMBEDDING_MODEL", "DEEPKB_FAULT", "DEEPKB_CHUNKS_PER_COMMIT"):
         monkeypatch.delenv(var, raising=False)
+    # Knowledge bases the tests build (in-process or by a CLI subprocess) are f32, the precision of the shared
+    # `embedder` they are opened with afterwards; a KB is never opened in another precision than its own. The
+    # default (bf16 on CPUs with native bf16) is tested where a test asks for it (test_fresh_machine,
+    # test_ingest_pipeline).
+    monkeypatch.setenv("DEEPKB_EMBEDDING_PRECISION", "f32")
     return home
 
 

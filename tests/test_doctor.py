@@ -15,7 +15,7 @@ from deepkb.kb import KnowledgeBase
 from deepkb.storage.vectors import INDEX_FILE
 
 CHECKS = ["database", "keyword index", "vector index", "embedding engine", "answer model", "gpu offload", "memory",
-          "disk"]  # fmt: skip
+          "disk", "ocr"]  # fmt: skip
 
 
 @pytest.fixture

@@ -90,7 +90,8 @@ def test_auto_takes_openvino_on_a_cpu_machine_and_torch_beside_an_nvidia_gpu(tmp
     node = tmp_path / "nvidia0"
     node.touch()
     monkeypatch.setattr(embedder_module, "_NVIDIA_NODES", (str(node),))
-    assert pick_backend() == "sentence-transformers"
+    monkeypatch.setattr(embedder_module, "torch_cuda", lambda: "12.4")  # a CUDA build of torch (test_ingest_pipeline
+    assert pick_backend() == "sentence-transformers"  # covers reading it, and a CPU-only torch beside a GPU)
 
 
 def test_an_unknown_backend_names_the_valid_ones():

@@ -188,3 +188,21 @@ def test_the_loop_notice_is_a_field_not_part_of_the_answer(kb_home, policies):
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert LOOP_NOTICE not in streamed
     assert any((c.model_extra.get("deepkb") or {}).get("notice") == LOOP_NOTICE for c in chunks)
+
+
+def test_deepkb_norag_is_stopped_when_the_model_loops_like_any_answer(kb_home, policies):
+    """deepkb-norag (a front-end's own tasks) runs through the core's stream: the same loop guard and notice field."""
+    upstream = _LoopingUpstream()
+    settings = ServerSettings(port=0, kb=kb_home, llm_url=upstream.url, model="looper", keepalive=0.5)
+    try:
+        with running(settings) as server:
+            whole = server.openai().chat.completions.create(
+                model="deepkb-norag", messages=[{"role": "user", "content": "Say something."}]
+            )
+    finally:
+        upstream.server.shutdown()
+        upstream.server.server_close()
+    content = whole.choices[0].message.content
+    assert "Backups are kept" in content and LOOP_NOTICE not in content
+    assert content.count("Backups are kept") <= 3  # stopped at the third repeat, not at max_tokens
+    assert whole.model_extra["deepkb"]["notice"] == LOOP_NOTICE

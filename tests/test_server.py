@@ -226,21 +226,32 @@ def test_answer_cache_hits_then_an_ingest_invalidates_it(settings, embedder, kb,
     assert hits == 2 and after.headers["x-deepkb-cache"] == "miss"
 
 
-def test_watching_syncs_changes_and_clears_the_cache(settings, embedder, docs):
+def test_watching_syncs_changes_and_clears_the_cache(settings, embedder, docs, monkeypatch):
     import dataclasses
 
+    from deepkb.storage.vectors import VectorIndex
+
+    repairs: list[int] = []
+    real_repair = VectorIndex.repair
+    monkeypatch.setattr(VectorIndex, "repair", lambda self, *a, **kw: repairs.append(1) or real_repair(self, *a, **kw))
     request = {"model": "deepkb", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 64}
     with running(dataclasses.replace(settings, watch=(str(docs),)), embedder) as srv:
         srv.http.post("/v1/chat/completions", json=request)
         assert srv.metric("deepkb_cache_entries") == 1
         assert srv.state.watcher.wait_ready(30)
+        # one knowledge base per process: the watcher writes through the storage the server reads
+        assert srv.state.watcher.kb is srv.state.kb
+        graph = srv.state.kb.storage.sync_index()
+        repairs.clear()
         write(docs / "laptops.md", "# Laptops\nLaptops are encrypted with full-disk encryption.\n")
         srv.wait_metric("deepkb_watch_events_total", 1, action="added")
         assert srv.metric("deepkb_cache_entries") == 0
         assert srv.http.post("/v1/chat/completions", json=request).headers["x-deepkb-cache"] == "miss"
         found = srv.http.post("/v1/search", json={"query": "laptop encryption", "k": 1}).json()
         ready = srv.http.get("/ready").json()
+        assert srv.state.kb.storage.sync_index() is graph  # the same HNSW graph, not a second one
     assert found["hits"][0]["path"].endswith("laptops.md")
+    assert repairs == []  # the reader saw the watcher's commit without repairing its index from SQLite
     assert ready["watching"] == [str(docs)]
 
 

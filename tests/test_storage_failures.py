@@ -35,7 +35,8 @@ def _deepkb(*args: str, kb: Path, user: str | None = None) -> subprocess.Complet
 
 def _one_line(result: subprocess.CompletedProcess) -> str:
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    # ingest's progress lines (stderr is not a terminal here) are not part of the error
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("ingest: ")]
     assert len(lines) == 1, result.stderr
     return lines[0]
 

@@ -458,6 +458,7 @@ def test_watch_keeps_the_knowledge_base_in_step(docs_kb, tmp_path):
             await until(pilot, lambda: "idle" in chat(pilot).status.watch, what="the catch-up")
             write(watched / "parking.md", "# Parking\n\nThe zeppelin hangar doubles as visitor parking on Fridays.\n")
             await until(pilot, lambda: "1 change" in chat(pilot).status.watch, what="the new file")
+            assert app.watcher.kb is app.kb  # one knowledge base (one storage, one HNSW graph) per process
             await ask(pilot, "Where can visitors park a zeppelin on Fridays?")
             assert any(i.source.hit.path.endswith("parking.md") for i in items(pilot))
 

@@ -16,6 +16,7 @@ from deepkb.llm import LLM, Usage
 from deepkb.retrieval.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic, other_script
 from deepkb.retrieval.excerpt import Embed, Scored, score_segments
 from deepkb.retrieval.search import Hit, snippet
+from deepkb.scope import Scope
 
 # DeepSeek-R1 distills think inside <think>...</think>; an empty, closed block makes them answer directly.
 SKIP_REASONING_PREFILL = "<think>\n\n</think>\n\n"
@@ -81,6 +82,8 @@ class AskOptions:
     """The embedding model reads many languages (abstain.reads_many_languages): a question written in another
     script than the passages is searched as usual. False (an English-only embedder): such a question is declined
     with a notice, since its search results are noise."""
+    scope: Scope | None = None
+    """Search only these folders, files and kinds of file (`--in`, `--type`, the chat's /in and /type)."""
 
 
 @dataclass
@@ -139,6 +142,7 @@ class AskResult:
     looped: bool = False  # stopped because the reply repeated itself (deepkb.answer.repetition)
     truncated: bool = False  # cut at the answer-token limit (--max-tokens), not ended by the model
     error: str | None = None  # the model failed mid-answer (the partial answer is kept); None when it did not
+    retried: bool = False  # a new answer after the model failed and was replaced (answer_events' replace_model)
     conversation_id: str | None = None  # set by ChatSession when the turn is saved
     turn: int | None = None  # the turn's number in that conversation, from 1
     retrieval: dict | None = (
@@ -206,13 +210,23 @@ ABOUT_THE_ANSWER = ("loop", "length")  # notices about how an answer ended, kept
 
 
 @dataclass(frozen=True)
+class Retry:
+    """The model failed mid-answer and was replaced: what follows is a new answer to the same retrieved passages
+    (from the fallback model, or the passages themselves). A shell shows `text`; it is not part of any answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Done:
     """The final result: verified citations, timings, flags. Every answer ends with exactly one."""
 
     result: AskResult
 
 
-Event = Retrieved | Delta | Notice | Done
+Event = Retrieved | Delta | Notice | Retry | Done
+# Given the model that failed and why, the model to answer with instead (the same one when there is none).
+ReplaceModel = Callable[[LLM, str], "LLM | None"]
 
 
 def answer_events(
@@ -226,6 +240,7 @@ def answer_events(
     cancel: threading.Event | None = None,
     embed: Embed | None = None,
     waiting_since: float | None = None,
+    replace_model: ReplaceModel | None = None,
 ) -> Iterator[Event]:
     """Answer `question` from the retrieved chunks as a stream of events that always ends with one Done.
 
@@ -233,7 +248,8 @@ def answer_events(
     model's lock is held from the prompt's build to its last token; `cancel` stops the reply within one token.
     Consumers iterate to the Done (or close the iterator), which releases the lock. `embed` (the knowledge base's
     embedder) scores the excerpts' sentences; `waiting_since` (a time.perf_counter() reading, default now) is when
-    the user started waiting, which a CPU source budget counts from.
+    the user started waiting, which a CPU source budget counts from. `replace_model`: a model failing mid-answer is
+    replaced once (a Retry event, then a new answer to the same passages: no second retrieval), see ReplaceModel.
     """
     opts = options or AskOptions()
     stop = cancel or threading.Event()
@@ -284,13 +300,33 @@ def answer_events(
     if stop.is_set():
         yield from _cancelled(result, hits)
         return
-    closing: list[Event] = []
-    given: list[Hit] = []
-    with _Holding(llm, stop) as held:
-        if held:
-            closing = yield from _generate(question, hits, llm, opts, history, result, stop, scored, since, given)
-    if not held:  # cancelled while another answer had the model
-        closing = list(_cancelled(result, hits))
+    for attempt in (1, 2):
+        closing: list[Event] = []
+        given: list[Hit] = []
+        with _Holding(llm, stop) as held:
+            if held:
+                try:
+                    closing = yield from _generate(
+                        question, hits, llm, opts, history, result, stop, scored, since, given
+                    )
+                except Exception as exc:  # noqa: BLE001 - a backend failing is replaced below, when it can be
+                    if replace_model is None or attempt == 2:
+                        raise
+                    result.error = f"{type(exc).__name__}: {exc}"
+        if not held:  # cancelled while another answer had the model
+            closing = list(_cancelled(result, hits))
+            break
+        if not (result.error and replace_model is not None and attempt == 1 and not stop.is_set()):
+            break
+        failure, after = result.error, replace_model(llm, result.error)
+        then = "answering again with the fallback model" if after not in (None, llm) else "the best passages follow"
+        yield Retry(f"The model failed ({failure}); {then}.")  # the failed answer's closing events are dropped
+        timings = Timings(retrieve_ms=timings.retrieve_ms, excerpt_ms=timings.excerpt_ms)
+        result = AskResult(question, "", timings=timings, show_thinking=opts.show_thinking, retried=True)
+        if after in (None, llm):  # no other model: this answer gets the passages
+            closing = list(_fallback(result, hits, opts, GET_A_MODEL))
+            break
+        llm = after
     if result.answer and given and not result.abstained and not result.fallback:  # after the lock: on the CPU alone
         grounding = time.perf_counter()
         result.support = check_answer(result.answer, given, embed)
@@ -423,6 +459,46 @@ def ask(
     raise AssertionError("answer_events ends with a Done")  # pragma: no cover
 
 
+def model_events(
+    llm: LLM | None, question: str, messages: list[dict[str, str]], options: AskOptions, cancel: threading.Event,
+    unavailable: str = "no model is loaded",
+) -> Iterator[Event]:  # fmt: skip
+    """The conversation as given, straight to the model, as the same events as an answer (no retrieval, no
+    sources): the same stream, repetition guard, cancellable hold on the model and notices as answer_events."""
+    result = AskResult(question, "", model=llm.name if llm is not None else None)
+    if llm is None:
+        result.fallback, result.notice = True, f"No model is loaded ({unavailable}); it cannot answer."
+        yield Notice(result.notice, "fallback")
+        yield Done(result)
+        return
+    room = min(options.answer_tokens, llm.context_size // 2)
+    usage = Usage()
+    stream = _Stream(llm, None, result.timings, cancel)
+    with _Holding(llm, cancel) as held:
+        if not held:
+            yield from _cancelled(result, [])
+            return
+        try:
+            yield from stream.run(messages, room, options.temperature, usage)
+        except (_NoFirstToken, LLMError) as exc:
+            result.fallback, result.error = True, str(exc)  # not cached
+    result.thinking, result.answer = split_think(stream.raw)
+    result.timings.prompt_tokens = usage.prompt_tokens
+    result.cancelled, result.looped = stream.cancelled, stream.looped
+    result.truncated = not (stream.cancelled or stream.looped or result.error) and usage.finish_reason == "length"
+    if result.error:
+        result.notice, kind = result.error, "error"
+    elif stream.cancelled:
+        result.notice, kind = CANCELLED, "cancelled"
+    elif stream.looped:
+        result.notice, kind = LOOP_NOTICE, "loop"
+    elif result.truncated:
+        result.notice, kind = f"The answer was cut at {room} tokens (--max-tokens).", "length"
+    if result.notice:
+        yield Notice(result.notice, kind)
+    yield Done(result)
+
+
 class _NoFirstToken(Exception):
     """The backend failed before it produced anything, so the passages can still be shown."""
 
@@ -430,7 +506,10 @@ class _NoFirstToken(Exception):
 class _Stream:
     """Runs the model, turning its pieces into Delta events; keeps the raw reply and whether it was cut short."""
 
-    def __init__(self, llm: LLM, sources: list[Hit], timings: Timings, stop: threading.Event) -> None:
+    def __init__(
+        self, llm: LLM, sources: list[Hit] | None, timings: Timings, stop: threading.Event
+    ) -> None:  # fmt: skip
+        """`sources` None: a reply that cites nothing (the model alone), so `[n]` is left as the model wrote it."""
         self.llm, self.sources, self.timings, self.stop = llm, sources, timings, stop
         self.raw = ""
         self.cancelled = False
@@ -442,7 +521,7 @@ class _Stream:
         first: float | None = None
         pieces: list[str] = []
         splitter: ThinkSplitter | None = None
-        markers = MarkerFilter(len(self.sources))
+        markers = MarkerFilter(len(self.sources)) if self.sources is not None else None
         guard = RepeatGuard()
         stream = self.llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature, usage=usage)
         try:
@@ -453,7 +532,7 @@ class _Stream:
                     splitter = ThinkSplitter(starts_in_think=usage.opens_thinking)
                 pieces.append(piece)
                 for kind, text in splitter.feed(piece):
-                    text = markers.feed(text) if kind == "answer" else text
+                    text = markers.feed(text) if kind == "answer" and markers else text
                     if text:
                         yield Delta("answer" if kind == "answer" else "reasoning", text)
                 if self.stop.is_set():
@@ -477,10 +556,10 @@ class _Stream:
             if first is not None and timings.completion_tokens > 1 and ended > first:
                 timings.tokens_per_s = round((timings.completion_tokens - 1) / (ended - first), 2)
         for kind, text in splitter.flush() if splitter else []:
-            text = markers.feed(text) if kind == "answer" else text
+            text = markers.feed(text) if kind == "answer" and markers else text
             if text:
                 yield Delta("answer" if kind == "answer" else "reasoning", text)
-        if tail := markers.flush():
+        if markers and (tail := markers.flush()):
             yield Delta("answer", tail)
 
 

@@ -71,3 +71,30 @@ def also_in(places: tuple[Place, ...]) -> str:
     return "also in " + " · ".join(
         f"{display_path(p.path)} {location(p.page, p.line_start, p.line_end)}".rstrip() for p in places
     )
+
+
+def scope_options(func):
+    """`--in PATH` (repeatable) and `--type pdf,md`: limit a search, an answer or a chat to part of the KB."""
+    func = click.option(
+        "--type",
+        "types",
+        metavar="TYPES",
+        help="Only these kinds of file, comma-separated: pdf, md, txt, html, docx, odt, epub, email, man, or an "
+        "extension such as py.",
+    )(func)
+    return click.option(
+        "--in",
+        "in_paths",
+        multiple=True,
+        type=click.Path(),
+        metavar="PATH",
+        help="Only documents in this folder or this file (repeatable).",
+    )(func)
+
+
+def scope_from(in_paths: tuple[str, ...], types: str | None):
+    """The Scope the --in and --type options name (None when neither was given)."""
+    from deepkb.scope import make_scope
+
+    scope = make_scope(in_paths, types)
+    return scope or None

@@ -14,10 +14,22 @@ import click
 
 from deepkb.answer.prompt import cite_label
 from deepkb.answer.stream import CPU_FIRST_CHARACTER_S, CPU_SOURCE_TOKENS, DEFAULT_MIN_RELEVANCE, AskOptions, AskResult
-from deepkb.cli._common import also_in, console, display_path, err_console, kb_option, location, open_kb
+from deepkb.cli._common import (
+    also_in,
+    console,
+    display_path,
+    err_console,
+    kb_option,
+    location,
+    open_kb,
+    scope_from,
+    scope_options,
+)
+from deepkb.errors import UsageError
 from deepkb.llm import DEFAULT_CONTEXT_SIZE
 from deepkb.retrieval.abstain import reads_many_languages
 from deepkb.retrieval.search import snippet
+from deepkb.scope import no_match_message
 
 
 class _Printer:
@@ -174,13 +186,15 @@ def _print_sources(result: AskResult, verbose: bool) -> None:
 @click.option("--show-thinking", is_flag=True, help="Print the model's reasoning, dimmed (and add it to --json).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming.")
 @click.option("-v", "--verbose", is_flag=True, help="Print timings: retrieval, prompt tokens, first token, tokens/s.")
+@scope_options
 @kb_option
 @click.pass_context
 def ask(
     ctx: click.Context, question: str, continue_last: bool, chat_id: str | None, no_save: bool, k: int,
     model: str | None, llm_url: str | None, llm_api_key_env: str | None, gpu_layers: int | None,
     context_size: int | None, threads: int | None, max_tokens: int, temperature: float, min_relevance: float, source_tokens: int | None,
-    skip_reasoning: bool, show_thinking: bool, as_json: bool, verbose: bool,
+    skip_reasoning: bool, show_thinking: bool, as_json: bool, verbose: bool, in_paths: tuple[str, ...],
+    types: str | None,
 ) -> None:  # fmt: skip
     """Answer QUESTION from the knowledge base with a local model, citing file, page and lines.
 
@@ -196,21 +210,25 @@ def ask(
         deepkb ask -c "and how long are they kept offsite?"
         deepkb ask "Who approves key rotation?" --no-think -v
         deepkb ask "..." --json --model ~/models/DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf
+        deepkb ask "When is the invoice due?" --in ~/mail --type email
     """
     from deepkb.conversation.session import ChatSession, ConversationStore
     from deepkb.llm import open_configured_llm
 
     if continue_last and chat_id:
         raise click.UsageError("give -c or --chat ID, not both.")
+    scope = scope_from(in_paths, types)
     kb = open_kb(
         ctx, model=model, llm_url=llm_url, llm_api_key_env=llm_api_key_env, gpu_layers=gpu_layers,
         llm_context=context_size, llm_threads=threads,
     )  # fmt: skip
     options = AskOptions(
         k=k, min_relevance=min_relevance, answer_tokens=max_tokens, temperature=temperature,
-        skip_reasoning=skip_reasoning, show_thinking=show_thinking, source_tokens=source_tokens,
+        skip_reasoning=skip_reasoning, show_thinking=show_thinking, source_tokens=source_tokens, scope=scope,
         cross_language=reads_many_languages(kb.settings.embedding_model),
     )  # fmt: skip
+    if scope and not kb.store.scope_documents(scope):  # said before a model is loaded for nothing
+        raise UsageError(no_match_message(scope))
     store = ConversationStore(kb.home)
     conversation_id = store.last_id() if continue_last else store.resolve(chat_id) if chat_id else None
     # The model loads in the background while the question is embedded and searched: each takes seconds on a CPU.

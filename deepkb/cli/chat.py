@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from deepkb.answer.stream import AskOptions
-from deepkb.cli._common import kb_option, require_kb
+from deepkb.cli._common import kb_option, require_kb, scope_from, scope_options
 from deepkb.errors import UsageError
 
 if TYPE_CHECKING:
@@ -37,12 +37,13 @@ if TYPE_CHECKING:
 @click.option(
     "--resume", "conversation_id", help="Continue a saved conversation (its id or a prefix, see `deepkb chats`)."
 )
+@scope_options
 @kb_option
 @click.pass_context
 def chat(
     ctx: click.Context, watch: tuple[str, ...], model: str | None, llm_url: str | None, llm_api_key_env: str | None,
     no_model: bool, gpu_layers: int | None, context_size: int | None, threads: int | None, k: int,
-    skip_reasoning: bool, conversation_id: str | None,
+    skip_reasoning: bool, conversation_id: str | None, in_paths: tuple[str, ...], types: str | None,
 ) -> None:  # fmt: skip
     """Chat with the knowledge base in a full-screen terminal UI, with sources beside each answer.
 
@@ -56,6 +57,7 @@ def chat(
         deepkb chat
         deepkb chat --watch ~/notes --no-think
         deepkb chat --llm-url http://localhost:8080/v1
+        deepkb chat --in ~/mail --type email   (or /in and /type while chatting)
     """
     if importlib.util.find_spec("textual") is None:
         raise UsageError(
@@ -77,7 +79,7 @@ def chat(
         conversation_id = ConversationStore(settings.home).resolve(conversation_id)
     load_llm = None if no_model else partial(open_configured_llm, settings)
     label = settings.llm_url or (Path(settings.model).name if settings.model else "the model")
-    options = AskOptions(k=k, skip_reasoning=skip_reasoning)
+    options = AskOptions(k=k, skip_reasoning=skip_reasoning, scope=scope_from(in_paths, types))
 
     def open_kb() -> KnowledgeBase:
         """Runs in a worker behind the screen: the knowledge base's imports (numpy, hnswlib, embedder) take a while."""

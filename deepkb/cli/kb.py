@@ -10,37 +10,104 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from deepkb.cli._common import also_in, console, display_path, err_console, kb_option, location, open_kb, require_kb
+from deepkb.cli._common import (
+    also_in,
+    console,
+    display_path,
+    err_console,
+    kb_option,
+    location,
+    open_kb,
+    require_kb,
+    scope_from,
+    scope_options,
+)
 from deepkb.retrieval.search import snippet
 
 
 class _IngestProgress:
-    """Draws ingest progress: files done of files to read, chunks, chunks per second."""
+    """Ingest progress a user can believe: files done of files to read, chunks, tokens/s and the time left.
 
-    def __init__(self) -> None:
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("files · {task.fields[chunks]} chunks embedded · {task.fields[rate]}/s"),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        )
-        self.task = self.bar.add_task("scanning", total=None, chunks=0, rate="-")
-        self.chunks = 0
-        self.started = time.perf_counter()
+    On a terminal a live bar; otherwise (cron, a pipe, a log file) one plain line every `every` seconds and a last
+    one at the end, so a long run is never silent. The time left is the bytes still to read at the bytes-per-second
+    of the files done so far (a PDF holds fewer tokens per byte than text, so it is an estimate, and says so)."""
+
+    def __init__(self, live: bool, every: float = 10.0, clock=time.monotonic) -> None:
+        self.live, self.every, self.clock = live, every, clock
+        self.files = self.files_total = self.chunks = self.tokens = 0
+        self.bytes_done = self.bytes_total = 0
+        self.sizes: dict[str, int] = {}
+        self.started = self.last_line = clock()
+        self.bar = None
+        if live:
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("files · {task.fields[line]}"),
+                TimeElapsedColumn(),
+                console=err_console,
+                transient=True,
+            )
+            self.task = self.bar.add_task("scanning", total=None, line="")
 
     def scanned(self, files_to_read: int, files_total: int) -> None:
-        self.bar.update(self.task, description="ingesting", total=files_to_read)
+        self.files_total = files_to_read
+        self.started = self.last_line = self.clock()
+        if self.bar:
+            self.bar.update(self.task, description="ingesting", total=files_to_read)
+        else:
+            err_console.print(f"ingest: {files_to_read} of {files_total} files to read", soft_wrap=True)
+
+    def to_read(self, sizes: dict[str, int]) -> None:
+        self.sizes = sizes
+        self.bytes_total = sum(sizes.values())
 
     def file_done(self, path: str, chunks: int) -> None:
-        self.bar.update(self.task, advance=1)
+        self.files += 1
+        self.bytes_done += self.sizes.get(path, 0)
+        self._show()
+
+    def ocr_page(self, path: str, done: int, total: int) -> None:
+        label = f"OCR {display_path(path)} page {done}/{total}" if done < total else "ingesting"
+        self.bar.update(self.task, description=label)
 
     def embedded(self, texts: int) -> None:
         self.chunks += texts
-        rate = self.chunks / max(1e-6, time.perf_counter() - self.started)
-        self.bar.update(self.task, chunks=self.chunks, rate=f"{rate:.0f}")
+
+    def tokens_embedded(self, tokens: int) -> None:
+        self.tokens += tokens
+        self._show()
+
+    def line(self) -> str:
+        """files and chunks done, tokens/s, time left"""
+        elapsed = max(self.clock() - self.started, 1e-6)
+        parts = [f"{self.chunks:,} chunks embedded", f"{self.tokens / elapsed:,.0f} tokens/s"]
+        if self.bytes_done and self.bytes_total > self.bytes_done:
+            left = elapsed * (self.bytes_total - self.bytes_done) / self.bytes_done
+            parts.append(f"about {_duration(left)} left")
+        return " · ".join(parts)
+
+    def _show(self) -> None:
+        if self.bar:
+            self.bar.update(self.task, completed=self.files, line=self.line())
+            return
+        now = self.clock()
+        if now - self.last_line >= self.every:
+            self.last_line = now
+            self.print_line()
+
+    def print_line(self) -> None:
+        if not self.bar:
+            err_console.print(f"ingest: {self.files} of {self.files_total} files · {self.line()}", soft_wrap=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # Reasons for leaving a file out that say what the file is, not that something failed: a nightly
@@ -75,14 +142,17 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], as_json: bool, strict: bo
         deepkb ingest ~/src --strict      # in cron: fail on any file left out
     """
     kb = open_kb(ctx, create=True)
-    progress = None if as_json or not err_console.is_terminal else _IngestProgress()
+    # --json is for scripts: its one object is the whole output; otherwise progress, also without a terminal
+    progress = None if as_json else _IngestProgress(live=err_console.is_terminal)
     before = kb.store.counts()
     try:
-        if progress:
+        if progress and progress.bar:
             with progress.bar:
                 report = kb.ingest(paths, progress=progress)
         else:
-            report = kb.ingest(paths)
+            report = kb.ingest(paths, progress=progress)
+            if progress and progress.files_total:
+                progress.print_line()
     except KeyboardInterrupt:
         _interrupted(kb, before)
     if as_json:
@@ -130,18 +200,23 @@ def _interrupted(kb, before: dict) -> None:
     help="hybrid fuses meaning (dense vectors) and exact words (BM25).",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the full chunk texts.")
+@scope_options
 @kb_option
 @click.pass_context
-def search(ctx: click.Context, query: str, k: int, mode: str, as_json: bool) -> None:
+def search(
+    ctx: click.Context, query: str, k: int, mode: str, as_json: bool, in_paths: tuple[str, ...], types: str | None
+) -> None:
     """Find the passages that best match QUERY, with their file, page and lines.
 
     \b
     Example:
         deepkb search "how do I rotate the keys" -k 5
         deepkb search "NWR-4417" --mode keyword --json
+        deepkb search "refund policy" --in ~/contracts --type pdf,docx
     """
+    scope = scope_from(in_paths, types)
     kb = open_kb(ctx)
-    hits = kb.search(query, k=k, mode=mode)
+    hits = kb.search(query, k=k, mode=mode, scope=scope)
     if as_json:
         click.echo(json.dumps({"query": query, "mode": mode, "hits": [h.to_json() for h in hits]}))
         return
@@ -188,7 +263,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     table.add_row("chunks", str(info["chunks"]))
     table.add_row(
         "embedding model",
-        f"{info['embedding_model']} ({info['embedding_dim'] or '?'}-d, {info['embedding_backend']})",
+        f"{info['embedding_model']} ({info['embedding_dim'] or '?'}-d, {info['embedding_backend']}, "
+        f"{info['embedding_precision']})",
     )
     table.add_row(
         "languages",
@@ -226,23 +302,33 @@ def remove(ctx: click.Context, paths: tuple[str, ...], as_json: bool) -> None:
 @click.command()
 @click.option("--reembed", is_flag=True, help="Embed every chunk again (after changing the embedding model).")
 @click.option("--embedding-model", help="With --reembed: the model to switch to (name or local folder).")
+@click.option(
+    "--embedding-precision", type=click.Choice(["f32", "bf16"]),
+    help="With --reembed: the precision to embed in from now on (recorded in the knowledge base).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @kb_option
 @click.pass_context
-def reindex(ctx: click.Context, reembed: bool, embedding_model: str | None, as_json: bool) -> None:
+def reindex(
+    ctx: click.Context, reembed: bool, embedding_model: str | None, embedding_precision: str | None, as_json: bool
+) -> None:
     """Rebuild the vector index from the SQLite catalog (it is a cache; SQLite is the truth).
 
     \b
     Example:
         deepkb reindex
         deepkb reindex --reembed --embedding-model ~/models/my-minilm
+        deepkb reindex --reembed --embedding-precision f32
     """
-    if embedding_model and not reembed:
-        raise click.UsageError("--embedding-model changes the model only together with --reembed.")
+    if (embedding_model or embedding_precision) and not reembed:
+        raise click.UsageError("--embedding-model and --embedding-precision change the model only with --reembed.")
     from deepkb.kb import KnowledgeBase
 
     require_kb(ctx)
-    kb = KnowledgeBase.open(ctx.ensure_object(dict).get("kb"), check_model=not reembed, embedding_model=embedding_model)
+    kb = KnowledgeBase.open(
+        ctx.ensure_object(dict).get("kb"), check_model=not reembed, embedding_model=embedding_model,
+        embedding_precision=embedding_precision,
+    )  # fmt: skip
     ctx.call_on_close(kb.close)
     result = kb.reindex(reembed=reembed)
     if as_json:

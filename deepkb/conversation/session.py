@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -20,6 +21,7 @@ from deepkb.answer.stream import (
     Done,
     Event,
     Notice,
+    ReplaceModel,
     Retrieved,
     answer_events,
 )
@@ -27,6 +29,7 @@ from deepkb.conversation.follow_up import Decision, decide
 from deepkb.conversation.store import Conversation, ConversationInfo, ConversationStore, Turn
 from deepkb.llm import LLM
 from deepkb.retrieval.search import Hit
+from deepkb.scope import Scope
 
 if TYPE_CHECKING:
     from deepkb.embedders.base import Embedder
@@ -59,7 +62,7 @@ class Searchable(Protocol):
     @property
     def embedder(self) -> Embedder: ...
 
-    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]: ...
+    def search(self, query: str, k: int = 5, mode: str = "hybrid", scope: Scope | None = None) -> list[Hit]: ...
 
 
 class ChatSession:
@@ -107,15 +110,16 @@ class ChatSession:
     def previous_questions(self) -> list[str]:
         return [q for q, _ in self.given_history] + [t.question for t in self.turns]
 
-    def retrieve(self, question: str, k: int) -> list[Hit]:
+    def retrieve(self, question: str, k: int, scope: Scope | None = None) -> list[Hit]:
         """One hybrid search: of the question alone when it stands on its own (a first question, a new topic), of
         the question joined to the earlier questions it continues when it is a follow-up ("how do I get them
         back?"), whose passages from the documents the previous answer cited then come first: it keeps their
-        topic. deepkb.conversation.follow_up decides, without a model; the decision is kept in `self.decision`."""
+        topic. deepkb.conversation.follow_up decides, without a model; the decision is kept in `self.decision`.
+        `scope` limits the search (deepkb.scope)."""
         previous = self.previous_questions()
         chosen = decide(previous, question, self._embed if previous else None)
         self.decision = chosen.to_json()
-        hits = self.kb.search(chosen.query, k=k, mode="hybrid")
+        hits = self.kb.search(chosen.query, k=k, mode="hybrid", scope=scope)
         cited = {c.hit.path for c in self.turns[-1].citations} if self.turns and chosen.cue else set()
         if cited:
             hits.sort(key=lambda h: not ({h.path, *(p.path for p in h.also_in)} & cited))  # stable: rank kept within
@@ -140,22 +144,26 @@ class ChatSession:
         options: AskOptions | None = None,
         cancel: threading.Event | None = None,
         waiting_since: float | None = None,
+        replace_model: ReplaceModel | None = None,
     ) -> Iterator[Event]:
         """Answer `question` in this conversation: Retrieved, Deltas and Notices as they come, then one Done.
 
-        The turn is saved (and `self.id` set) before the Done is yielded. `waiting_since`: see answer_events.
+        The turn is saved (and `self.id` set) before the Done is yielded. `waiting_since` and `replace_model`: see
+        answer_events.
         """
         self._cancel = cancel or threading.Event()
         llm = None if self._llm is None else self._model
+        opts = options or self.options
         for event in answer_events(
             question,
-            self.retrieve,
+            partial(self.retrieve, scope=opts.scope),
             llm,
-            options or self.options,
+            opts,
             history=self.history(),
             cancel=self._cancel,
             embed=self._embed,
             waiting_since=waiting_since,
+            replace_model=replace_model,
         ):
             if isinstance(event, Done):
                 event.result.retrieval = self.decision

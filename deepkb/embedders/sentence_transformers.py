@@ -1,4 +1,7 @@
-"""The sentence-transformers embedding engine: torch on CPU or CUDA, model files resolved locally and checksummed."""
+"""The sentence-transformers embedding engine: torch on CPU or CUDA, model files resolved locally and checksummed.
+
+On a machine with an NVIDIA GPU and a CUDA build of torch it runs on the GPU (device "cuda"), in the knowledge
+base's precision (f32, or bf16 for one built in bf16 by OpenVINO), so a knowledge base moves between machines."""
 
 from __future__ import annotations
 
@@ -15,11 +18,15 @@ class SentenceTransformerEmbedder(Embedder):
 
     backend = "sentence-transformers"
 
-    precision = "f32"
     fallback_reason: str | None = None  # why "auto" ended here instead of at OpenVINO
 
-    def __init__(self, name_or_path: str, batch_size: int = 32, device: str | None = None) -> None:
+    def __init__(
+        self, name_or_path: str, batch_size: int = 32, device: str | None = None, precision: str = "f32"
+    ) -> None:
         super().__init__()
+        if precision not in ("f32", "bf16"):
+            raise EmbeddingModelError(f"unknown embedding precision {precision!r}; valid: f32, bf16.")
+        self.precision = precision
         quiet_third_party()
         path, known = resolve_model(name_or_path)
         try:
@@ -28,10 +35,15 @@ class SentenceTransformerEmbedder(Embedder):
             raise EmbeddingModelError(
                 f"the sentence-transformers embedding backend is not installed ({exc}); run `make install`."
             ) from exc
+        self.device = device or default_device()
         try:
-            self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+            self.model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
         except Exception as exc:  # a broken model folder raises many types
             raise EmbeddingModelError(f"cannot load embedding model from {path}: {exc}") from exc
+        if precision == "bf16":  # a knowledge base built in bf16 (by OpenVINO on a CPU) is queried in bf16 here too
+            import torch
+
+            self.model.to(torch.bfloat16)
         self.name = known.name if known else name_or_path
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
@@ -42,7 +54,7 @@ class SentenceTransformerEmbedder(Embedder):
         self._counter = plain_copy(backend) if backend is not None else None
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) > QUERY_TEXTS:
+        if len(texts) > QUERY_TEXTS or self.device.startswith("cuda"):
             return self.model.encode(
                 list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
             )
@@ -63,3 +75,10 @@ class SentenceTransformerEmbedder(Embedder):
             return [len(x) for x in ids]
         encode = getattr(self._counter, "encode_batch_fast", self._counter.encode_batch)
         return [len(e) for e in encode(texts, add_special_tokens=False)]
+
+
+def default_device() -> str:
+    """The device to embed on: "cuda" where torch sees an NVIDIA GPU, else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

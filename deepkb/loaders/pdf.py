@@ -8,12 +8,14 @@ import re
 
 from deepkb.errors import LoadError
 from deepkb.loaders.base import LoadedDocument, Unit, normalize_newlines
+from deepkb.loaders.ocr import OCRProgress, ocr_pages
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
-def load_pdf(data: bytes) -> LoadedDocument:
-    """PDF through pypdf: text per page; pages without text are flagged; encrypted or corrupt files refused."""
+def load_pdf(data: bytes, on_ocr_page: OCRProgress | None = None) -> LoadedDocument:
+    """PDF through pypdf: text per page; pages without text are OCR'd when tesseract is installed (else flagged);
+    encrypted or corrupt files refused."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -57,7 +59,9 @@ def load_pdf(data: bytes) -> LoadedDocument:
             # Only a heading is a boundary: the chunker cuts at every page itself, and a page's first line is text
             # (as a boundary it was taken for a heading, and a PDF of one-line pages got no chunk at all).
             units.append(Unit(line, i, i, number, " > ".join(p[1] for p in path) or None, level is not None))
-    return LoadedDocument("pdf", units, title=title, pages=len(pages), empty_pages=empty, failed_pages=failed)
+    doc = LoadedDocument("pdf", units, title=title, pages=len(pages), empty_pages=empty, failed_pages=failed)
+    ocr_pages(doc, pages, on_ocr_page)  # only pages without a text layer
+    return doc
 
 
 def _page_lines(page, number: int, failed: dict[int, str]) -> list[tuple[int, str]]:

@@ -4,13 +4,12 @@ MCP tools and resources; nothing here imports the MCP SDK, and nothing here writ
 
 from __future__ import annotations
 
-import inspect
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepkb.errors import UsageError
 from deepkb.retrieval.search import MODES, Hit, location
+from deepkb.scope import make_scope
 from deepkb.storage.errors import translated
 
 if TYPE_CHECKING:
@@ -20,18 +19,7 @@ if TYPE_CHECKING:
 
 SEARCH_K_MAX = 50  # hits one search may return
 NEIGHBOURS_MAX = 10  # passages fetch may add on either side
-FILTER_DEPTH = 500  # candidates read when a filter is applied after retrieval (a search without scoping support)
 DOCUMENT_URI = "deepkb://document/{id}"
-
-# File types a filter names -> the file endings they stand for (used only when the search cannot scope itself).
-TYPE_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "md": (".md", ".markdown"),
-    "markdown": (".md", ".markdown"),
-    "txt": (".txt",),
-    "text": (".txt",),
-    "html": (".html", ".htm"),
-    "htm": (".html", ".htm"),
-}
 
 
 def passage_id(chunk_id: int) -> str:
@@ -89,29 +77,6 @@ def _scope_paths(kb: KnowledgeBase, paths: list[str]) -> list[str]:
     return found
 
 
-def _native_scope(kb: KnowledgeBase, paths: list[str], types: list[str]) -> Any | None:
-    """A Scope for kb.search when this deepkb's search takes one (`deepkb search --in/--type`), else None.
-
-    Looked up among the loaded modules rather than imported: the knowledge base imports its scope module when its
-    search takes a scope, and a deepkb without one has no such module to import."""
-    if "scope" not in inspect.signature(kb.search).parameters:
-        return None
-    for name in ("deepkb.retrieval.scope", "deepkb.scope"):
-        module = sys.modules.get(name)
-        if module is not None and hasattr(module, "make_scope"):
-            return module.make_scope(paths, types)
-    return None
-
-
-def _in_scope(path: str, paths: list[str], types: list[str]) -> bool:
-    if paths and not any(path == p or path.startswith(p.rstrip("/") + "/") for p in paths):
-        return False
-    if types:
-        suffix = Path(path).suffix.lower()
-        return any(suffix in TYPE_SUFFIXES.get(t, ("." + t,)) for t in types)
-    return True
-
-
 def search(
     kb: KnowledgeBase, query: str, k: int = 5, mode: str = "hybrid", paths: list[str] | None = None,
     types: list[str] | None = None,
@@ -129,16 +94,9 @@ def search(
         raise UsageError("the knowledge base has no folders yet, so a relative path filter matches nothing.")
     if not (wanted_paths or wanted_types):
         hits = kb.search(query, k=k, mode=mode)
-    elif (scope := _native_scope(kb, wanted_paths, wanted_types)) is not None:
-        hits = kb.search(query, k=k, mode=mode, scope=scope)
+    else:  # applied inside retrieval (deepkb.scope): the best matches in scope, not the global top k filtered
+        hits = kb.search(query, k=k, mode=mode, scope=make_scope(wanted_paths, wanted_types))
         out["filter"] = {"paths": wanted_paths, "types": wanted_types, "applied": "during retrieval"}
-    else:
-        candidates = kb.search(query, k=max(FILTER_DEPTH, k), mode=mode)
-        hits = [h for h in candidates if _in_scope(h.path, wanted_paths, wanted_types)][:k]
-        out["filter"] = {
-            "paths": wanted_paths, "types": wanted_types,
-            "applied": f"after retrieval, to the best {len(candidates)} passages: fewer than k may match",
-        }  # fmt: skip
     out["hits"] = [hit_json(h) for h in hits]
     return out
 

@@ -10,12 +10,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepkb.errors import UsageError
+from deepkb.scope import Scope
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from deepkb.config import Settings
     from deepkb.embedders import Embedder
     from deepkb.storage.storage import Storage
     from deepkb.storage.vectors import VectorIndex
+
+    Allowed = set[int] | tuple[list[int], np.ndarray] | None  # what a scope lets the dense side return
 
 MODES = ("hybrid", "dense", "keyword")
 
@@ -30,6 +35,7 @@ STOPWORDS = frozenset(
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_TERMS = 32  # a pasted paragraph is still one query
+SCOPE_CACHE = 4  # scopes whose allowed vectors are kept (per Storage, until the next write)
 
 
 @dataclass(frozen=True)
@@ -115,14 +121,39 @@ def dense(storage: Storage, embedder: Embedder, query: str, k: int) -> list[tupl
         return storage.store.chunks_for_vectors(_nearest(embedder, index, query, k), k)
 
 
-def _nearest(embedder: Embedder, index: VectorIndex, query: str, k: int) -> list[tuple[int, float]]:
-    """Encode the query and ask the HNSW index for (vector id, cosine): no SQLite, so it may run on another thread."""
-    return index.query(embedder.embed([query])[0], k)
+def _nearest(
+    embedder: Embedder, index: VectorIndex, query: str, k: int, allowed: Allowed = None
+) -> list[tuple[int, float]]:
+    """Encode the query and ask the HNSW index for (vector id, cosine): no SQLite, so it may run on another thread.
+    `allowed`: a scope's vector ids (a set: hnswlib filters its walk) or ids with their vectors (compared exactly)."""
+    if isinstance(allowed, tuple):
+        return index.query(embedder.embed([query])[0], k, vectors=allowed)
+    return index.query(embedder.embed([query])[0], k, allowed)
 
 
-def keyword(storage: Storage, query: str, k: int) -> list[tuple[int, float]]:
-    """FTS5 BM25 matches: (chunk id, score), best first."""
-    return storage.store.keyword_search(fts_terms(query), k)
+def _allowed(storage: Storage, scope: Scope) -> Allowed:
+    """A scope's vectors as the dense side wants them: with their values when few (an exact scan), else their ids.
+
+    Kept per scope until the knowledge base changes (its epoch): a chat asks every question in the same scope, and
+    reading 30,000 ids from SQLite costs more than the filtered graph walk."""
+    from deepkb.storage.vectors import EXACT_SCAN
+
+    store = storage.store
+    key = (scope, store.epoch(), EXACT_SCAN)
+    cache: dict = storage.__dict__.setdefault("_scope_vectors", {})
+    found = cache.get(key)
+    if found is None:
+        ids = store.scope_vector_ids(scope)
+        found = store.vectors_by_ids(ids) if len(ids) <= EXACT_SCAN else frozenset(ids)
+        for old in list(cache)[: max(0, len(cache) - SCOPE_CACHE + 1)]:  # oldest first
+            cache.pop(old, None)
+        cache[key] = found
+    return found
+
+
+def keyword(storage: Storage, query: str, k: int, scope: Scope | None = None) -> list[tuple[int, float]]:
+    """FTS5 BM25 matches: (chunk id, score), best first; with a scope, of the documents in it only."""
+    return storage.store.keyword_search(fts_terms(query), k, scope=scope)
 
 
 def fuse_convex(
@@ -170,17 +201,24 @@ def check_query(query: str, k: int, mode: str) -> None:
 
 
 def search(
-    storage: Storage, embedder: Embedder | None, settings: Settings, query: str, k: int = 5, mode: str = "hybrid"
+    storage: Storage,
+    embedder: Embedder | None,
+    settings: Settings,
+    query: str,
+    k: int = 5,
+    mode: str = "hybrid",
+    scope: Scope | None = None,
 ) -> list[Hit]:
     """Top-k hits for a query in the given mode, each resolved to its document and span.
 
     Without an embedder (or before anything is stored) the dense side is empty. The index is held still for the
-    whole search, and each hit is read from SQLite as committed: one a writer removed meanwhile is left out."""
+    whole search, and each hit is read from SQLite as committed: one a writer removed meanwhile is left out.
+    A scope (deepkb.scope) limits both sides inside retrieval: each still ranks its top candidates in scope."""
     check_query(query, k, mode)
     if embedder is None:  # the keyword side alone: the vector index is not opened
-        return _search(storage, None, None, settings, query, k, mode)
+        return _search(storage, None, None, settings, query, k, mode, scope or None)
     with storage.reading() as index:
-        return _search(storage, index, embedder, settings, query, k, mode)
+        return _search(storage, index, embedder, settings, query, k, mode, scope or None)
 
 
 def _search(
@@ -191,19 +229,21 @@ def _search(
     query: str,
     k: int,
     mode: str,
+    scope: Scope | None = None,
 ) -> list[Hit]:
     depth = max(k, settings.candidates)
+    allowed = _allowed(storage, scope) if scope and index is not None and mode != "keyword" else None
     if mode == "hybrid" and index is not None:
         # The query's encoding (one thread) and the FTS5 query each take several ms on a 2-core CPU: run them
         # side by side. The worker gets the embedder and the index ready-made, so it never touches SQLite.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepkb-dense") as pool:
-            pending = pool.submit(_nearest, embedder, index, query, depth)
-            keyword_hits = keyword(storage, query, depth)
-            dense_hits = storage.store.chunks_for_vectors(pending.result(), depth)
+            pending = pool.submit(_nearest, embedder, index, query, depth, allowed)
+            keyword_hits = keyword(storage, query, depth, scope)
+            dense_hits = storage.store.chunks_for_vectors(pending.result(), depth, scope)
     else:
-        nearest = _nearest(embedder, index, query, depth) if mode == "dense" and index is not None else []
-        dense_hits = storage.store.chunks_for_vectors(nearest, depth)
-        keyword_hits = keyword(storage, query, depth) if mode in ("hybrid", "keyword") else []
+        nearest = _nearest(embedder, index, query, depth, allowed) if mode == "dense" and index is not None else []
+        dense_hits = storage.store.chunks_for_vectors(nearest, depth, scope)
+        keyword_hits = keyword(storage, query, depth, scope) if mode in ("hybrid", "keyword") else []
     if mode == "hybrid" and settings.fusion == "convex":
         ranked = fuse_convex(dense_hits, keyword_hits, settings.dense_share)
     elif mode == "hybrid":

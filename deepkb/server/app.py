@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deepkb.errors import DeepKBError, UsageError
+from deepkb.scope import make_scope
 from deepkb.server import guard
 from deepkb.server.cache import AnswerCache
 from deepkb.server.chat import Answerer, BadRequest
@@ -102,18 +103,17 @@ class ServerState:
             self.kb.embedder.embed(["warm up"])
 
     def _start_watch(self) -> None:
-        from deepkb.kb import KnowledgeBase
+        """The watcher writes through the server's own KnowledgeBase: one Storage and one HNSW graph per process,
+        so searches see each commit without repairing the index from SQLite."""
         from deepkb.watch import Watcher
 
-        kb = KnowledgeBase.open(self.kb.home, embedder=self.kb.embedder)
         watcher = Watcher(
-            kb, self.settings.watch, holder="deepkb serve", on_batch=self._watch_batch,
+            self.kb, self.settings.watch, holder="deepkb serve", on_batch=self._watch_batch,
             on_error=lambda message: log.warning("watch: %s", message),
         )  # fmt: skip
         try:
             watcher.start()
         except DeepKBError as exc:
-            kb.close()
             self.watch_error = str(exc)
             log.warning("not watching: %s", exc)
             return
@@ -130,7 +130,6 @@ class ServerState:
     def _stop(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
-            self.watcher.kb.close()
         self.kb.close()  # waits for the searches in flight
 
     def _queue_changed(self, busy: int, waiting: int) -> None:
@@ -245,8 +244,10 @@ def create_app(settings: ServerSettings, *, embedder: Embedder | None = None) ->
     async def search(body: SearchRequest) -> dict:
         state.require_ready()
 
+        scope = make_scope(body.in_, body.type) or None
+
         def run() -> list:
-            return state.kb.search(body.query, k=body.k, mode=body.mode)
+            return state.kb.search(body.query, k=body.k, mode=body.mode, scope=scope)
 
         hits = await asyncio.to_thread(run)
         return {

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deepkb.answer.stream import ABOUT_THE_ANSWER, AskOptions, AskResult
+from deepkb.answer.stream import ABOUT_THE_ANSWER, AskOptions, AskResult, Delta, Done, Notice, Retry, model_events
 from deepkb.retrieval.abstain import reads_many_languages
 from deepkb.server.cache import AnswerCache, CachedAnswer, cache_key
-from deepkb.server.engine import ModelHost, Worker, model_alone
+from deepkb.server.engine import ModelHost, Worker
 from deepkb.server.metrics import Metrics
 from deepkb.server.policy import WITHHELD, Blocklist, Screen, Withheld
 from deepkb.server.queue import GenerationQueue, QueueFull, Slot
@@ -49,13 +49,6 @@ class SourceItem:
 @dataclass(frozen=True)
 class TextItem:
     kind: str  # "content" or "reasoning"
-    text: str
-
-
-@dataclass(frozen=True)
-class Retry:
-    """The model failed mid-answer; what follows is a new answer (fallback model or passages)."""
-
     text: str
 
 
@@ -248,8 +241,7 @@ class Answerer:
                 if event is None:
                     yield KEEPALIVE
                     continue
-                kind = type(event).__name__
-                if kind == "Delta":
+                if isinstance(event, Delta):
                     if first_token:
                         metrics.ttft.observe(time.perf_counter() - started)
                         first_token = False
@@ -257,19 +249,19 @@ class Answerer:
                     streamed_answer |= is_answer
                     for item in text("content" if is_answer else "reasoning", event.text):
                         yield item
-                elif kind == "Notice" and getattr(event, "kind", "") in ABOUT_THE_ANSWER:
+                elif isinstance(event, Notice) and event.kind in ABOUT_THE_ANSWER:
                     out.notice = event.text  # a field, not content: it would come back as history next turn
-                elif kind == "Notice":
+                elif isinstance(event, Notice):
                     said = bool(out.content or screen.held("content"))
                     line = f"\n\n{event.text}" if said else event.text
                     for item in text("content", line if streamed_answer else f"{line}\n\n"):
                         yield item
-                elif kind == "Retry":
+                elif isinstance(event, Retry):
                     streamed_answer = False  # the next answer starts afresh
                     lead = "\n\n" if out.content or screen.held("content") else ""
                     for item in text("content", f"{lead}{event.text}\n\n"):
                         yield item
-                elif kind == "Done":
+                elif isinstance(event, Done):
                     for item in self._finish(event.result, job, out, screen, streamed_answer, used):
                         yield item
             complete = True
@@ -322,68 +314,26 @@ class Answerer:
         if t.tokens_per_s:
             self.metrics.tokens_per_s.observe(t.tokens_per_s)
         self.metrics.completion_tokens.inc(out.completion_tokens)
-        failed = result.cancelled or result.fallback or getattr(result, "error", None) or used.get("retried")
+        failed = result.cancelled or result.fallback or result.error or result.retried
         if job.key and not failed and used.get("llm_name") == job.llm_name:
             self.cache.put(job.key, _to_cached(out))
             self.metrics.cache_entries.set(len(self.cache))
 
     # producers: run on the worker thread ---------------------------------------------------------------------
     def _rag(self, job: Job, cancel: threading.Event, used: dict[str, Any]) -> Iterator[object]:
-        """The conversation core's events; a model failing mid-answer is replaced and the question asked again."""
-        from deepkb.conversation.session import ChatSession, Done, Notice
-
-        for attempt in (1, 2):
-            llm = self.host.llm
-            used["llm_name"] = llm.name if llm is not None else None
-            session = ChatSession(self.kb, llm, options=job.options, history=job.history, save=False)
-            events = session.send(job.question, options=job.options, cancel=cancel)
-            failure: str | None = None
-            try:
-                first = next(events)  # the core retrieves before its first event
-                if attempt == 1:
-                    yield first  # Retrieved: a second attempt retrieves the same passages
-                notices: list[object] = []  # held until it is known whether the answer is asked again
-                for event in events:
-                    if isinstance(event, Notice):
-                        notices.append(event)
-                        continue
-                    error = getattr(event.result, "error", None) if isinstance(event, Done) else None
-                    if error and llm is not None and attempt == 1 and not cancel.is_set():
-                        failure = error  # its notice says the same as the Retry that follows
-                        break
-                    yield from notices
-                    notices.clear()
-                    yield event
-            except Exception as exc:  # noqa: BLE001 - a backend failure must not take the server down
-                if llm is None or attempt == 2:
-                    raise
-                failure = f"{type(exc).__name__}: {exc}"
-            finally:
-                events.close()
-            if failure is None:
-                return
-            self.host.failed(llm, failure)
-            used["retried"] = True
-            after = self.host.llm  # an upstream without a fallback model stays: this answer gets the passages
-            then = "answering again with the fallback model" if after not in (None, llm) else "the best passages follow"
-            yield Retry(f"The model failed ({failure}); {then}.")
-            if after is llm:
-                yield from self._passages(job, cancel)
-                return
-
-    def _passages(self, job: Job, cancel: threading.Event) -> Iterator[object]:
+        """The conversation core's events; a model failing mid-answer is replaced there (host.replace)."""
         from deepkb.conversation.session import ChatSession
 
-        session = ChatSession(self.kb, None, options=job.options, history=job.history, save=False)
-        events = session.send(job.question, options=job.options, cancel=cancel)
-        next(events)  # Retrieved, already sent
-        yield from events
+        llm = self.host.llm
+        used["llm_name"] = llm.name if llm is not None else None
+        session = ChatSession(self.kb, llm, options=job.options, history=job.history, save=False)
+        yield from session.send(job.question, options=job.options, cancel=cancel, replace_model=self.host.replace)
 
     def _norag(self, job: Job, cancel: threading.Event, used: dict[str, Any]) -> Iterator[object]:
         """deepkb-norag: the conversation as given, straight to the model (front-ends' title and tag tasks)."""
         llm = self.host.llm
         used["llm_name"] = llm.name if llm is not None else None
-        return model_alone(llm, job.question, job.messages, job.options, cancel, self.host.mode)
+        return model_events(llm, job.question, job.messages, job.options, cancel, self.host.mode)
 
 
 def _to_cached(out: Outcome) -> CachedAnswer:

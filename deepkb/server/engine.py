@@ -11,11 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import nullcontext
 
-from deepkb.answer.stream import AskOptions
 from deepkb.config import Settings
 from deepkb.errors import DeepKBError
 from deepkb.llm import LLM, open_configured_llm, open_llm
@@ -83,6 +80,11 @@ class ModelHost:
             if self.mode == "model" and self.llm_settings.llm_url and llm is not None:
                 return
             self._set(None, "retrieval-only", reason)
+
+    def replace(self, llm: LLM, reason: str) -> LLM | None:
+        """answer_events' ReplaceModel: the model to answer with after `llm` failed mid-answer."""
+        self.failed(llm, reason)
+        return self.llm
 
     def _open_fallback(self) -> LLM:
         """The fallback GGUF, run locally with the knowledge base's context, GPU and thread settings."""
@@ -161,52 +163,3 @@ class Worker:
         finally:
             if getter is not None:
                 getter.cancel()
-
-
-def model_alone(
-    llm: LLM | None, question: str, messages: list[dict[str, str]], options: AskOptions, cancel: threading.Event,
-    mode: str,
-) -> Iterator[object]:  # fmt: skip
-    """The conversation as given, straight to the model, as the core's events (deepkb-norag: no retrieval)."""
-    from deepkb.answer.citations import ThinkSplitter, split_think
-    from deepkb.answer.stream import AskResult, Delta, Done, Notice
-    from deepkb.errors import LLMError
-    from deepkb.llm import Usage
-
-    result = AskResult(question, "", model=llm.name if llm is not None else None)
-    if llm is None:
-        result.fallback = True
-        yield Notice(f"No model is loaded ({mode}); deepkb-norag cannot answer.")
-        yield Done(result)
-        return
-    usage, pieces, splitter = Usage(), [], None
-    room = min(options.answer_tokens, llm.context_size // 2)
-    first: float | None = None
-    # A local model is exclusive: the queue lets one generation through at a time, and the core's answers take
-    # the same lock, so this never waits on another server request.
-    with llm.lock if llm.exclusive else nullcontext():
-        stream = llm.stream_chat(messages, max_tokens=room, temperature=options.temperature, usage=usage)
-        try:
-            for piece in stream:
-                if splitter is None:
-                    first, splitter = time.perf_counter(), ThinkSplitter(starts_in_think=usage.opens_thinking)
-                pieces.append(piece)
-                for kind, text in splitter.feed(piece):
-                    yield Delta("answer" if kind == "answer" else "reasoning", text)
-                if cancel.is_set():
-                    result.cancelled = True
-                    break
-        except LLMError as exc:
-            result.fallback = True  # not cached
-            yield Notice(str(exc))
-        finally:
-            stream.close()
-    for kind, text in splitter.flush() if splitter else []:
-        yield Delta("answer" if kind == "answer" else "reasoning", text)
-    ended = time.perf_counter()
-    result.thinking, result.answer = split_think("".join(pieces))
-    t = result.timings
-    t.prompt_tokens, t.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-    if first is not None and (usage.completion_tokens or 0) > 1 and ended > first:
-        t.tokens_per_s = round((usage.completion_tokens - 1) / (ended - first), 2)
-    yield Done(result)

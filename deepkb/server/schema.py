@@ -1,9 +1,9 @@
-"""Request and response models, named after OpenAI's (chat completions, models, errors) plus deepkb's search."""
+"""Request models, named after OpenAI's (chat completions) plus deepkb's search. Responses are written in one
+place, deepkb/server/render.py, in OpenAI's shapes (tests read them back with the `openai` client)."""
 
 from __future__ import annotations
 
-import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -60,6 +60,18 @@ class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=10_000)
     k: int = Field(default=5, ge=1, le=100)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    in_: list[str] | None = Field(default=None, alias="in", max_length=64)
+    """Only documents at or below these absolute paths (files or folders), as `deepkb search --in`."""
+    type: list[str] | str | None = Field(default=None, max_length=64)
+    """Only these kinds of file (`["pdf", "md"]` or `"pdf,md"`), as `deepkb search --type`."""
+
+    @field_validator("in_")
+    @classmethod
+    def _absolute(cls, value: list[str] | None) -> list[str] | None:
+        for path in value or ():
+            if not path.startswith("/"):
+                raise ValueError(f"'in' takes absolute paths; {path!r} is relative")
+        return value
 
     @field_validator("query")
     @classmethod
@@ -67,79 +79,3 @@ class SearchRequest(BaseModel):
         if not value.strip():
             raise ValueError("the query is empty")
         return value
-
-
-# responses ----------------------------------------------------------------------------------------------------
-class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-
-
-class AssistantMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
-    reasoning_content: str | None = None
-
-
-class Choice(BaseModel):
-    index: int = 0
-    message: AssistantMessage
-    finish_reason: str = "stop"
-    sources: list[dict[str, Any]] = Field(default_factory=list)  # deepkb: the cited passages, numbered as [n]
-
-
-class ChatCompletion(BaseModel):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int = Field(default_factory=lambda: int(time.time()))
-    model: str
-    choices: list[Choice]
-    usage: Usage
-    sources: list[dict[str, Any]] = Field(default_factory=list)  # Open WebUI reads top-level sources
-
-
-class DeltaMessage(BaseModel):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-    reasoning_content: str | None = None
-
-
-class ChunkChoice(BaseModel):
-    index: int = 0
-    delta: DeltaMessage = Field(default_factory=DeltaMessage)
-    finish_reason: str | None = None
-    sources: list[dict[str, Any]] | None = None  # on the finishing chunk only
-
-
-class ChatCompletionChunk(BaseModel):
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    usage: Usage | None = None
-    event: dict[str, Any] | None = None  # Open WebUI: {"type": "source", "data": {...}}
-
-
-class Model(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int = 0
-    owned_by: str = "deepkb"
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Model]
-
-
-class ErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail

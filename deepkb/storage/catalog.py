@@ -17,6 +17,7 @@ import sqlite_utils
 from deepkb import __version__
 from deepkb.errors import NewerVersionError
 from deepkb.ingest.chunker import Chunk
+from deepkb.scope import Scope
 
 DB_FILE = "kb.sqlite"
 BUSY_TIMEOUT = 30.0  # seconds a statement waits for another program's lock on the database before giving up
@@ -241,6 +242,19 @@ class Store:
             found.update({r[1]: DocumentRow(*r) for r in rows})
         return found
 
+    def pdfs_awaiting_ocr(self, roots: Sequence[str]) -> set[str]:
+        """PDFs below the roots with pages that had no text and were never given to OCR (tesseract was missing)."""
+        found: set[str] = set()
+        for root in roots:
+            prefix = root.rstrip("/") + "/"
+            rows = self.db.execute(
+                "SELECT path FROM documents WHERE kind = 'pdf' AND empty_pages IS NOT NULL AND encoding IS NOT 'ocr' "
+                "AND (path = ? OR substr(path, 1, ?) = ?)",
+                [root, len(prefix), prefix],
+            )
+            found.update(r[0] for r in rows)
+        return found
+
     def document(self, path: str) -> DocumentRow | None:
         row = self.db.execute("SELECT id, path, size, mtime_ns, sha256, pipeline FROM documents WHERE path = ?", [path])
         found = row.fetchone()
@@ -397,17 +411,24 @@ class Store:
     def all_vector_ids(self) -> set[int]:
         return {r[0] for r in self.db.execute("SELECT id FROM vectors")}
 
-    def chunks_for_vectors(self, hits: Sequence[tuple[int, float]], limit: int) -> list[tuple[int, float]]:
+    def chunks_for_vectors(
+        self, hits: Sequence[tuple[int, float]], limit: int, scope: Scope | None = None
+    ) -> list[tuple[int, float]]:
         """Nearest vectors to nearest chunks: each vector's chunks, one per document (its first), best vector first.
 
         Identical chunks of one document (a file that repeats one line 6,000 times) are one hit, so they never
-        crowd other documents out of the list; the same text in several documents is a hit per document."""
+        crowd other documents out of the list; the same text in several documents is a hit per document. With a
+        scope, only chunks of documents in it (a vector shared with a document outside stays a hit inside)."""
         if not hits:
             return []
         marks = ",".join("?" * len(hits))
+        where, params = "", []
+        if scope:
+            cond, params = scope.sql()
+            where = f" AND doc_id IN (SELECT id FROM documents WHERE {cond})"
         rows = self.db.execute(
-            f"SELECT vector_id, min(id) FROM chunks WHERE vector_id IN ({marks}) GROUP BY vector_id, doc_id",
-            [vector_id for vector_id, _ in hits],
+            f"SELECT vector_id, min(id) FROM chunks WHERE vector_id IN ({marks}){where} GROUP BY vector_id, doc_id",
+            [vector_id for vector_id, _ in hits] + params,
         ).fetchall()
         by_vector: dict[int, list[int]] = {}
         for vector_id, chunk_id in rows:
@@ -442,13 +463,38 @@ class Store:
         )
         return {r[0]: ChunkRow(*r) for r in rows}
 
-    def keyword_search(self, terms: Sequence[str], limit: int, budget: int = KEYWORD_BUDGET) -> list[tuple[int, float]]:
+    def scope_vector_ids(self, scope: Scope) -> list[int]:
+        """The vector ids of the chunks of documents in the scope: what a scoped dense search may return."""
+        cond, params = scope.sql()
+        sql = f"SELECT DISTINCT vector_id FROM chunks WHERE doc_id IN (SELECT id FROM documents WHERE {cond})"
+        return [r[0] for r in self.db.execute(sql, params)]
+
+    def vectors_by_ids(self, ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
+        """These stored vectors as (ids, matrix), for an exact scan of a small scope."""
+        found: list[int] = []
+        blobs: list[bytes] = []
+        for part, marks in _in_batches(ids):
+            for vector_id, blob in self.db.execute(f"SELECT id, vector FROM vectors WHERE id IN ({marks})", part):
+                found.append(vector_id)
+                blobs.append(blob)
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(found), -1) if found else np.empty((0, 0))
+        return found, matrix
+
+    def scope_documents(self, scope: Scope) -> int:
+        """How many documents lie in the scope."""
+        cond, params = scope.sql()
+        return self.db.execute(f"SELECT count(*) FROM documents WHERE {cond}", params).fetchone()[0]
+
+    def keyword_search(
+        self, terms: Sequence[str], limit: int, budget: int = KEYWORD_BUDGET, scope: Scope | None = None
+    ) -> list[tuple[int, float]]:
         """FTS5 BM25 of any of the terms (quoted FTS5 strings) over chunk text and headings; higher score is better.
 
         FTS5 computes bm25() for every chunk that matches, a few microseconds each, and at 100k chunks a question with
         a few common words matches a third of them. So when the terms' matches add up to more than `budget`, only the
         chunks holding one of the rarest terms (whose matches add up to at most `budget`; at least one term) are
         ranked, by the BM25 of all the terms: a chunk that holds only common terms is left out. Exact otherwise.
+        With a scope, the FTS5 query is joined to the documents in it, so the limit counts chunks in scope only.
         """
         if not terms:
             return []
@@ -463,17 +509,26 @@ class Store:
         either = " OR ".join(rare)
         common = " OR ".join(t for t in terms if t not in rare)
         if not common:
-            return self._one_per_text(self._bm25(either, limit))
+            return self._one_per_text(self._bm25(either, limit, scope))
         # The rare terms alone score exactly the chunks that hold no common term; all the terms score those that hold
         # both. One of these missing from the second list is missing because that list is full of chunks scoring
         # above it, so its partial score from the first list never makes the cut.
-        scores = dict(self._bm25(either, limit))
-        scores.update(self._bm25(f"({either}) AND ({common})", limit))
+        scores = dict(self._bm25(either, limit, scope))
+        scores.update(self._bm25(f"({either}) AND ({common})", limit, scope))
         return self._one_per_text(sorted(scores.items(), key=lambda item: item[1], reverse=True)[:limit])
 
-    def _bm25(self, match: str, limit: int) -> list[tuple[int, float]]:
+    def _bm25(self, match: str, limit: int, scope: Scope | None = None) -> list[tuple[int, float]]:
         # Headings weigh as much as text: every chunk of a section already repeats its heading, and the first also
         # holds the heading line (SciFact keyword nDCG@10: 0.676 at weight 1, 0.668 at 2, 0.663 at 3).
+        if scope:
+            cond, params = scope.sql("d.path", "d.kind")
+            rows = self.db.execute(
+                "SELECT chunks_fts.rowid, bm25(chunks_fts, 1.0, 1.0) AS rank FROM chunks_fts "
+                "JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id "
+                f"WHERE chunks_fts MATCH ? AND {cond} ORDER BY rank LIMIT ?",
+                [match, *params, limit],
+            )
+            return [(r[0], -r[1]) for r in rows]
         rows = self.db.execute(
             "SELECT rowid, bm25(chunks_fts, 1.0, 1.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? "
             "ORDER BY rank LIMIT ?",

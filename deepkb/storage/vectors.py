@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from deepkb.storage.catalog import Store
 
 INDEX_FILE = "vectors.hnsw"
 SIDECAR_FILE = "vectors.json"
+EXACT_SCAN = 5_000  # a scope with at most this many vectors is searched exactly (read from SQLite: ~8 MB at most)
 KEYS = "vector-id"  # what the labels are; an index file labelled by chunk id (schema < 4) is rebuilt
 
 
@@ -115,14 +116,51 @@ class VectorIndex:
                     pass
                 self.live.discard(chunk_id)
 
-    def query(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """Nearest vectors as (vector id, cosine similarity), best first (Store.chunks_for_vectors maps them)."""
-        k = min(k, len(self.live))
+    def query(
+        self,
+        vector: np.ndarray,
+        k: int,
+        allowed: Collection[int] | None = None,
+        vectors: tuple[list[int], np.ndarray] | None = None,
+    ) -> list[tuple[int, float]]:
+        """Nearest vectors as (vector id, cosine similarity), best first (Store.chunks_for_vectors maps them).
+
+        A scoped search passes the ids it may return: `vectors` (those ids with their stored vectors, when the scope
+        holds at most EXACT_SCAN) are compared one by one, exactly; else `allowed` filters hnswlib's graph walk."""
+        vector = np.asarray(vector, dtype=np.float32)
+        if vectors is not None:
+            ids, matrix = vectors
+            if not ids:
+                return []
+            sims = matrix @ (vector / (np.linalg.norm(vector) or 1.0))
+            top = np.argsort(-sims, kind="stable")[:k]
+            return [(int(ids[i]), float(sims[i])) for i in top]
+        if allowed is not None:
+            keep = allowed if isinstance(allowed, (set, frozenset)) else set(allowed)
+            k = min(k, len(keep & self.live) if len(keep) < len(self.live) else len(self.live))
+        else:
+            k = min(k, len(self.live))
         if k <= 0:
             return []
         # ef stays as set once: searches share this index under a read lock, and hnswlib searches with max(ef, k)
-        labels, distances = self.index.knn_query(np.asarray(vector, dtype=np.float32).reshape(1, -1), k=k)
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if allowed is None:
+            labels, distances = self.index.knn_query(query, k=k)
+        else:
+            try:
+                labels, distances = self.index.knn_query(query, k=k, num_threads=1, filter=keep.__contains__)
+            except RuntimeError:  # the walk found fewer than k in scope: ask for as many as it can find
+                labels, distances = self._fewer(query, k, keep)
         return [(int(i), float(1.0 - d)) for i, d in zip(labels[0], distances[0])]
+
+    def _fewer(self, query: np.ndarray, k: int, keep: set[int]):
+        while k > 1:
+            k //= 2
+            try:
+                return self.index.knn_query(query, k=k, num_threads=1, filter=keep.__contains__)
+            except RuntimeError:
+                continue
+        return np.empty((1, 0), dtype=np.uint64), np.empty((1, 0), dtype=np.float32)
 
     def save(self, epoch: int) -> None:
         """Write the index atomically: a kill leaves the old files or the new ones, never half of one."""

@@ -250,14 +250,13 @@ class ChatApp(App):
                 )
 
     def _start_watch(self) -> None:
-        """Runs in the warm-up worker: the watch engine on its own KnowledgeBase (it holds the writer lock)."""
-        from deepkb.kb import KnowledgeBase
+        """Runs in the warm-up worker: the watch engine writes through the chat's own KnowledgeBase (one Storage, one
+        HNSW graph per process; the chat's searches see each commit at once)."""
         from deepkb.watch import Watcher
 
         try:
-            watch_kb = KnowledgeBase.open(self.kb.home, embedder=self.kb.embedder)
             watcher = Watcher(
-                watch_kb,
+                self.kb,
                 list(self.config.watch),
                 holder="deepkb chat --watch",
                 on_batch=self._watch_batch,

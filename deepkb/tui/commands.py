@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, replace
+
+from deepkb.errors import UsageError
+from deepkb.scope import Scope, make_scope, parse_types
 
 # name -> (argument hint, what it does); the order is the order /help lists them in.
 SLASH_COMMANDS: dict[str, tuple[str, str]] = {
@@ -17,6 +21,8 @@ SLASH_COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("[FILE]", "save this conversation as Markdown with its citations"),
     "copy": ("[code|N]", "copy the last answer, its last code block, or citation N"),
     "source": ("N", "read source N of the last answer"),
+    "in": ("[PATH …]", "ask only about documents in these folders or files (no PATH: everywhere)"),
+    "type": ("[pdf,md,…]", "ask only about these kinds of file (no argument: every kind)"),
 }
 
 # key, what it does: listed in /help (the footer shows the same bindings).
@@ -85,6 +91,20 @@ def parse_on_off(arg: str, current: bool) -> bool:
     if value in ("off", "no", "0", "false"):
         return False
     raise SlashError("/think takes on or off.")
+
+
+def parse_scope(name: str, arg: str, current: Scope | None) -> Scope | None:
+    """`/in PATH …` or `/type pdf,md` applied to the current scope; an empty argument clears that half."""
+    scope = current or Scope()
+    try:
+        if name == "in":
+            paths = shlex.split(arg)
+            scope = replace(scope, paths=make_scope(paths, must_exist=True).paths)
+        else:
+            scope = replace(scope, types=parse_types(arg))
+    except (UsageError, ValueError) as exc:
+        raise SlashError(str(exc).replace("--in", "/in").replace("--type", "/type")) from None
+    return scope or None
 
 
 def help_markdown() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from textual import events, on, work
@@ -18,7 +19,8 @@ from deepkb.answer.grounding import MARK, mark_unsupported
 from deepkb.answer.stream import ABOUT_THE_ANSWER
 from deepkb.conversation.session import Delta, Done, Notice, Retrieved
 from deepkb.errors import DeepKBError
-from deepkb.tui.commands import SlashError, parse_k, parse_on_off, parse_slash
+from deepkb.scope import no_match_message
+from deepkb.tui.commands import SlashError, parse_k, parse_on_off, parse_scope, parse_slash
 from deepkb.tui.screens.dialogs import HelpScreen
 from deepkb.tui.screens.history import HistoryScreen
 from deepkb.tui.screens.source import SourceScreen
@@ -342,6 +344,20 @@ class ChatScreen(Screen):
     async def _slash_k(self, arg: str) -> None:
         self.app.k = parse_k(arg)
         self.notify(f"Retrieving {self.app.k} passages per question.", timeout=3)
+
+    async def _slash_in(self, arg: str) -> None:
+        self._set_scope(parse_scope("in", arg, self.app.options.scope))
+
+    async def _slash_type(self, arg: str) -> None:
+        self._set_scope(parse_scope("type", arg, self.app.options.scope))
+
+    def _set_scope(self, scope) -> None:
+        kb = self.app.kb
+        if scope and kb is not None and not kb.store.scope_documents(scope):
+            raise SlashError(no_match_message(scope))
+        self.app.options = replace(self.app.options, scope=scope)
+        said = f"Asking only about documents {scope.describe()}." if scope else "Asking about every document."
+        self.notify(said, timeout=4)
 
     async def _slash_model(self, arg: str) -> None:
         self.notify(self.app.model_description(), title="Answer model", timeout=10)

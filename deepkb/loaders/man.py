@@ -1,0 +1,151 @@
+"""Manual pages (roff with the man macros): sections as headings, lines of the roff source.
+
+`man` and groff need not be installed: this is a small reader of the man macros (.TH, .SH, .SS, paragraphs, font
+macros) and of roff's common escapes, enough for search and citations; it does not lay out text. A compressed page
+(`ls.1.gz`) is read decompressed, and its lines are those of the decompressed source (`zless` shows them).
+"""
+
+from __future__ import annotations
+
+import re
+
+from deepkb.loaders.base import LoadedDocument, Unit, propagate_headings
+
+# .1 to .9 with an optional suffix letter or two (.3pm, .1ssl, .8x), and n (tcl's section).
+MAN_SUFFIX = re.compile(r"^\.([1-9][a-z]{0,4}|n)$")
+_BREAKS = {"PP", "LP", "P", "TP", "IP", "HP", "sp", "br", "RS", "RE", "nf", "fi", "EX", "EE", "TQ", "in", "ti", "bp",
+           "Sh", "Pp", "Bl", "El", "It", "Bd", "Ed", "Ss"}  # fmt: skip
+_FONT_ALTERNATING = {"BR", "RB", "IR", "RI", "BI", "IB"}
+_FONT_JOINED = {"B", "I", "SM", "SB", "R"}
+_MDOC_INLINE = {"Nm", "Fl", "Ar", "Op", "Pa", "Xr", "Em", "Sy", "Cm", "Dq", "Sq", "Ql", "Li", "Va", "Ev", "Nd",
+                "Fn", "Ft", "Fa", "Dv", "Er", "Ic", "Lk", "Mt", "No", "Ns"}  # fmt: skip
+_NAMED = {
+    "em": "—", "en": "–", "hy": "-", "aq": "'", "dq": '"', "lq": "“", "rq": "”", "oq": "‘", "cq": "’", "bu": "•",
+    "co": "©", "rg": "®", "tm": "™", "mi": "-", "pl": "+", "mu": "×", "de": "°", "ga": "`", "ha": "^", "ti": "~",
+    "rs": "\\", "sl": "/", "ba": "|", "lh": "☜", "rh": "☞", "<=": "≤", ">=": "≥", "!=": "≠", "->": "→", "<-": "←",
+    "Fo": "«", "Fc": "»", "ss": "ß", "ae": "æ", "ul": "_",
+}  # fmt: skip
+_ESCAPE = re.compile(
+    r"\\(?:"
+    r"f(?:\[[^\]]*\]|\(..|.)"  # font
+    r"|s[+-]?(?:\d|\(\d\d|\[\d+\])"  # size
+    r"|\*(?:\[[^\]]*\]|\(..|.)"  # string
+    r"|\((..)"  # named glyph \(xx
+    r"|\[([^\]]*)\]"  # named glyph \[xx]
+    r"|[kmnM](?:\[[^\]]*\]|\(..|.)"  # registers, colours
+    r"|[hvwlLoxDNbZXYRHS]'[^']*'"  # motions and other escapes with an argument
+    r"|(.)"  # a one-character escape
+    r")",
+    re.S,
+)
+_SIMPLE = {"-": "-", "e": "\\", "\\": "\\", " ": " ", "~": " ", "0": " ", "|": "", "^": "", "&": "", "%": "",
+           "c": "", "'": "'", "`": "`", ".": ".", "t": "\t", "d": "", "u": "", "p": "", "a": "", "/": "", ",": "",
+           "{": "", "}": "", ":": "", "!": "", "r": ""}  # fmt: skip
+
+
+def looks_like_roff(data: bytes) -> bool:
+    """A `.1`-`.9` file that is roff: a request or comment (`.TH`, `.\\"`, `.Dd`) among its first lines. Text files
+    that only end that way (`README.1st`, `notes.2`) are read as text."""
+    lines = [line for line in data[:4096].split(b"\n")[:20] if line.strip()]
+    return any(line.startswith((b".", b"'")) for line in lines[:10])
+
+
+def unescape(text: str) -> str:
+    """roff escapes to plain text: fonts and sizes dropped, glyphs named by \\(xx or \\[xx] mapped."""
+    text = text.split('\\"', 1)[0]  # a comment runs to the end of the line
+
+    def one(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name is not None:
+            if name.startswith("u") and re.fullmatch(r"u[0-9A-Fa-f]{4,6}", name):
+                return chr(int(name[1:], 16))
+            return _NAMED.get(name, "")
+        char = match.group(3)
+        return _SIMPLE.get(char, "") if char is not None else ""
+
+    return _ESCAPE.sub(one, text)
+
+
+def _args(rest: str) -> list[str]:
+    """A request's arguments: words, or "quoted strings" that may hold spaces."""
+    return [a[1:-1].replace('""', '"') if a.startswith('"') else a for a in re.findall(r'"(?:[^"]|"")*"?|\S+', rest)]
+
+
+def load_man(text: str) -> LoadedDocument:
+    """A man page: .SH/.SS (and mdoc .Sh/.Ss) as the heading path under NAME(SECTION); paragraphs of text lines."""
+    lines = text.split("\n")
+    units: list[Unit] = []
+    title = None
+    path: list[tuple[int, str]] = []
+    block: list[tuple[int, str]] = []  # (line number, text) of the paragraph being read
+    pending_heading: int | None = None  # .SH without arguments: the next text line is the heading
+    skip_until: str | None = None  # inside .de ... .. (a macro definition) or .ig
+
+    def flush() -> None:
+        if block:
+            units.append(Unit("\n".join(t for _, t in block), block[0][0], block[-1][0]))
+            block.clear()
+
+    def heading(level: int, name: str, number: int) -> None:
+        nonlocal path
+        flush()
+        name = " ".join(name.split())
+        path = [p for p in path if p[0] < level] + [(level, name)]
+        root = [title] if title else []
+        units.append(Unit(name, number, number, heading=" > ".join(root + [p[1] for p in path]), boundary=True))
+
+    for number, raw in enumerate(lines, start=1):
+        line = raw.rstrip()
+        if skip_until is not None:
+            if line.startswith(skip_until):
+                skip_until = None
+            continue
+        if line.startswith(('.\\"', "'\\\"", '.\\"', '\\"')) or line in (".", "'"):
+            continue
+        if line.startswith((".", "'")) and len(line) > 1:
+            request, _, rest = line[1:].lstrip().partition(" ")
+            args = _args(rest)
+            if request in ("de", "de1", "am", "ig"):
+                skip_until = ".." if request != "ig" or not args else "." + args[0]
+                continue
+            if request == "TH" or request == "Dt":
+                if args:
+                    title = f"{unescape(args[0])}({unescape(args[1])})" if len(args) > 1 else unescape(args[0])
+                continue
+            if request in ("SH", "Sh", "SS", "Ss"):
+                level = 1 if request in ("SH", "Sh") else 2
+                if args:
+                    heading(level, unescape(" ".join(args)), number)
+                else:
+                    pending_heading = level
+                continue
+            if request in _FONT_ALTERNATING:
+                words = [unescape(a) for a in args]
+                text = "".join(words)
+            elif request in _FONT_JOINED or request in _MDOC_INLINE:
+                text = unescape(" ".join(args))
+            elif request in ("TP", "IP", "HP") and args and request == "IP":
+                flush()
+                text = unescape(args[0])
+            elif request in _BREAKS:
+                flush()
+                continue
+            else:  # other requests (.ad, .ds, .so, .TS ...) carry no text of their own
+                continue
+        else:
+            text = unescape(line)
+        if pending_heading is not None:
+            if text.strip():
+                heading(pending_heading, text, number)
+                pending_heading = None
+            continue
+        if text.strip():
+            block.append((number, " ".join(text.split())))
+        else:
+            flush()
+    flush()
+    propagate_headings(units)
+    for unit in units:  # text before the first section still names the page
+        if unit.heading is None and title:
+            unit.heading = title
+    return LoadedDocument("man", units, title=title)
