@@ -7,7 +7,8 @@ reference manual (gnuplot, 311 pages), a long AsciiDoc plain-text manual (git's 
 in reST, man pages rendered to text, and PostgreSQL HTML pages. The questions (bench/manuals_questions.jsonl) were
 written from the documents before any tuning, each graded by file plus page (PDF) or line span (text, HTML source
 lines): a retrieved chunk is relevant when it comes from that file and its page is one of the pages, or its lines
-overlap the span. The split into a tune half and a test half is fixed in the file; changes to deepkb are kept only
+overlap the span. A question about bash.html also accepts the page of bash's PDF reference that holds the same
+text (`also`): the two manuals share most of their wording. The split into a tune half and a test half is fixed in the file; changes to deepkb are kept only
 when the test half says so. Reports hit@1, hit@5, MRR@10 and nDCG@10 (binary relevance; the ideal ranking puts all
 of the system's own relevant chunks first) per half, per system and mode, and per document shape.
 Writes bench/out/manuals.json.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import statistics
 import sys
 import time
@@ -35,7 +37,33 @@ MODES = ("dense", "keyword", "hybrid")
 # Variants measured on these questions and not kept (each re-ingested what it changes; the held-out half decided).
 # Kept as text: their knowledge bases are gone, and re-running them means editing deepkb.
 TRIED = """\
-Tried on top of it and not kept, because the held-out half did not confirm them (MRR@10, held out / tune; each variant re-ingested the documents it changes):
+This round, fusion and keyword settings on the tune half (bench/manuals_tune.py, one knowledge base, 85 questions):
+min-max convex fusion at dense shares 0.3-0.7, max-only and z-score scaling, RRF 60, each with the heading column at
+BM25 weight 0-3. The default (min-max, 0.5, heading weight 1) scores 0.513; the best variant (z-scores, dense share
+0.6) 0.531 and RRF 0.506: no variant moves it by more than 0.02 (one or two questions), so the defaults stay and
+SciFact's 0.734 stands (its documents are Markdown, which these changes leave as they were).
+The default does not beat the naive pipeline on the held-out half (hybrid MRR@10 0.527 against 0.537, hit@5 70% against
+80%; the paired interval above spans zero), and it beats its own dense side by +0.012 only, inside the noise. The
+naive hybrid is ahead on the long single-page HTML reference (0.593 against 0.514), Markdown (0.472 against
+0.406) and the SQLite and PostgreSQL pages (0.517 against 0.469); deepkb is ahead on PDF (0.591 against 0.550), reST
+(0.569 against 0.471) and AsciiDoc (0.684 against 0.673); man pages tie (0.233 against 0.227). Each shape has 5-19
+held-out questions, so none of these differences is outside the noise on its own.
+
+Where deepkb loses to the naive keyword side on the held-out half (AsciiDoc 0.588 vs 0.756, reST 0.214 vs 0.347,
+Markdown 0.472 vs 0.569), the failing tune questions read one by one show: short option letters the query loses
+("what does set -e do": the terms are `set` and `e`), rsync's NEWS.md and man page answering each other's questions
+(an option's NEWS entry against its man page entry), and the naive pipeline's longer chunks (1,000 characters against
+deepkb's 200 tokens) holding a section's first lines with its title.
+
+The loaders now take section titles from the document's own syntax (AsciiDoc, reST and man page titles, never a
+line inside a listing block; the second row below, not kept then on 32 held-out questions, is now required for exact
+evidence), HTML page chrome is dropped, and every passage cites exactly its own lines (tests/test_spans.py).
+ take section titles from the document's own syntax (AsciiDoc, reST and man page titles, never a
+line inside a listing block; the second row below, not kept then on 32 held-out questions, is now required for exact
+evidence), HTML page chrome is dropped, and every passage cites exactly its own lines (tests/test_spans.py).
+
+Earlier round, on the first 67 questions (32 held out), tried and not kept because the held-out half did not confirm
+them (MRR@10, held out / tune; each variant re-ingested the documents it changes):
 
 | variant | dense | keyword | hybrid | hybrid, tune half |
 | --- | --- | --- | --- | --- |
@@ -55,7 +83,8 @@ The weakest shape is the man page (long rsync and find option lists, no headings
 
 SciFact, re-measured with these defaults (deepkb at a89f258, a fresh knowledge base: 15,331 chunks embedded in 36 minutes on this shared machine): hybrid nDCG@10 0.734, dense 0.671, keyword 0.676, Recall@100 0.948, so the duplicate handling lost nothing there.
 """
-SHAPES = {".pdf": "PDF", ".html": "HTML", ".rst.txt": "reST", ".1.txt": "man page", ".txt": "AsciiDoc"}
+SHAPES = {".pdf": "PDF", "bash.html": "HTML, one long page", ".html": "HTML", ".rst.txt": "reST", ".1.txt": "man page",
+          ".txt": "AsciiDoc", ".md": "Markdown"}  # fmt: skip
 
 
 def load_questions() -> list[dict]:
@@ -67,7 +96,10 @@ def shape(name: str) -> str:
 
 
 def relevant(question: dict, path: str, page: int | None, line_start: int | None, line_end: int | None) -> bool:
-    """From the gold file, and on one of its pages or overlapping its line span."""
+    """From the gold file, and on one of its pages or overlapping its line span; or from one of the other places
+    (`also`) that hold the same answer (bash.html and bash's PDF reference share most of their text)."""
+    if any(relevant(other, path, page, line_start, line_end) for other in question.get("also", ())):
+        return True
     if Path(path).name != question["file"]:
         return False
     if "pages" in question:
@@ -89,14 +121,37 @@ def scores(flags: list[bool], total_relevant: int) -> dict[str, float]:
     }
 
 
+def interval(values: list[float], draws: int = 2000, seed: int = 20) -> list[float]:
+    """95% bootstrap interval of the mean (percentile method, questions resampled with replacement)."""
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(rng.choice(values) for _ in range(n)) / n for _ in range(draws))
+    return [round(means[int(0.025 * draws)], 4), round(means[int(0.975 * draws) - 1], 4)]
+
+
+def from_rank(rank: int | None) -> dict[str, float]:
+    """hit@1, hit@5 and MRR@10 of one question from the rank of its first relevant hit (None: not in the top 10)."""
+    return {"hit@1": float(rank == 1), "hit@5": float(rank is not None and rank <= 5),
+            "mrr@10": 0.0 if rank is None else 1 / rank}  # fmt: skip
+
+
+def paired(a: dict, b: dict, questions: list[dict], metric: str = "mrr@10") -> dict:
+    """System a minus system b on the held-out half: the mean difference and its 95% paired bootstrap interval."""
+    ids = [q["id"] for q in questions if q["split"] == "test"]
+    diffs = [from_rank(a["ranks"][i])[metric] - from_rank(b["ranks"][i])[metric] for i in ids]
+    return {"diff": round(statistics.mean(diffs), 4), "ci": interval(diffs)}
+
+
 def summarize(per_question: dict[str, dict], questions: list[dict]) -> dict:
-    """Means per half, over all questions, and per document shape (test half)."""
+    """Means per half with 95% bootstrap intervals, over all questions, and per document shape (test half)."""
     out: dict = {}
     groups = {"tune": [q for q in questions if q["split"] == "tune"], "test": [q for q in questions if q["split"] == "test"],
               "all": questions}  # fmt: skip
     for name, group in groups.items():
         out[name] = {m: round(statistics.mean(per_question[q["id"]][m] for q in group), 4)
                      for m in ("hit@1", "hit@5", "mrr@10", "ndcg@10")}  # fmt: skip
+        for m in ("hit@1", "hit@5", "mrr@10"):
+            out[name][f"{m}_ci"] = interval([per_question[q["id"]][m] for q in group])
         out[name]["n"] = len(group)
     out["test_by_shape"] = {
         label: round(statistics.mean(per_question[q["id"]]["mrr@10"] for q in questions
@@ -132,7 +187,28 @@ def evaluate_naive(pipeline, questions: list[dict], mode: str) -> tuple[dict, di
     return per_question, ranks
 
 
-def run(quick: bool = False, only: str | None = None, kb_dir: Path | None = None) -> dict:
+def keyword_only_embedder():
+    """deepkb's own embedder with its real tokenizer (so the chunks are the ones a user gets) whose vectors are
+    random: for measuring the keyword side where embedding every chunk takes longer than the machine can give."""
+    import hashlib
+
+    import numpy as np
+
+    from deepkb.config import Settings
+    from deepkb.embedders import create_embedder
+
+    embedder = create_embedder(Settings().embedding_model)
+
+    def encode(texts):
+        seeds = [int.from_bytes(hashlib.sha256(t.encode()).digest()[:4], "big") for t in texts]
+        vectors = np.stack([np.random.default_rng(s).standard_normal(embedder.dim) for s in seeds]).astype("float32")
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    embedder._encode = encode
+    return embedder
+
+
+def run(quick: bool = False, only: str | None = None, kb_dir: Path | None = None, keyword_only: bool = False) -> dict:
     """Ingest the manuals into a cached deepkb knowledge base and build the naive pipeline; score both."""
     from figures import sentence_transformer
     from manuals_fetch import fetch
@@ -144,51 +220,76 @@ def run(quick: bool = False, only: str | None = None, kb_dir: Path | None = None
     questions = load_questions()
     figures: dict = {"benchmark": "manuals", "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
                      "questions": len(questions), "documents": len(list(docs.iterdir())), "systems": {}}  # fmt: skip
+    modes = ("keyword",) if keyword_only else MODES
     if only in (None, "deepkb"):
-        with KnowledgeBase.open(kb_dir or CACHE / "manuals-kb") as kb:
+        embedder = keyword_only_embedder() if keyword_only else None
+        default_kb = CACHE / ("manuals-kb-keyword" if keyword_only else "manuals-kb")
+        with KnowledgeBase.open(kb_dir or default_kb, embedder=embedder) as kb:
             started = time.perf_counter()
             report = kb.ingest([docs])
             figures["deepkb_ingest"] = {"seconds": round(time.perf_counter() - started, 1),
                                         "embedded": report.chunks_embedded, **kb.store.counts()}  # fmt: skip
-            for mode in MODES:
+            for mode in modes:
                 per_question, ranks = evaluate_deepkb(kb, questions, mode)
                 figures["systems"][f"deepkb {mode}"] = {**summarize(per_question, questions), "ranks": ranks}
                 print(f"deepkb {mode:8s}", figures["systems"][f"deepkb {mode}"]["test"], flush=True)
     if only in (None, "naive"):
-        pipeline = NaivePipeline(docs, CACHE / "manuals-naive", sentence_transformer())
+        pipeline = NaivePipeline(docs, CACHE / "manuals-naive", None if keyword_only else sentence_transformer())
         figures["naive_chunks"] = len(pipeline.chunks)
-        for mode in MODES:
+        for mode in modes:
             per_question, ranks = evaluate_naive(pipeline, questions, mode)
             figures["systems"][f"naive {mode}"] = {**summarize(per_question, questions), "ranks": ranks}
             print(f"naive {mode:8s}", figures["systems"][f"naive {mode}"]["test"], flush=True)
     return figures
 
 
+def _ci(v: dict, metric: str, pct: bool = False) -> str:
+    lo, hi = v[f"{metric}_ci"]
+    return f"{v[metric]:.0%} [{lo:.0%}, {hi:.0%}]" if pct else f"{v[metric]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
 def markdown(f: dict) -> list[str]:
-    """The BENCHMARKS.md section: both halves for every system and mode, and the test half by document shape."""
+    """The BENCHMARKS.md section: the held-out half with 95% intervals for every system and mode, the tune half, the
+    held-out half by document shape, and the default against the naive pipeline and its own single sides."""
     systems = f["systems"]
+    questions = load_questions()
     shapes = sorted({s for v in systems.values() for s in v["test_by_shape"]})
     n_test = next(iter(systems.values()))["test"]["n"]
+    counts = {
+        label: sum(1 for q in questions if q["split"] == "test" and shape(q["file"]) == label) for label in shapes
+    }
     lines = [
         f"## Retrieval on real manuals ({f['questions']} questions over {f['documents']} Debian manuals, "
         f"{n_test} held out)",
         "",
-        "gnuplot's PDF reference (311 pages), git's user manual (AsciiDoc, 4,581 lines), three Python library pages "
-        "(reST), three man pages (rendered text) and ten PostgreSQL HTML pages. The questions were written before any "
-        "tuning and are graded by file plus page or line span; a change to deepkb's defaults is kept only when the "
-        "held-out half confirms it.",
+        "Seven document shapes: PDF references (gnuplot, 311 pages; bash's reference manual, 196 pages, answers "
+        "mid-page), AsciiDoc text (git's user manual, 4,581 lines, and eleven git command pages), reST (three Python "
+        "library pages), man pages rendered to text (rsync, find, tar), HTML pages (ten PostgreSQL pages, nineteen "
+        "SQLite pages with their site menus), one long single-page HTML reference (bash.html, 14,964 lines) and "
+        "Markdown (rsync's NEWS.md, 4,770 lines). The questions were written before any tuning and are graded by "
+        "file plus page or line span; a change to deepkb's defaults is kept only when the held-out half confirms it. "
+        "Brackets: 95% bootstrap intervals (2,000 resamples of the questions).",
         "",
-        "| system | hit@1 | hit@5 | MRR@10 | nDCG@10 | tune half MRR@10 |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| system | hit@1 | hit@5 | MRR@10 | tune half MRR@10 |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for name, v in systems.items():
         t = v["test"]
-        lines.append(f"| {name} | {t['hit@1']:.0%} | {t['hit@5']:.0%} | {t['mrr@10']:.3f} | {t['ndcg@10']:.3f} "
+        lines.append(f"| {name} | {_ci(t, 'hit@1', True)} | {_ci(t, 'hit@5', True)} | {_ci(t, 'mrr@10')} "
                      f"| {v['tune']['mrr@10']:.3f} |")  # fmt: skip
-    lines += ["", "Held-out MRR@10 by document shape:", "",
-              "| system | " + " | ".join(shapes) + " |", "| --- |" + " --- |" * len(shapes)]  # fmt: skip
+    lines += ["", "Held-out MRR@10 by document shape (questions):", "",
+              "| system | " + " | ".join(f"{s} ({counts[s]})" for s in shapes) + " |",
+              "| --- |" + " --- |" * len(shapes)]  # fmt: skip
     for name, v in systems.items():
         lines.append(f"| {name} | " + " | ".join(f"{v['test_by_shape'].get(s, 0):.3f}" for s in shapes) + " |")
+    hybrid = systems.get("deepkb hybrid")
+    if hybrid:
+        lines += ["", "The default (deepkb hybrid) against the others on the held-out half, MRR@10 difference with its "
+                  "95% paired bootstrap interval:", ""]  # fmt: skip
+        for other in ("naive hybrid", "deepkb dense", "deepkb keyword"):
+            if other in systems:
+                d = paired(hybrid, systems[other], questions)
+                lines.append(f"- against {other}: {d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]")
     naive = f.get("naive_chunks")
     ingest = f.get("deepkb_ingest", {})
     lines += [
@@ -199,18 +300,6 @@ def markdown(f: dict) -> list[str]:
         "",
         *TRIED.splitlines(),
         "",
-    ]
-    hybrid, naive_hybrid = systems.get("deepkb hybrid", {}).get("test"), systems.get("naive hybrid", {}).get("test")
-    if hybrid:
-        met = hybrid["mrr@10"] >= 0.85 and hybrid["hit@5"] >= 0.95
-        versus = (f"; the naive pipeline's hybrid: {naive_hybrid['mrr@10']:.3f} and {naive_hybrid['hit@5']:.0%}"
-                  if naive_hybrid else "")  # fmt: skip
-        lines += [
-            f"Goal (MRR@10 ≥ 0.85 and hit@5 ≥ 95% held out, default hybrid): {'met' if met else 'not met'}, "
-            f"{hybrid['mrr@10']:.3f} and {hybrid['hit@5']:.0%}{versus}.",
-            "",
-        ]
-    lines += [
         f"Measured {f['when'][:10]}. Reproduce: `.venv/bin/python bench/manuals.py` (downloads with `apt-get "
         "download`, unpacks with `dpkg -x`).",
         "",
@@ -224,8 +313,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=("deepkb", "naive"))
     parser.add_argument("--kb", type=Path, help="the knowledge base to ingest into (default bench/cache/manuals-kb)")
+    parser.add_argument(
+        "--keyword-only",
+        action="store_true",
+        help="the keyword sides alone (chunks are not embedded; writes bench/out/manuals-keyword.json)",
+    )
     args = parser.parse_args()
-    figures = run(only=args.only, kb_dir=args.kb)
+    figures = run(only=args.only, kb_dir=args.kb, keyword_only=args.keyword_only)
+    if args.keyword_only:
+        figures["keyword_only"] = True
+        publish(figures, OUT.with_name("manuals-keyword.json"), markdown, REPO)
+        return
     if args.only and OUT.exists():  # keep the other system's figures from the last full run
         previous = json.loads(OUT.read_text())
         figures["systems"] = {**{k: v for k, v in previous["systems"].items() if not k.startswith(args.only)},

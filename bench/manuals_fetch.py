@@ -4,13 +4,15 @@
 
 `apt-get download` the pinned packages into bench/cache/manuals/debs, `dpkg -x` them, and copy the chosen
 documents into bench/cache/manuals/docs (git-ignored) under flat names; man pages are rendered to plain text with
-`man -l` the way a user would save them. Documents of five shapes: a PDF reference manual (gnuplot), a long
-AsciiDoc plain-text manual (git's user manual), reST sources (Python's library docs), HTML pages (PostgreSQL) and
-man pages (rendered text).
+`man -l` the way a user would save them. Documents of seven shapes: PDF reference manuals (gnuplot, bash's
+reference), AsciiDoc plain text (git's user manual and command pages), reST sources (Python's library docs), HTML pages
+(PostgreSQL, SQLite with its site navigation), one long single-page HTML reference (bash.html), Markdown (rsync's NEWS)
+and man pages (rendered text).
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -30,7 +32,16 @@ PACKAGES = {
     "rsync": "3.2.7-1+deb12u6",
     "findutils": "4.9.0-4",
     "tar": "1.34+dfsg-1.2+deb12u1",
+    "bash-doc": "5.2.15-2",
+    "sqlite3-doc": "3.40.1-2+deb12u2",
 }
+SQLITE_PAGES = (
+    "lang_upsert", "pragma", "foreignkeys", "wal", "datatype3", "lang_datefunc", "autoinc", "lang_vacuum", "fts5",
+    "lang_with", "windowfunctions", "json1", "lang_altertable", "partialindex", "lang_returning", "cli",
+    "lang_transaction", "lang_corefunc", "limits",
+)  # fmt: skip
+GIT_PAGES = ("git-stash", "git-bisect", "git-rebase", "git-reset", "git-worktree", "git-clean", "git-tag", "git-log",
+             "gitignore", "git-revert", "git-restore")  # fmt: skip
 # source path inside the extracted packages -> name in docs/
 FILES = {
     "usr/share/doc/gnuplot/gnuplot.pdf": "gnuplot.pdf",
@@ -45,7 +56,12 @@ FILES = {
             "ddl-partitioning", "routine-vacuuming", "transaction-iso", "app-psql",
         )
     },
+    "usr/share/doc/bash/bash.html": "bash.html",
+    "usr/share/doc/bash/bashref.pdf": "bashref.pdf",
+    **{f"usr/share/doc/sqlite3/{name}.html": f"sqlite-{name}.html" for name in SQLITE_PAGES},
+    **{f"usr/share/doc/git-doc/{name}.txt": f"{name}.txt" for name in GIT_PAGES},
 }  # fmt: skip
+GZIPPED = {"usr/share/doc/rsync/NEWS.md.gz": "rsync-NEWS.md"}
 MAN_PAGES = {
     "usr/share/man/man1/rsync.1.gz": "rsync.1.txt",
     "usr/share/man/man1/find.1.gz": "find.1.txt",
@@ -55,7 +71,7 @@ MAN_PAGES = {
 
 def fetch() -> Path:
     """Download, extract and copy; returns the docs folder. Does nothing when it is already complete."""
-    wanted = [*FILES.values(), *MAN_PAGES.values()]
+    wanted = [*FILES.values(), *MAN_PAGES.values(), *GZIPPED.values()]
     if DOCS.exists() and all((DOCS / name).exists() for name in wanted):
         return DOCS
     debs, tree = ROOT / "debs", ROOT / "root"
@@ -68,6 +84,8 @@ def fetch() -> Path:
     DOCS.mkdir(parents=True, exist_ok=True)
     for source, name in FILES.items():
         shutil.copyfile(tree / source, DOCS / name)
+    for source, name in GZIPPED.items():
+        (DOCS / name).write_bytes(gzip.decompress((tree / source).read_bytes()))
     env = {**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8", "MAN_KEEP_FORMATTING": ""}
     for source, name in MAN_PAGES.items():
         rendered = subprocess.run(["man", "-l", str(tree / source)], env=env, check=True, capture_output=True).stdout

@@ -117,8 +117,8 @@ class NaivePipeline:
 
     def __init__(self, folder: Path, cache: Path, model) -> None:
         self.chunks = [c for path in sorted(folder.iterdir()) for c in chunk_file(path)]
-        self.model = model
-        self.vectors = self._embed([c.text for c in self.chunks], cache)
+        self.model = model  # None: the keyword side only (no embeddings)
+        self.vectors = self._embed([c.text for c in self.chunks], cache) if model is not None else None
         self.bm25 = BM25([tokens(c.text) for c in self.chunks])
 
     def _embed(self, texts: list[str], cache: Path) -> np.ndarray:

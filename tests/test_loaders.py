@@ -79,7 +79,7 @@ def test_html5_without_closing_head_keeps_its_body():
     assert doc.title == "Kettle guide"
     assert [(u.text, u.line_start, u.line_end, u.heading) for u in doc.units] == [
         ("Descaling", 2, 2, "Descaling"),
-        ("Descale the kettle monthly with white vinegar.", 2, 3, "Descaling"),
+        ("Descale the kettle monthly\nwith white vinegar.", 2, 3, "Descaling"),  # each line keeps its source line
         ("Rinse twice.", 4, 4, "Descaling"),
     ]
     # text right after the head's last element also ends it; what belongs in the head stays out

@@ -106,17 +106,15 @@ def chunk_units(
         body = bool(tail)
 
     for unit, texts in zip(units, lines_per_unit):
-        exact = unit.line_end - unit.line_start + 1 == len(texts)
-        lines = [
-            _Line(t, unit.line_start + i if exact else unit.line_start,
-                  unit.line_start + i if exact else unit.line_end, next(line_counts))
-            for i, t in enumerate(texts)
-        ]  # fmt: skip
+        lines = [_Line(t, a, b, next(line_counts)) for t, (a, b) in zip(texts, unit.line_spans())]
         limit = max(8, min(target_tokens, max_tokens - 1 - heading_tokens.get(unit.heading, 0)))
         size = sum(line.tokens for line in lines)
-        if unit.boundary or (cur_unit is not None and unit.page != cur_unit.page):
+        new_page = cur_unit is not None and unit.page != cur_unit.page
+        if unit.boundary or new_page:
             if body:
                 close(keep_overlap=False)
+            elif new_page:  # headings alone at a page's foot: they head the next chunks, never cross the page
+                current, cur_tokens = [], 0
         elif current and cur_tokens + size > limit:
             close(keep_overlap=True)
         elif body and cur_tokens >= limit // 2 and _stable_hash(unit.text) % CUT_EVERY == 0:
@@ -155,9 +153,13 @@ def _split_long_lines(lines: list[_Line], limit: int, count_tokens: TokenCounter
         piece_tokens = 0
         for word, n in zip(words, word_tokens):
             if piece and piece_tokens + n > limit:
-                out.append(_Line(" ".join(piece), line.start, line.end, piece_tokens))
+                if " ".join(piece).strip():  # a run of spaces alone is no text of the line
+                    out.append(_Line(" ".join(piece), line.start, line.end, piece_tokens))
                 piece, piece_tokens = [], 0
             if n > limit:  # one "word" longer than a chunk (base64, minified code): cut by characters
+                if " ".join(piece).strip():
+                    out.append(_Line(" ".join(piece), line.start, line.end, piece_tokens))
+                piece, piece_tokens = [], 0
                 step = max(1, len(word) * limit // (2 * n))
                 out.extend(
                     _Line(word[i : i + step], line.start, line.end, limit // 2) for i in range(0, len(word), step)
@@ -165,7 +167,7 @@ def _split_long_lines(lines: list[_Line], limit: int, count_tokens: TokenCounter
                 continue
             piece.append(word)
             piece_tokens += n
-        if piece:
+        if " ".join(piece).strip():
             out.append(_Line(" ".join(piece), line.start, line.end, piece_tokens))
     return out
 

@@ -45,7 +45,9 @@ if TYPE_CHECKING:
 
 # Bump when loaders or the chunker change what they produce: older documents are then re-chunked on the next
 # sync (their unchanged chunk texts keep their stored vectors).
-PIPELINE_VERSION = 5  # 5: man pages, mbox and Maildir files were plain text before; scanned PDF pages are OCR'd
+# 5: man pages, mbox and Maildir were plain text before; scanned PDF pages are OCR'd; headings of the text's own
+# syntax; HTML lines with their own source lines; no PDF heading from the page before.
+PIPELINE_VERSION = 5
 
 
 @dataclass

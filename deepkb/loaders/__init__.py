@@ -135,7 +135,7 @@ def load(path: Path, data: bytes, on_ocr_page: OCRProgress | None = None) -> Loa
         elif suffix in MARKDOWN_EXT:
             doc = load_markdown(text)
         else:
-            doc = load_plain(text)
+            doc = load_plain(text, path.name)
         doc.encoding = encoding
     if not any(u.text.strip() for u in doc.units):
         if doc.failed_pages:

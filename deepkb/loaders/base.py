@@ -15,6 +15,16 @@ class Unit:
     page: int | None = None
     heading: str | None = None  # heading path, "Title > Section"
     boundary: bool = False  # a section or page starts here: no chunk spans across it
+    lines: list[int] | None = None  # the source line of each line of `text`, where they are not consecutive (HTML)
+
+    def line_spans(self) -> list[tuple[int, int]]:
+        """The source lines each line of `text` comes from: its own line when known, else the unit's whole span."""
+        texts = self.text.split("\n")
+        if self.lines is not None and len(self.lines) == len(texts):
+            return [(n, n) for n in self.lines]
+        if self.line_end - self.line_start + 1 == len(texts):
+            return [(self.line_start + i, self.line_start + i) for i in range(len(texts))]
+        return [(self.line_start, self.line_end)] * len(texts)
 
 
 @dataclass

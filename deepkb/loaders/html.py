@@ -1,4 +1,5 @@
-"""HTML: visible text only (scripts, styles, navigation dropped), headings kept, lines of the source file.
+"""HTML: the main text only (scripts, styles, menus and other page chrome dropped), headings kept, each line of text
+with its own line of the source file.
 
 The standard library's tokenizer is the one Python parser that reports exact source positions; the tree rules
 that matter for text are HTML5's: `</head>` may be omitted, and the head then ends at the first tag or text that
@@ -24,20 +25,43 @@ _BLOCK_TAGS = {
 _VOID_TAGS = {"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "embed", "source", "wbr"}
 
 
+# Boilerplate: page chrome found by its tag, ARIA role, or class/id word (readability's rules, narrowed to what marks
+# navigation on its own): menus, navigation bars, sidebars, breadcrumbs, footers, taglines, tables of contents.
+_CHROME_TAGS = {"nav", "button", "form", "select", "textarea", "footer"}
+_CHROME_ROLES = {"navigation", "banner", "contentinfo", "search", "complementary", "menu", "menubar"}
+_CHROME_WORDS = {
+    "nav", "navbar", "navheader", "navfooter", "navigation", "menu", "mainmenu", "submenu", "searchmenu", "sidebar",
+    "sphinxsidebar", "breadcrumb", "breadcrumbs", "footer", "tagline", "toc", "skiplink", "related", "searchbox",
+    "headerlink",
+}  # fmt: skip
+LINK_SHARE = 0.9  # a block whose text is nearly all link text (a menu, an index of links) is navigation
+
+
+def _is_chrome(tag: str, attrs: list) -> bool:
+    if tag in _CHROME_TAGS:
+        return True
+    values = dict(attrs)
+    if (values.get("role") or "").lower() in _CHROME_ROLES:
+        return True
+    words = f"{values.get('class') or ''} {values.get('id') or ''}".lower().split()
+    return any(w in _CHROME_WORDS or w.replace("-", "").replace("_", "") in _CHROME_WORDS for w in words)
+
+
 class _HTMLText(HTMLParser):
-    """Collects visible text blocks with the source lines they come from."""
+    """Collects visible text blocks with the source line of each of their lines."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.units: list[Unit] = []
         self.skip_depth = 0
+        self.chrome: list[list] = []  # [tag, open count] of the page chrome being skipped
         self.in_title = False
         self.title = ""
         self.heading_level: int | None = None
         self.path: list[tuple[int, str]] = []
-        self.parts: list[str] = []
-        self.first_line: int | None = None
-        self.last_line = 0
+        self.parts: list[tuple[int, str, bool]] = []  # (source line, text, preformatted)
+        self.link_chars = 0
+        self.in_link = 0
         self.in_pre = 0
         self.in_head = False
 
@@ -49,16 +73,26 @@ class _HTMLText(HTMLParser):
             self.in_head = False
         if tag == "title":
             self.in_title = True
+        if self.chrome:
+            if tag == self.chrome[-1][0]:
+                self.chrome[-1][1] += 1
+            return
         if tag in _SKIP_TAGS:
             if tag not in _VOID_TAGS:
                 self.skip_depth += 1
             return
+        if not self.skip_depth and tag not in _VOID_TAGS and not self.in_head and _is_chrome(tag, attrs):
+            self.flush()
+            self.chrome.append([tag, 1])
+            return
         if tag in ("td", "th") and self.parts:
-            self.parts.append(" | ")
+            self.parts.append((self.getpos()[0], " | ", False))
         if tag in _BLOCK_TAGS:
             self.flush()
         if tag == "pre":
             self.in_pre += 1
+        if tag == "a":
+            self.in_link += 1
         if re.fullmatch(r"h[1-6]", tag):
             self.heading_level = int(tag[1])
 
@@ -67,6 +101,14 @@ class _HTMLText(HTMLParser):
             self.in_head = False
         if tag == "title":
             self.in_title = False
+        if self.chrome:
+            if tag == self.chrome[-1][0]:
+                self.chrome[-1][1] -= 1
+                if not self.chrome[-1][1]:
+                    self.chrome.pop()
+            elif tag in ("body", "html"):
+                self.chrome.clear()
+            return
         if tag in _SKIP_TAGS:
             self.skip_depth = max(0, self.skip_depth - 1)
             return
@@ -76,6 +118,8 @@ class _HTMLText(HTMLParser):
             self.heading_level = None
         if tag == "pre":
             self.in_pre = max(0, self.in_pre - 1)
+        if tag == "a":
+            self.in_link = max(0, self.in_link - 1)
 
     def handle_data(self, data: str) -> None:
         if self.in_title:
@@ -85,25 +129,41 @@ class _HTMLText(HTMLParser):
             if not data.strip():
                 return
             self.in_head = False  # text cannot live in the head: the body has begun
-        if self.skip_depth or not data.strip() and not self.parts:
+        if self.skip_depth or self.chrome or not data.strip() and not self.parts:
             return
-        if data.strip():
-            line = self.getpos()[0]
-            if self.first_line is None:
-                self.first_line = line + data[: len(data) - len(data.lstrip())].count("\n")
-            self.last_line = line + data.rstrip().count("\n")
-        self.parts.append(data if self.in_pre else re.sub(r"\s+", " ", data))
+        line = self.getpos()[0]
+        for i, piece in enumerate(data.split("\n")):  # each piece of text keeps its own source line
+            self.parts.append((line + i, piece, bool(self.in_pre)))
+        if self.in_link:
+            self.link_chars += len("".join(data.split()))
 
     def flush(self) -> None:
-        text = "".join(self.parts).strip()
-        if text and self.first_line is not None:
-            unit = Unit(text, self.first_line, max(self.first_line, self.last_line))
-            if self.heading_level is not None:
-                level = self.heading_level
-                self.path = [p for p in self.path if p[0] < level] + [(level, text)]
-                unit.heading, unit.boundary = " > ".join(p[1] for p in self.path), True
-            self.units.append(unit)
-        self.parts, self.first_line = [], None
+        by_line: dict[int, list[str]] = {}
+        pre_lines: set[int] = set()
+        for line, piece, pre in self.parts:
+            by_line.setdefault(line, []).append(piece if pre else re.sub(r"\s+", " ", piece))
+            if pre:
+                pre_lines.add(line)
+        rows = []
+        for line, pieces in by_line.items():
+            joined = "".join(pieces)
+            text = joined.rstrip() if line in pre_lines else joined.strip()
+            if text.strip():
+                rows.append((line, text))
+        link_chars, self.parts, self.link_chars = self.link_chars, [], 0
+        if not rows:
+            return
+        text = "\n".join(t for _, t in rows)
+        numbers = [n for n, _ in rows]
+        if self.heading_level is None and link_chars >= LINK_SHARE * len("".join(text.split())):
+            return  # a menu or a list of links, not content
+        unit = Unit(text, numbers[0], numbers[-1], lines=numbers)
+        if self.heading_level is not None:
+            level = self.heading_level
+            name = " ".join(text.split())
+            self.path = [p for p in self.path if p[0] < level] + [(level, name)]
+            unit.heading, unit.boundary = " > ".join(p[1] for p in self.path), True
+        self.units.append(unit)
 
 
 def load_html(text: str) -> LoadedDocument:

@@ -42,17 +42,148 @@ def _control_ratio(text: str) -> float:
     return bad / max(1, len(sample))
 
 
-def load_plain(text: str) -> LoadedDocument:
-    """Plain text and source code: paragraphs, with setext-style (underlined) headings recognised."""
+def load_plain(text: str, name: str = "") -> LoadedDocument:
+    """Plain text and source code: paragraphs, with the section titles of the text's own syntax as heading paths.
+
+    AsciiDoc (`== Title`, two-line titles whose underline matches the title's length, never inside a `----`
+    listing or other delimited block), reStructuredText (an underline at least as long as the title, after a blank
+    line; levels in the order the styles appear) and man pages rendered to text (section and subsection titles);
+    other text gets reST's rule for underlined titles. The underline itself is not part of any passage."""
     lines = text.split("\n")
-    units = paragraphs(lines)
-    for unit in units:
-        block = unit.text.split("\n")
-        if len(block) >= 2 and re.fullmatch(r"(=+|-+)\s*", block[1]) and len(block[0].strip()) < 100:
-            unit.boundary = True
-            unit.heading = block[0].strip()
+    dialect = _dialect(lines, name)
+    if dialect == "man":
+        headings = _man_headings(lines)
+    elif dialect == "asciidoc":
+        headings = _asciidoc_headings(lines)
+    else:
+        headings = _rest_headings(lines)
+    units: list[Unit] = []
+    path: list[tuple[int, str]] = []
+    taken: set[int] = set()  # title, underline and overline lines: not paragraph text
+    for _, _, first, last in headings.values():
+        taken.update(range(first, last + 1))
+    block_start = 0
+    for i in [*sorted(headings), len(lines)]:
+        segment = [line if k + block_start not in taken else "" for k, line in enumerate(lines[block_start:i])]
+        units.extend(paragraphs(segment, block_start + 1))
+        if i < len(lines):
+            level, title, first, last = headings[i]
+            path = [p for p in path if p[0] < level] + [(level, title)]
+            units.append(Unit(lines[i].strip(), i + 1, i + 1, heading=" > ".join(p[1] for p in path), boundary=True))
+            block_start = last + 1 if last >= i else i + 1
+    units.sort(key=lambda u: u.line_start)
     propagate_headings(units)
     return LoadedDocument("text", units)
+
+
+_PUNCT = re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+_UNDERLINE = re.compile(rf"([{_PUNCT}])\1*\s*$")
+_MAN_HEADER = re.compile(r"^(\S+)\(([0-9][\w]*)\)\s.*\s\1\(\2\)\s*$")
+_MAN_SECTION = re.compile(r"^[A-Z][A-Z0-9 ,./()'&-]*$")
+_MAN_SUBSECTION = re.compile(r"^ {2,4}(\S.{0,70})$")
+_ADOC_TITLE = re.compile(r"^(={1,6})\s+(\S.*?)(?:\s+=+)?\s*$")
+_ADOC_DELIMITER = re.compile(r"^(-{4,}|\.{4,}|={4,}|\+{4,}|\*{4,}|_{4,}|/{4,}|\|={3,}|```.*|--)\s*$")
+_ADOC_MARKERS = re.compile(r"^(={1,6} \S|\[\[[\w:.-]+\]\]$|\[(verse|listing|source|literal|preface|appendix|NOTE|TIP|"
+                           r"IMPORTANT|WARNING|CAUTION)\b[^\]]*\]$)|\blinkgit:[\w-]+\[\d")  # fmt: skip
+_ADOC_LEVELS = {"=": 0, "-": 1, "~": 2, "^": 3, "+": 4}
+_ROLE = re.compile(r":[\w:+-]+:`([^`<]*?)\s*(?:<[^>]*>)?`")
+
+Headings = dict[int, tuple[int, str, int, int]]  # title line index -> (level, title, first line, last line taken)
+
+
+def _dialect(lines: list[str], name: str) -> str:
+    """man, asciidoc, rest or text: from the name and a look at the text's own markup."""
+    lower = name.lower()
+    if lower.endswith((".rst", ".rst.txt", ".rest")):
+        return "rest"
+    first = next((line for line in lines[:5] if line.strip()), "")
+    if _MAN_HEADER.match(first.strip()):
+        return "man"
+    if lower.endswith((".adoc", ".asciidoc")) or sum(bool(_ADOC_MARKERS.search(line)) for line in lines[:4000]) >= 2:
+        return "asciidoc"
+    if sum(line.startswith(".. ") and "::" in line for line in lines[:4000]) >= 2:
+        return "rest"
+    return "text"
+
+
+def _clean_title(title: str) -> str:
+    return " ".join(_ROLE.sub(r"\1", title).replace("``", "").split())
+
+
+def _is_title(line: str) -> bool:
+    stripped = line.strip()
+    return bool(stripped) and line == line.lstrip() and not _UNDERLINE.fullmatch(stripped) and len(stripped) < 100
+
+
+def _rest_headings(lines: list[str]) -> Headings:
+    """reST's rule: a title line (not indented) after a blank line or an overline, underlined by one punctuation
+    character repeated at least as long as the title; an overline, when there is one, matches the underline."""
+    styles: list[tuple[str, bool]] = []
+    out: Headings = {}
+    for i in range(len(lines) - 1):
+        title, under = lines[i], lines[i + 1].rstrip()
+        if not _is_title(title) or not _UNDERLINE.fullmatch(under) or len(under) < max(len(title.strip()), 3):
+            continue
+        over = i > 0 and lines[i - 1].rstrip() == under
+        before = i - 2 if over else i - 1
+        if before >= 0 and lines[before].strip():
+            continue
+        if i + 2 < len(lines) and lines[i + 2].strip() and not over and lines[i + 2].startswith(" "):
+            continue  # an underline followed by indented text: a table border or a literal, not a section
+        style = (under[0], over)
+        if style not in styles:
+            styles.append(style)
+        out[i] = (styles.index(style) + 1, _clean_title(title), i - 1 if over else i, i + 1)
+    return out
+
+
+def _asciidoc_headings(lines: list[str]) -> Headings:
+    """AsciiDoc: `== Title` lines and two-line titles (underline of = - ~ ^ + within two characters of the title's
+    length), outside delimited blocks (listing, literal, example, comment, passthrough, sidebar, quote, table)."""
+    out: Headings = {}
+    block: str | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        if block is not None:
+            if line == block or block == "```" and line.startswith("```"):
+                block = None
+            i += 1
+            continue
+        nxt = lines[i + 1].rstrip() if i + 1 < len(lines) else ""
+        if (
+            _is_title(line) and nxt and nxt[0] in _ADOC_LEVELS and _UNDERLINE.fullmatch(nxt)
+            and abs(len(nxt) - len(line)) <= 2 and len(nxt) >= 2 and not line.startswith((".", "[", "*", "-", "/"))
+            and (i == 0 or not lines[i - 1].strip() or _ADOC_MARKERS.search(lines[i - 1]))
+        ):  # fmt: skip
+            out[i] = (_ADOC_LEVELS[nxt[0]] + 1, line.strip(), i, i + 1)
+            i += 2
+            continue
+        if _ADOC_DELIMITER.match(line):
+            block = "```" if line.startswith("```") else line
+            i += 1
+            continue
+        m = _ADOC_TITLE.match(line)
+        if m:
+            out[i] = (len(m.group(1)), m.group(2), i, i)
+        i += 1
+    return out
+
+
+def _man_headings(lines: list[str]) -> Headings:
+    """A man page rendered to text: SECTION titles at the margin, subsection titles indented by a few spaces."""
+    out: Headings = {}
+    for i, line in enumerate(lines[1:], start=1):
+        stripped = line.rstrip()
+        if not stripped or _MAN_HEADER.match(stripped.strip()):
+            continue
+        if _MAN_SECTION.match(stripped) and len(stripped) < 60:
+            out[i] = (1, stripped, i, i)
+        elif (m := _MAN_SUBSECTION.match(stripped)) and out and (not lines[i - 1].strip() or i - 1 in out):
+            following = next((x for x in lines[i + 1 : i + 3] if x.strip()), "")
+            if len(following) - len(following.lstrip()) > len(stripped) - len(stripped.lstrip()):
+                out[i] = (2, m.group(1).strip(), i, i)
+    return out
 
 
 _ATX = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")

@@ -99,17 +99,18 @@ def _loader_lines(
         return [(line, i, i) for i, line in enumerate(lines, 1)]
     # An HTML file's visible text of source lines `first` to `last` (a chunk's text starts at a line start, outside
     # any tag; what a cut tag leaves at either end only adds text that the chunk's lines are then not matched to).
-    doc = load_html("\n" * (first - 1) + "\n".join(lines[first - 1 : last]))
+    # A chunk that starts inside a <pre> block is parsed from the block's start, so its lines keep their spacing.
+    head = "\n".join(lines[: first - 1]).lower()
+    opened = head.rfind("<pre")
+    start = head.count("\n", 0, opened) + 1 if opened > head.rfind("</pre") else first
+    doc = load_html("\n" * (start - 1) + "\n".join(lines[start - 1 : last]))
     return _unit_lines(doc.units)
 
 
 def _unit_lines(units) -> list[LoaderLine]:
     out: list[LoaderLine] = []
-    for unit in units:  # the chunker's rule: a unit's lines map one to one when their count fits its span
-        texts = unit.text.split("\n")
-        exact = unit.line_end - unit.line_start + 1 == len(texts)
-        for i, t in enumerate(texts):
-            out.append((t, unit.line_start + i, unit.line_start + i) if exact else (t, unit.line_start, unit.line_end))
+    for unit in units:  # each line of a unit with its source lines, as the chunker takes them
+        out.extend((t, a, b) for t, (a, b) in zip(unit.text.split("\n"), unit.line_spans()))
     return out
 
 

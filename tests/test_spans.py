@@ -1,0 +1,186 @@
+"""Evidence on real manuals: every chunk and every excerpt stands exactly on the lines (and page) it cites, heading
+paths are the document's own section titles, and an HTML page's navigation is not indexed.
+
+The documents are excerpts of Debian's doc packages in tests/data/manuals (licenses in its README.md)."""
+
+from __future__ import annotations
+
+import gzip
+import html
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from spancheck import violation
+
+from deepkb.ingest.chunker import chunk_units
+from deepkb.loaders import load
+from deepkb.retrieval.excerpt import segments, window
+from deepkb.retrieval.search import Hit
+
+FIXTURES = Path(__file__).resolve().parent / "data" / "manuals"
+DOCS = [
+    "git-user-manual.txt", "git-rebase.txt", "git-rebase.html", "python-argparse.rst.txt", "python-argparse.html",
+    "tar.1.txt", "sqlite-lang_createindex.html", "pg-sql-vacuum.html", "bash-excerpt.html", "rsync-NEWS.md",
+    "bashref-p100-101.pdf",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def manuals(tmp_path_factory) -> Path:
+    """The fixtures as a user has them: decompressed, under their own names."""
+    folder = tmp_path_factory.mktemp("manuals")
+    for source in FIXTURES.iterdir():
+        if source.suffix == ".gz":
+            (folder / source.stem).write_bytes(gzip.decompress(source.read_bytes()))
+        elif source.suffix == ".pdf":
+            shutil.copyfile(source, folder / source.name)
+    return folder
+
+
+def _chunks(embedder, path: Path, target: int = 200):
+    doc = load(path, path.read_bytes())
+    return chunk_units(doc.units, embedder.count_tokens, embedder.max_tokens, target_tokens=target, overlap_tokens=32)
+
+
+@pytest.mark.parametrize("name", DOCS)
+def test_every_chunk_stands_exactly_on_its_span(manuals, embedder, name):
+    path = manuals / name
+    bad = []
+    for target in (200, 48):  # the default size, and a small one that splits long paragraphs and lines
+        for chunk in _chunks(embedder, path, target):
+            why = violation(str(path), chunk.page, chunk.line_start, chunk.line_end, chunk.text)
+            if why:
+                bad.append(f"{name} p.{chunk.page} L{chunk.line_start}-{chunk.line_end}: {why}")
+    assert not bad, f"{len(bad)} chunks off their spans:\n" + "\n".join(bad[:10])
+
+
+def test_every_excerpt_stands_exactly_on_its_span(manuals, embedder):
+    """What `deepkb ask` sends the model: windows of a chunk's sentences, each cited with its own lines."""
+    bad, checked = [], 0
+    for name in DOCS:
+        path = manuals / name
+        for n, chunk in enumerate(_chunks(embedder, path)):
+            hit = Hit(n, str(path), chunk.page, chunk.line_start, chunk.line_end, chunk.heading, 0.0, chunk.text)
+            segs = segments(hit)
+            assert segs, f"{name} L{chunk.line_start}-{chunk.line_end}: lines not matched again"
+            windows = [(k, k) for k in range(len(segs))] + [(k, min(k + 2, len(segs) - 1)) for k in range(len(segs))]
+            for lo, hi in windows:
+                part = window(hit, segs, lo, hi)
+                checked += 1
+                why = violation(str(path), part.page, part.line_start, part.line_end, part.text)
+                if why:
+                    bad.append(f"{name} p.{part.page} L{part.line_start}-{part.line_end}: {why}")
+    assert checked > 1000
+    assert not bad, f"{len(bad)} excerpts off their spans:\n" + "\n".join(bad[:10])
+
+
+def test_a_pdf_chunk_never_takes_a_heading_from_the_page_before(manuals, embedder):
+    """bashref.pdf's page 100 ends with the title `6.3 Interactive Shells`; page 101 is its text."""
+    chunks = _chunks(embedder, manuals / "bashref-p100-101.pdf")
+    second = [c for c in chunks if c.page == 2]
+    assert second and not any("6.3 Interactive Shells" in c.text for c in second)
+    assert second[0].heading.endswith("6.3 Interactive Shells") and second[0].line_start == 1
+    assert any(c.text.startswith("6.3.1 What is an Interactive Shell?") for c in second)
+
+
+# heading paths ------------------------------------------------------------------------------------------------
+def _html_titles(raw: str) -> list[str]:
+    """The h1-h6 titles of an HTML page as its generator wrote them, typography undone, numbering dropped."""
+    out = []
+    for match in re.finditer(r"<h([1-6])\b[^>]*>(.*?)</h\1>", raw, re.S):
+        title = html.unescape(re.sub(r"<[^>]*>", "", match.group(2)))
+        title = title.replace("¶", "").replace("→", "->").replace("’", "'").replace("—", "---")
+        out.append(re.sub(r"^(Chapter \d+\.|Appendix [A-Z]\.|\d+(\.\d+)*\.?)\s+", "", " ".join(title.split())))
+    return out
+
+
+def _loader_titles(path: Path) -> list[str]:
+    doc = load(path, path.read_bytes())
+    return [u.heading.rsplit(" > ", 1)[-1] for u in doc.units if u.boundary]
+
+
+def _listing_lines(text: str) -> set[str]:
+    """The lines inside AsciiDoc delimited blocks (listing ----, literal ...., example ====)."""
+    inside, out = None, set()
+    for line in text.split("\n"):
+        stripped = line.rstrip()
+        if inside is not None:
+            if stripped == inside:
+                inside = None
+            elif stripped:
+                out.add(stripped.strip())
+        elif re.fullmatch(r"(-{4,}|\.{4,}|={4,})", stripped):
+            inside = stripped
+    return out
+
+
+def test_git_user_manual_headings_are_its_section_titles(manuals):
+    """The AsciiDoc `==` titles, as git's own HTML build of the same manual shows them; none from a listing."""
+    path = manuals / "git-user-manual.txt"
+    mine = _loader_titles(path)
+    theirs = [t for t in _html_titles((manuals / "git-user-manual.html").read_text()) if t != "Note"]
+    assert mine[0] == "Git User Manual" and mine[1:] == theirs[1:]
+    assert len(mine) == 119
+    listing = _listing_lines(path.read_text())
+    assert "HEAD is now at 427abfa Linux v2.6.17" in listing
+    doc = load(path, path.read_bytes())
+    parts = {part for u in doc.units if u.heading for part in u.heading.split(" > ")}
+    assert not parts & listing
+    assert parts == set(mine)
+
+
+def test_git_command_page_headings_are_its_section_titles(manuals):
+    """Two-line AsciiDoc titles (NAME / ----): the sections of git's own HTML page, less what it includes from
+    another file."""
+    mine = _loader_titles(manuals / "git-rebase.txt")
+    theirs = _html_titles((manuals / "git-rebase.html").read_text())
+    assert mine[0] == "git-rebase(1)" and theirs[0] == "git-rebase(1) Manual Page"
+    assert mine[1:] == [t for t in theirs[1:] if t != "MERGE STRATEGIES"]  # include::merge-strategies.txt[]
+
+
+def test_rest_page_headings_are_its_section_titles(manuals):
+    """Sphinx's HTML build of the same page holds the same section titles (its sidebar's aside)."""
+    mine = _loader_titles(manuals / "python-argparse.rst.txt")
+    raw = (manuals / "python-argparse.html").read_text()
+    body = raw[raw.index('<div class="body"') : raw.index('<div class="sphinxsidebar"')]
+    assert mine == _html_titles(body)
+    assert len(mine) == 53
+
+
+def test_man_page_headings_are_its_sections(manuals):
+    """The rendered page's section titles are the .SH and .SS requests of its roff source."""
+    roff = gzip.decompress((FIXTURES / "tar.1.roff.gz").read_bytes()).decode()
+    sections = []
+    for line in roff.split("\n"):
+        if line.startswith((".SH", ".SS")):
+            title = re.sub(r"\\f[BIRP]|\\\(.{2}|\\", "", line[4:]).strip().strip('"')
+            sections.append(title)
+    assert _loader_titles(manuals / "tar.1.txt") == sections
+
+
+# boilerplate --------------------------------------------------------------------------------------------------
+def test_html_navigation_and_menus_are_not_indexed(manuals, embedder):
+    """SQLite's site menu, tagline and search form, PostgreSQL's navigation bars and Sphinx's sidebar are chrome;
+    the pages' own text stays, on its own lines."""
+    cases = {
+        "sqlite-lang_createindex.html": (
+            ["Small. Fast. Reliable.", "Choose any three", "Search Documentation", "Purchase", "hide"],
+            'The CREATE INDEX command consists of the keywords "CREATE INDEX"',
+        ),
+        "pg-sql-vacuum.html": (["Prev", "Next", "Home"], "VACUUM reclaims storage occupied by dead tuples."),
+        "python-argparse.html": (
+            ["Previous topic", "Next topic", "Quick search", "Report a Bug", "Navigation"],
+            "The argparse module makes it easy to write user-friendly",
+        ),  # fmt: skip
+    }
+    for name, (chrome, content) in cases.items():
+        path = manuals / name
+        chunks = _chunks(embedder, path)
+        text = "\n".join(c.text for c in chunks)
+        lines = {line.strip() for line in text.split("\n")}
+        for phrase in chrome:
+            assert phrase not in lines and not any(line.startswith(phrase) for line in lines), (name, phrase)
+        holder = next(c for c in chunks if content.split()[1] in c.text and " ".join(c.text.split()).find(content) >= 0)
+        assert violation(str(path), None, holder.line_start, holder.line_end, holder.text) is None
