@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "deepkb"
 
 # Each group: the deepkb modules (or packages) in it. A module belongs to the group of its longest matching name.
 GROUPS: dict[str, list[str]] = {
-    "base": ["deepkb", "errors", "paths", "checksum", "faults", "config", "types", "scope", "storage.errors"],
+    "base": ["deepkb", "errors", "paths", "checksum", "faults", "config", "types", "scope", "display", "storage.errors"],
     "loaders": ["loaders"],
     "ingest.parts": ["ingest.scan", "ingest.chunker"],
     "embedders": ["embedders"],

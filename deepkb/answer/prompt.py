@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from deepkb.answer.citations import MARKER_RE
+from deepkb.display import display_path, location
 from deepkb.errors import LLMError
 from deepkb.llm import LLM, Message
 from deepkb.llm.base import context_advice
 from deepkb.retrieval.excerpt import Segment, window
-from deepkb.retrieval.search import Hit, display_path, location
+from deepkb.retrieval.search import Hit
 
 NOT_IN_DOCUMENTS = "not in the documents"
 

@@ -11,11 +11,12 @@ from deepkb.answer.citations import Citation, MarkerFilter, ThinkSplitter, resol
 from deepkb.answer.grounding import Support, check_answer
 from deepkb.answer.prompt import NOT_IN_DOCUMENTS, build_prompt, pack_excerpts, spread_documents
 from deepkb.answer.repetition import LOOP_NOTICE, RepeatGuard
+from deepkb.display import snippet
 from deepkb.errors import LLMError, ModelLoadError, ModelNotFoundError
 from deepkb.llm import LLM, Usage
 from deepkb.retrieval.abstain import DEFAULT_MIN_RELEVANCE, OnTopic, on_topic, other_script
 from deepkb.retrieval.excerpt import Embed, Scored, score_segments
-from deepkb.retrieval.search import Hit, snippet
+from deepkb.retrieval.search import Hit
 from deepkb.scope import Scope
 
 # DeepSeek-R1 distills think inside <think>...</think>; an empty, closed block makes them answer directly.

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.console import Console
 
-from deepkb.retrieval.search import display_path, location  # noqa: F401  (re-exported for the commands)
+from deepkb.display import display_path, location  # noqa: F401  (re-exported for the commands)
 
 if TYPE_CHECKING:
     from deepkb.kb import KnowledgeBase

@@ -25,10 +25,10 @@ from deepkb.cli._common import (
     scope_from,
     scope_options,
 )
+from deepkb.display import snippet
 from deepkb.errors import UsageError
 from deepkb.llm import DEFAULT_CONTEXT_SIZE
 from deepkb.retrieval.abstain import reads_many_languages
-from deepkb.retrieval.search import snippet
 from deepkb.scope import no_match_message
 
 

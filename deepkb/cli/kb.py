@@ -22,7 +22,7 @@ from deepkb.cli._common import (
     scope_from,
     scope_options,
 )
-from deepkb.retrieval.search import snippet
+from deepkb.display import snippet
 
 
 class _IngestProgress:

@@ -39,7 +39,7 @@ def load_pdf(data: bytes, on_ocr_page: OCRProgress | None = None) -> LoadedDocum
     empty: list[int] = []
     path: list[tuple[int, str]] = [(0, title)] if title else []
     failed: dict[int, str] = {}
-    page_lines = [_page_lines(page, number, failed) for number, page in enumerate(pages, start=1)]
+    page_lines = [extract_page_lines(page, number, failed) for number, page in enumerate(pages, start=1)]
     running = _running_lines(page_lines)
     for number, all_lines in enumerate(page_lines, start=1):
         pending = outline.get(number, [])
@@ -64,9 +64,10 @@ def load_pdf(data: bytes, on_ocr_page: OCRProgress | None = None) -> LoadedDocum
     return doc
 
 
-def _page_lines(page, number: int, failed: dict[int, str]) -> list[tuple[int, str]]:
+def extract_page_lines(page, number: int, failed: dict[int, str]) -> list[tuple[int, str]]:
     """A page's non-blank lines with their line numbers in the page's extracted text; a page pypdf cannot read is
-    recorded in `failed` (it is not a scanned page) and gives no lines."""
+    recorded in `failed` (it is not a scanned page) and gives no lines. Public: the excerpt step re-reads one page
+    of a cited PDF with it, so its lines are numbered exactly as the ingest numbered them."""
     try:
         text = normalize_newlines(page.extract_text() or "")
     except Exception as exc:  # one unreadable page must not lose the rest of the document

@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepkb.display import location
 from deepkb.errors import UsageError
-from deepkb.retrieval.search import MODES, Hit, location
+from deepkb.retrieval.search import MODES, Hit
 from deepkb.scope import make_scope
 from deepkb.storage.errors import translated
 

@@ -117,7 +117,7 @@ def _unit_lines(units) -> list[LoaderLine]:
 def _pdf_page_lines(file: Path, page: int | None) -> list[LoaderLine] | None:
     """One page's lines, numbered as the PDF loader numbers them (one page extracted, not the whole document)."""
     from deepkb.loaders.ocr import ocr_page_lines
-    from deepkb.loaders.pdf import _page_lines
+    from deepkb.loaders.pdf import extract_page_lines
 
     if page is None:
         return None
@@ -131,7 +131,7 @@ def _pdf_page_lines(file: Path, page: int | None) -> list[LoaderLine] | None:
                 found = _page_at(reader, page - 1)
             except Exception:  # an odd page tree: pypdf's own (slower: it flattens every page) lookup
                 found = reader.pages[page - 1]
-            lines = _page_lines(found, page, {})
+            lines = extract_page_lines(found, page, {})
             if not lines:  # a scanned page: the lines OCR gave it at ingest, from the OCR cache
                 lines = ocr_page_lines(found) or []
         except Exception:  # pypdf raises many types on a damaged file; the chunk is then kept whole

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepkb.errors import UsageError
@@ -73,32 +71,6 @@ class Hit:
         data = asdict(self)
         data["also_in"] = list(data["also_in"])
         return data
-
-
-def snippet(text: str, limit: int = 300) -> str:
-    """A chunk's text on one line, cut at a word boundary after at most `limit` characters: how hits are shown."""
-    flat = " ".join(text.split())
-    if len(flat) <= limit:
-        return flat
-    cut = flat[:limit].rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
-    return cut + " …"
-
-
-def display_path(path: str) -> str:
-    """A path as the user knows it: relative to the working directory when below it, else with ~ for home."""
-    p = Path(path)
-    if p.is_relative_to(Path.cwd()):
-        return os.path.relpath(p)
-    home = Path.home()
-    return "~/" + p.relative_to(home).as_posix() if home != Path("/") and p.is_relative_to(home) else str(p)
-
-
-def location(page: int | None, line_start: int | None, line_end: int | None) -> str:
-    """`p.4 L3-10`, `L12-30` or `L7`: the way deepkb writes a place in a document."""
-    parts = [f"p.{page}"] if page is not None else []
-    if line_start is not None:
-        parts.append(f"L{line_start}" if line_end in (None, line_start) else f"L{line_start}-{line_end}")
-    return " ".join(parts)
 
 
 def fts_terms(text: str) -> list[str]:

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from deepkb.answer.stream import AskResult
-from deepkb.retrieval.search import Hit, display_path, location
+from deepkb.display import display_path, location
+from deepkb.retrieval.search import Hit
 
 FOOTER_HEAD = "Sources:"
 UNSUPPORTED_LINE = "⚠ {n} of {total} sentences not supported by the cited passages"

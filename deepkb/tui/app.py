@@ -26,10 +26,10 @@ from textual.widgets import Input
 
 from deepkb.answer.stream import AskOptions
 from deepkb.conversation.session import ChatSession, ConversationInfo, ConversationStore
+from deepkb.display import display_path
 from deepkb.errors import DeepKBError
 from deepkb.llm import LLM
 from deepkb.retrieval.abstain import reads_many_languages
-from deepkb.retrieval.search import display_path
 from deepkb.tui.screens.chat import ChatScreen
 from deepkb.tui.screens.dialogs import ConfirmScreen
 from deepkb.tui.screens.history import Saved

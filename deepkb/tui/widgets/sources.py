@@ -11,7 +11,8 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Label, ListItem, ListView, Static
 
-from deepkb.retrieval.search import Hit, display_path, location
+from deepkb.display import display_path, location
+from deepkb.retrieval.search import Hit
 
 SNIPPET_CHARS = 160
 
