@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from deepkb.retrieval.excerpt import Embed
-from deepkb.retrieval.search import STOPWORDS, Hit
+from deepkb.retrieval.search import STOPWORDS, Hit, stem
 
 # Tuned on the tune half of bench/grounding_sentences.jsonl (bench/grounding_eval.py --sweep); see BENCHMARKS.md.
 DENSE_WEIGHT = 0.5
@@ -158,22 +158,13 @@ def _claim(piece: str) -> Claim:
 
 
 # features -----------------------------------------------------------------------------------------------------
-def _stem(word: str) -> str:
-    if word.endswith("ly") and len(word) > 5:
-        word = word[:-2]
-    for suffix in ("ions", "ion", "ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
-
-
 def _words(text: str) -> list[str]:
     return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
 
 
 def content_terms(text: str) -> set[str]:
     """The stems of the words that carry content (stop words and negations out)."""
-    return {_stem(w) for w in _words(text) if w not in STOPWORDS and w not in _NEGATION and len(w) > 1}
+    return {stem(w) for w in _words(text) if w not in STOPWORDS and w not in _NEGATION and len(w) > 1}
 
 
 def _numbers(text: str) -> set[str]:
@@ -189,7 +180,7 @@ def negation_scopes(text: str) -> list[set[str]]:
     for i, w in enumerate(words):
         if w in _NEGATION or w.endswith("n't"):
             near = words[max(0, i - 3) : i] + words[i + 1 : i + 6]
-            scopes.append({_stem(x) for x in near if x not in STOPWORDS and x not in _NEGATION and len(x) > 1})
+            scopes.append({stem(x) for x in near if x not in STOPWORDS and x not in _NEGATION and len(x) > 1})
     return [s for s in scopes if s]
 
 
@@ -331,9 +322,9 @@ def features(claim: Claim, cited: Sequence[_Passage], dense: float | None, close
     quotes = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(claim.plain)]
     missing_quotes = [q for q in quotes if _normal(q) not in normal]
     names = {m.group(0).rstrip(".") for m in _CODE_LIKE.finditer(claim.plain)}
-    missing_names = sorted(n for n in names if _normal(n) not in normal and _stem(n.lower()) not in passage_terms)
+    missing_names = sorted(n for n in names if _normal(n) not in normal and stem(n.lower()) not in passage_terms)
     negation = _negation_mismatch(claim.plain, terms, normal, closest)
-    opposite = _opposite({_stem(w) for w in _words(claim.plain)}, closest)
+    opposite = _opposite({stem(w) for w in _words(claim.plain)}, closest)
     return {
         "terms": len(terms),
         "coverage": coverage,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from deepkb.retrieval.search import STOPWORDS, Hit
+from deepkb.retrieval.search import STOPWORDS, Hit, stem
 
 # Below this best dense cosine similarity (all-MiniLM-L6-v2, query vs chunk) the dense side finds nothing about
 # the question. Calibrated on data/: 12 in-domain questions scored 0.33-0.74, 10 off-topic ones (capitals,
@@ -43,12 +43,6 @@ def _specific(word: str) -> bool:
     return any(c.isdigit() for c in word) or word[:1].isupper()
 
 
-def _stem(word: str) -> str:
-    """Enough of a word to match its other forms ("rotating" ~ "rotate", "lights" ~ "light")."""
-    word = word.lower()
-    return word if len(word) <= 4 else word[: max(4, len(word) - 3)]
-
-
 def keyword_evidence(question: str, hit: Hit) -> bool:
     """The passage contains every content word of the question, and those words pin a subject down."""
     words = content_words(question)
@@ -57,12 +51,18 @@ def keyword_evidence(question: str, hit: Hit) -> bool:
     if not words or (len(words) < 2 and not specific):
         return False
     text = {w.lower() for w in _WORD.findall(hit.text)} | {w.lower() for w in re.findall(r"\w+", hit.text)}
-    stems = {_stem(w) for w in text}
+    stems = {stem(w) for w in text}
     for word in words:
         lower = word.lower()
-        if lower not in text and not any(s.startswith(_stem(lower)) for s in stems):
+        if lower not in text and not any(_same_word(s, stem(lower)) for s in stems):
             return False
     return True
+
+
+def _same_word(a: str, b: str) -> bool:
+    """Two stems of one word: equal, or one the other's start when both have four letters or more ("rotat" of
+    "rotating" and "rotate")."""
+    return a == b or (min(len(a), len(b)) >= 4 and (a.startswith(b) or b.startswith(a)))
 
 
 def on_topic(question: str, hits: list[Hit], min_relevance: float = DEFAULT_MIN_RELEVANCE) -> bool:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from deepkb.errors import LoadError
 from deepkb.loaders import HTML_EXT, PDF_EXT, decode_text, load, reads_own_lines
 from deepkb.loaders.html import load_html
-from deepkb.retrieval.search import STOPWORDS, Hit
+from deepkb.retrieval.search import STOPWORDS, Hit, stem
 
 if TYPE_CHECKING:
     import numpy as np
@@ -302,15 +302,8 @@ def _paragraph_segments(text: str, rows: list[tuple[int, int, tuple[int, int]]])
 
 
 # the scores ---------------------------------------------------------------------------------------------------
-def _stem(word: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
-
-
 def _terms(text: str) -> set[str]:
-    return {_stem(w) for w in (w.lower() for w in _WORD.findall(text)) if w not in STOPWORDS}
+    return {stem(w) for w in (w.lower() for w in _WORD.findall(text)) if w not in STOPWORDS}
 
 
 def score_segments(

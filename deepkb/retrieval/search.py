@@ -31,6 +31,19 @@ STOPWORDS = frozenset(
     theirs them themselves then there these they this those through to too under until up very was we were what
     when where which while who whom why will with would you your yours yourself yourselves""".split()
 )
+
+
+def stem(word: str) -> str:
+    """The one stemmer of deepkb's Python side (FTS5 stems with Porter inside SQLite): enough of a lowercase word to
+    match its other forms ("rotating" ~ "rotat", "lights" ~ "light", "changes" ~ "chang", "quickly" ~ "quick")."""
+    if word.endswith("ly") and len(word) > 5:
+        word = word[:-2]
+    for suffix in ("ions", "ion", "ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_TERMS = 32  # a pasted paragraph is still one query
 SCOPE_CACHE = 4  # scopes whose allowed vectors are kept (per Storage, until the next write)
