@@ -34,6 +34,7 @@ from deepkb.checksum import file_sha256
 from deepkb.config import CONFIG_FILE, REMOTE_SETTINGS
 from deepkb.errors import DatabaseDamagedError, DeepKBError, UsageError
 from deepkb.paths import CONVERSATIONS_FILE
+from deepkb.storage import checks
 from deepkb.storage.catalog import DB_FILE
 from deepkb.storage.errors import explain, translated
 from deepkb.storage.vectors import INDEX_FILE, SIDECAR_FILE
@@ -282,16 +283,7 @@ def _is_sqlite(path: Path) -> bool:
 def _copy_database(source: Path, target: Path) -> None:
     """SQLite's online backup of one database, written under a temporary name and renamed when complete."""
     partial = target.with_name(target.name + ".partial")
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
-    try:
-        dst = sqlite3.connect(partial)
-        try:
-            src.backup(dst)  # all pages in one step: one snapshot, even while another process writes
-            dst.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file, no -wal beside it
-        finally:
-            dst.close()
-    finally:
-        src.close()
+    checks.snapshot(source, partial)
     _fsync(partial)
     os.replace(partial, target)
 

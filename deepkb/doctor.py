@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from deepkb.config import Settings
+from deepkb.storage import checks
 from deepkb.storage.catalog import DB_FILE, SCHEMA_VERSION
 from deepkb.storage.errors import human_bytes
 
@@ -73,64 +74,36 @@ def run(settings: Settings, model: str | None = None, repair: bool = False) -> l
     return findings
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(path, isolation_level=None, timeout=30)
-
-
 # the database -----------------------------------------------------------------------------------------------
 def _database(ctx: _Context) -> Finding:
     path = ctx.settings.home / DB_FILE
     if not path.exists():
         return Finding("database", WARN, f"no knowledge base at {ctx.settings.home} yet", "run `deepkb ingest PATH`")
     try:
-        conn = _connect(path)
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            problems = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
-            if problems != ["ok"] and ctx.repair and _only_index_problems(problems):
-                conn.execute("REINDEX")
-                after = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
-                if after == ["ok"]:
-                    return Finding(
-                        "database", OK, f"{path} had damaged b-tree indexes; rebuilt by REINDEX",
-                        data={"problems_before": problems}, repaired=True,
-                    )  # fmt: skip
-        finally:
-            conn.close()
+        version, problems, repaired = checks.integrity(path, repair=ctx.repair)
+        if repaired:
+            return Finding(
+                "database", OK, f"{path} had damaged b-tree indexes; rebuilt by REINDEX",
+                data={"problems_before": repaired}, repaired=True,
+            )  # fmt: skip
     except sqlite3.DatabaseError as exc:
         return Finding("database", FAIL, f"{path} cannot be read as a database ({exc})", RESTORE_HINT)
     data = {"path": str(path), "bytes": path.stat().st_size, "schema": version, "known_schema": SCHEMA_VERSION}
     if version > SCHEMA_VERSION:
         return Finding("database", FAIL, f"written by a newer deepkb (schema {version})", "upgrade deepkb", data)
     if problems != ["ok"]:
-        fix = "run `deepkb doctor --repair`" if _only_index_problems(problems) else RESTORE_HINT
+        fix = "run `deepkb doctor --repair`" if checks.only_index_problems(problems) else RESTORE_HINT
         return Finding("database", FAIL, f"integrity_check found: {'; '.join(problems[:3])}", fix, data)
     ctx.db_ok = True
     return Finding("database", OK, f"integrity_check ok, schema {version}, {human_bytes(data['bytes'])}", data=data)
 
 
-def _only_index_problems(problems: list[str]) -> bool:
-    """Problems a REINDEX fixes: entries missing from, or wrong in, a b-tree index (not the table itself)."""
-    return all("index" in p and ("missing from index" in p or "wrong # of entries" in p) for p in problems)
-
-
 def _fts(ctx: _Context) -> Finding:
     if not ctx.db_ok:
         return Finding("keyword index", SKIP, "the database check did not pass")
-    conn = _connect(ctx.settings.home / DB_FILE)
-    try:
-        chunks = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
-        try:
-            conn.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
-            problem = None
-        except sqlite3.DatabaseError as exc:
-            problem = str(exc)
-        if problem and ctx.repair:
-            conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
-            conn.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
-            return Finding("keyword index", OK, f"was damaged ({problem}); rebuilt from {chunks} chunks", repaired=True)
-    finally:
-        conn.close()
+    chunks, problem, rebuilt = checks.keyword_index(ctx.settings.home / DB_FILE, repair=ctx.repair)
+    if rebuilt:
+        return Finding("keyword index", OK, f"was damaged ({problem}); rebuilt from {chunks} chunks", repaired=True)
     if problem:
         return Finding(
             "keyword index", FAIL, f"FTS5 integrity-check failed ({problem})", "run `deepkb doctor --repair`"
@@ -239,13 +212,7 @@ def _embedder(ctx: _Context) -> Finding:
 
 def _recorded_precision(ctx: _Context) -> str | None:
     """The precision the KB's vectors were made in (f32 for a KB built before deepkb recorded it)."""
-    conn = _connect(ctx.settings.home / DB_FILE)
-    try:
-        meta = dict(conn.execute("SELECT key, value FROM meta WHERE key LIKE 'embedding_%'").fetchall())
-    except sqlite3.DatabaseError:
-        return None
-    finally:
-        conn.close()
+    meta = checks.embedding_meta(ctx.settings.home / DB_FILE)
     return meta.get("embedding_precision") or ("f32" if meta.get("embedding_model") else None)
 
 
@@ -283,16 +250,10 @@ def _precision(embedder) -> str | None:
 
 def _agreement_with_stored(ctx: _Context, embedder) -> float | None:
     """Embed a few stored chunks again: the lowest cosine to their stored vectors (None when nothing is stored)."""
-    conn = _connect(ctx.settings.home / DB_FILE)
-    try:
-        recorded = conn.execute("SELECT value FROM meta WHERE key = 'embedding_model'").fetchone()
-        if not recorded or recorded[0] != getattr(embedder, "name", None):
-            return None
-        rows = conn.execute(
-            "SELECT c.text, c.heading, v.vector FROM chunks c JOIN vectors v ON v.id = c.vector_id ORDER BY c.id LIMIT 8"
-        ).fetchall()
-    finally:
-        conn.close()
+    path = ctx.settings.home / DB_FILE
+    if checks.embedding_meta(path).get("embedding_model") != getattr(embedder, "name", None):
+        return None
+    rows = checks.sample_vectors(path)
     if not rows:
         return None
     fresh = embedder.embed([f"{h}\n{t}" if h else t for t, h, _ in rows])

@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-import numpy as np
-
 from deepkb.config import CONFIG_FILE, DEFAULT_EMBEDDING_MODEL, LIMITS, Settings
 from deepkb.embedders import (
     Embedder,
@@ -22,7 +20,6 @@ from deepkb.embedders import (
     resolve_backend,
 )
 from deepkb.errors import EmbeddingModelError, UsageError
-from deepkb.ingest.chunker import Chunk
 from deepkb.ingest.sync import IngestReport, Progress, embed_chunks, sync
 from deepkb.retrieval.search import Hit, check_query, search
 from deepkb.retrieval.twins import group_twins
@@ -201,20 +198,11 @@ class KnowledgeBase:
         """Embed every stored chunk again, as ingest embeds it (the same text, batches and de-duplication)."""
         embedder = self.embedder
         count, last = 0, -1
-        sql = (  # each distinct text once: the chunk that first holds each vector row stands for it
-            "SELECT v.id, c.text, c.page, c.line_start, c.line_end, c.heading, c.n_tokens FROM vectors v "
-            "JOIN chunks c ON c.id = (SELECT min(id) FROM chunks WHERE vector_id = v.id) "
-            "WHERE v.id > ? ORDER BY v.id LIMIT ?"
-        )
         with self.store.write():
-            while rows := self.store.db.execute(sql, [last, REEMBED_SLICE]).fetchall():
+            while rows := self.store.distinct_texts(last, REEMBED_SLICE):
                 last = rows[-1][0]
-                chunks = [Chunk(r[1], r[2], r[3], r[4], r[5], r[6] or 0) for r in rows]
-                vectors = embed_chunks(embedder, chunks, self.settings.embed_batch_size)
-                self.store.db.conn.executemany(
-                    "UPDATE vectors SET vector = ? WHERE id = ?",
-                    [(np.asarray(vectors[c.hash], dtype=np.float32).tobytes(), r[0]) for c, r in zip(chunks, rows)],
-                )
+                vectors = embed_chunks(embedder, [c for _, c in rows], self.settings.embed_batch_size)
+                self.store.replace_vectors((vid, vectors[c.hash]) for vid, c in rows)
                 count += len(rows)
             self.store.set_meta("embedding_model", embedder.name)
             self.store.set_meta("embedding_dim", str(embedder.dim))
@@ -227,10 +215,7 @@ class KnowledgeBase:
     def status(self) -> dict:
         """Counts and facts about the KB (`deepkb status --json`)."""
         counts = self.store.counts()
-        empty_pages = self.store.db.execute("SELECT count(*) FROM documents WHERE empty_pages IS NOT NULL").fetchone()[
-            0
-        ]
-        last = self.store.db.execute("SELECT max(ingested_at) FROM documents").fetchone()[0]
+        facts = self.store.facts()
         return {
             **counts,
             "embedding_model": self.store.get_meta("embedding_model") or self.settings.embedding_model,
@@ -238,19 +223,14 @@ class KnowledgeBase:
             **self._engine(),
             "home": str(self.home),
             "roots": self.store.roots(),
-            "documents_with_empty_pages": empty_pages,
-            "last_ingest": last,
+            "documents_with_empty_pages": facts["documents_with_empty_pages"],
+            "last_ingest": facts["last_ingest"],
             "db_bytes": self.store.path.stat().st_size,
         }
 
     def documents(self) -> list[dict]:
         """What is indexed, one entry per document with its chunk count (`GET /v1/documents`)."""
-        rows = self.store.db.execute(
-            "SELECT d.path, d.kind, d.title, d.pages, d.size, d.ingested_at, count(c.id) FROM documents d "
-            "LEFT JOIN chunks c ON c.doc_id = d.id GROUP BY d.id ORDER BY d.path"
-        )
-        keys = ("path", "kind", "title", "pages", "size", "ingested_at", "chunks")
-        return [dict(zip(keys, row)) for row in rows]
+        return self.store.document_list()
 
     def _engine(self) -> dict:
         """The embedding engine this KB's commands really use, without loading it when nothing has yet."""

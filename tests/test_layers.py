@@ -15,7 +15,18 @@ PACKAGE = Path(__file__).resolve().parent.parent / "deepkb"
 
 # Each group: the deepkb modules (or packages) in it. A module belongs to the group of its longest matching name.
 GROUPS: dict[str, list[str]] = {
-    "base": ["deepkb", "errors", "paths", "checksum", "faults", "config", "types", "scope", "display", "storage.errors"],
+    "base": [
+        "deepkb",
+        "errors",
+        "paths",
+        "checksum",
+        "faults",
+        "config",
+        "types",
+        "scope",
+        "display",
+        "storage.errors",
+    ],
     "loaders": ["loaders"],
     "ingest.parts": ["ingest.scan", "ingest.chunker"],
     "embedders": ["embedders"],
@@ -43,7 +54,7 @@ ALLOWED: dict[str, set[str]] = {
     "ingest": {"base", "loaders", "ingest.parts", "embedders", "storage"},
     "retrieval": {"base", "loaders", "embedders", "storage"},
     "answer": {"base", "retrieval", "llm"},
-    "conversation": {"base", "embedders", "retrieval", "llm", "answer"},
+    "conversation": {"base", "embedders", "storage", "retrieval", "llm", "answer"},
     "facade": {*_CORE, "answer", "conversation"},
     "mcp": {*_CORE, "answer", "conversation", "facade"},  # the MCP tools: a shell like the server and the TUI
     "server": {*_CORE, "answer", "conversation", "facade", "mcp"},  # /mcp mounts them

@@ -18,12 +18,16 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlite_utils
+
+from deepkb import __version__
 from deepkb.answer.citations import Citation
 from deepkb.answer.prompt import cite_label
 from deepkb.answer.stream import AskResult
-from deepkb.errors import DeepKBError, UsageError
+from deepkb.errors import UsageError
 from deepkb.paths import CONVERSATIONS_FILE, conversations_db
 from deepkb.retrieval.search import Hit
+from deepkb.storage import migrations
 
 DB_FILE = CONVERSATIONS_FILE
 TITLE_CHARS = 80
@@ -190,19 +194,9 @@ class ConversationStore:
             if self._ready:
                 return
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version > len(SCHEMA):
-                    raise DeepKBError(f"{self.path} was written by a newer deepkb (schema {version}); upgrade deepkb.")
-                for number, script in enumerate(SCHEMA[version:], start=version + 1):
-                    for statement in filter(str.strip, script.split(";")):
-                        db.execute(statement)
-                    db.execute(f"PRAGMA user_version={number}")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+            database = sqlite_utils.Database(db)
+            migrations.refuse_newer(database, SCHEMA, self.path, __version__)
+            migrations.migrate(database, SCHEMA)  # the catalog's mechanism: one step per transaction, user_version
             self._ready = True
 
     # writing ------------------------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ def sync(
 def _room_needed(storage: Storage, settings: Settings, source_bytes: int) -> int:
     """About how much disk the rest of a sync needs: this KB's own bytes per source byte, plus one transaction."""
     try:
-        stored = storage.store.db.execute("SELECT coalesce(sum(size), 0) FROM documents").fetchone()[0]
+        stored = storage.store.facts()["source_bytes"]
         used = sum(p.stat().st_size for p in storage.home.iterdir() if p.is_file())
     except (sqlite3.Error, OSError):
         stored = used = 0

@@ -19,7 +19,7 @@ from deepkb.retrieval.search import Hit, Place
 # git-rebase at most 0.08, except the one-line footer both pages end with ("Part of the git(1) suite"), which is
 # the same text (0.8) and is folded.
 SAME_PASSAGE = 0.5
-MIN_TRIPLES = 8  # a passage of fewer words (a heading, one line of code) is never folded: too little to judge
+MIN_TRIPLES = 8  # a shorter passage (a heading, one line of code) is folded only when its text is the very same
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
@@ -51,8 +51,12 @@ def group_twins(hits: list[Hit], k: int, same_passage: float = SAME_PASSAGE) -> 
     shapes: list[frozenset] = []
     for hit in hits:
         shape = triples(hit.text)
-        twin = None
-        if len(shape) >= MIN_TRIPLES:
+        flat = " ".join(hit.text.split())
+        twin = next(  # the very same text (a copied file), however short
+            (i for i, other in enumerate(kept) if other.path != hit.path and " ".join(other.text.split()) == flat),
+            None,
+        )
+        if twin is None and len(shape) >= MIN_TRIPLES:
             twin = next(
                 (i for i, (other, s) in enumerate(zip(kept, shapes))
                  if other.path != hit.path and overlap(shape, s) >= same_passage and same_numbers(hit.text, other.text)),

@@ -15,9 +15,9 @@ import numpy as np
 import sqlite_utils
 
 from deepkb import __version__
-from deepkb.errors import NewerVersionError
 from deepkb.ingest.chunker import Chunk
 from deepkb.scope import Scope
+from deepkb.storage import migrations
 
 DB_FILE = "kb.sqlite"
 BUSY_TIMEOUT = 30.0  # seconds a statement waits for another program's lock on the database before giving up
@@ -91,6 +91,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX chunks_vector_id ON chunks(vector_id, doc_id);
     """,
 ]
+
+
+def _enable_fts(db: sqlite_utils.Database) -> None:
+    """Part of migration 1: the FTS5 index of chunk texts and headings, kept in step by triggers."""
+    db["chunks"].enable_fts(["text", "heading"], create_triggers=True, tokenize="porter")
+
 
 SCHEMA_VERSION = len(MIGRATIONS)  # the newest schema this deepkb knows; a higher user_version is a newer deepkb
 
@@ -179,22 +185,10 @@ class Store:
             return db
 
     def _check_version(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise NewerVersionError(
-                f"{self.path} was written by a newer deepkb (database schema {version}; deepkb {__version__} knows "
-                f"up to {SCHEMA_VERSION}); upgrade deepkb (`pip install -U deepkb`) to use it: it was not changed."
-            )
+        migrations.refuse_newer(self.db, MIGRATIONS, self.path, __version__)
 
     def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self.db.atomic():
-                for statement in filter(str.strip, script.split(";")):
-                    self.db.execute(statement)
-                if number == 1:
-                    self.db["chunks"].enable_fts(["text", "heading"], create_triggers=True, tokenize="porter")
-                self.db.execute(f"PRAGMA user_version={number}")
+        migrations.migrate(self.db, MIGRATIONS, also={1: _enable_fts})
 
     def close(self) -> None:
         """Close every thread's connection."""
@@ -561,3 +555,41 @@ class Store:
         docs = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
         chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
         return {"documents": docs, "chunks": chunks}
+
+    def facts(self) -> dict[str, object]:
+        """What `deepkb status` adds to the counts: documents with pages without text, the last ingest, the vectors
+        stored and the bytes of source documents indexed."""
+        one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "documents_with_empty_pages": one("SELECT count(*) FROM documents WHERE empty_pages IS NOT NULL"),
+            "last_ingest": one("SELECT max(ingested_at) FROM documents"),
+            "vectors": one("SELECT count(*) FROM vectors"),
+            "source_bytes": one("SELECT coalesce(sum(size), 0) FROM documents"),
+        }
+
+    def document_list(self) -> list[dict]:
+        """Every document with its chunk count, by path (`GET /v1/documents`)."""
+        rows = self.db.execute(
+            "SELECT d.path, d.kind, d.title, d.pages, d.size, d.ingested_at, count(c.id) FROM documents d "
+            "LEFT JOIN chunks c ON c.doc_id = d.id GROUP BY d.id ORDER BY d.path"
+        )
+        keys = ("path", "kind", "title", "pages", "size", "ingested_at", "chunks")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def distinct_texts(self, after: int, limit: int) -> list[tuple[int, Chunk]]:
+        """(vector id, the chunk that first holds it) for the next `limit` vectors after id `after`: each distinct
+        embedded text once, as `reindex --reembed` embeds them again."""
+        rows = self.db.execute(
+            "SELECT v.id, c.text, c.page, c.line_start, c.line_end, c.heading, c.n_tokens FROM vectors v "
+            "JOIN chunks c ON c.id = (SELECT min(id) FROM chunks WHERE vector_id = v.id) "
+            "WHERE v.id > ? ORDER BY v.id LIMIT ?",
+            [after, limit],
+        ).fetchall()
+        return [(r[0], Chunk(r[1], r[2], r[3], r[4], r[5], r[6] or 0)) for r in rows]
+
+    def replace_vectors(self, pairs: Iterable[tuple[int, np.ndarray]]) -> None:
+        """Store new vectors for existing vector rows (inside write(): a re-embed changes every row at once)."""
+        self.db.conn.executemany(
+            "UPDATE vectors SET vector = ? WHERE id = ?",
+            [(np.asarray(v, dtype=np.float32).tobytes(), vid) for vid, v in pairs],
+        )

@@ -82,7 +82,7 @@ class VectorIndex:
 
     def rebuild(self, store: Store) -> None:
         """Build the whole index again from the vectors stored in SQLite."""
-        total = store.db.execute("SELECT count(*) FROM vectors").fetchone()[0]
+        total = store.facts()["vectors"]
         self.index = self._empty(max(1024, int(total * 1.25)))
         self.live = set()
         for ids, vectors in store.iter_vectors():
