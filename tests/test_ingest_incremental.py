@@ -188,7 +188,7 @@ def test_a_bad_file_is_not_read_again_until_it_changes(kb, tmp_path, monkeypatch
     (docs / "movie.mp4").write_bytes(b"\x00" * 4096)
     assert {Path(s.path).name for s in kb.ingest([docs]).skipped} == {"broken.pdf", "movie.mp4"}
     loads = []
-    monkeypatch.setattr(ingest_module, "load", lambda path, data: loads.append(path.name))
+    monkeypatch.setattr(ingest_module, "load", lambda path, data, *rest: loads.append(path.name))
     again = kb.ingest([docs])
     assert {Path(s.path).name for s in again.skipped} == {"broken.pdf", "movie.mp4"}
     assert "corrupt PDF" in next(s.reason for s in again.skipped if s.path.endswith("broken.pdf"))
@@ -196,7 +196,9 @@ def test_a_bad_file_is_not_read_again_until_it_changes(kb, tmp_path, monkeypatch
     monkeypatch.undo()
     write(docs / "broken.pdf", "now it is text pretending to be a pdf")
     real_load = ingest_module.load
-    monkeypatch.setattr(ingest_module, "load", lambda path, data: loads.append(path.name) or real_load(path, data))
+    monkeypatch.setattr(
+        ingest_module, "load", lambda path, data, *rest: loads.append(path.name) or real_load(path, data, *rest)
+    )
     third = kb.ingest([docs])
     assert loads == ["broken.pdf"]  # changed since it failed: read again, not answered from the cache
     assert [Path(s.path).name for s in third.skipped if s.path.endswith(".pdf")] == ["broken.pdf"]
