@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from deepkb.embedders import Embedder
-from deepkb.ingest.chunker import Chunk
 from deepkb.kb import KnowledgeBase
 from deepkb.storage.catalog import Store
+from deepkb.types import Chunk
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "bench" / "cache" / "scope-latency-100k"

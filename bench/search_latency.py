@@ -49,9 +49,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from deepkb.embedders import Embedder  # noqa: E402
-from deepkb.ingest.chunker import Chunk  # noqa: E402
 from deepkb.kb import KnowledgeBase  # noqa: E402
 from deepkb.storage.catalog import Store  # noqa: E402
+from deepkb.types import Chunk  # noqa: E402
 
 CACHE = REPO / "bench" / "cache"
 SOURCE_KB = CACHE / "scifact-kb"

@@ -50,7 +50,7 @@ ALLOWED: dict[str, set[str]] = {
     "ingest.parts": {"base", "loaders"},
     "embedders": {"base"},
     "llm": {"base"},
-    "storage": {"base", "ingest.parts"},
+    "storage": {"base"},
     "ingest": {"base", "loaders", "ingest.parts", "embedders", "storage"},
     "retrieval": {"base", "loaders", "embedders", "storage"},
     "answer": {"base", "retrieval", "llm"},

@@ -11,34 +11,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
 
 from deepkb.loaders import Unit
+from deepkb.types import Chunk
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 CUT_EVERY = 3  # on average one paragraph in CUT_EVERY ends a chunk by its hash, once the chunk is half full
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A retrievable piece of a document: its text and exactly where it came from."""
-
-    text: str
-    page: int | None
-    line_start: int
-    line_end: int
-    heading: str | None
-    n_tokens: int
-
-    @property
-    def embed_text(self) -> str:
-        """What the embedder reads: the heading path gives the chunk its context."""
-        return f"{self.heading}\n{self.text}" if self.heading else self.text
-
-    @cached_property
-    def hash(self) -> str:
-        """Content hash of the embedded text: equal hashes share one embedding."""
-        return hashlib.sha256(self.embed_text.encode("utf-8")).hexdigest()
 
 
 @dataclass

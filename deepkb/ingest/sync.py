@@ -31,11 +31,12 @@ import numpy as np
 
 from deepkb import faults
 from deepkb.errors import LoadError
-from deepkb.ingest.chunker import Chunk, chunk_units
+from deepkb.ingest.chunker import chunk_units
 from deepkb.ingest.scan import Skipped, resolve_roots, scan
 from deepkb.loaders import OCR_HINT, load, precheck
 from deepkb.loaders.ocr import tesseract
 from deepkb.storage.errors import explain, human_bytes
+from deepkb.types import Chunk
 
 if TYPE_CHECKING:
     from deepkb.config import Settings

@@ -15,9 +15,9 @@ import numpy as np
 import sqlite_utils
 
 from deepkb import __version__
-from deepkb.ingest.chunker import Chunk
 from deepkb.scope import Scope
 from deepkb.storage import migrations
+from deepkb.types import Chunk
 
 DB_FILE = "kb.sqlite"
 BUSY_TIMEOUT = 30.0  # seconds a statement waits for another program's lock on the database before giving up

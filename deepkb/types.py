@@ -1,0 +1,30 @@
+"""Types that several stages share, below all of them: the chunker makes a Chunk, the storage keeps it, search
+returns where it came from. Living here, none of those stages imports another for it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable piece of a document: its text and exactly where it came from."""
+
+    text: str
+    page: int | None
+    line_start: int
+    line_end: int
+    heading: str | None
+    n_tokens: int
+
+    @property
+    def embed_text(self) -> str:
+        """What the embedder reads: the heading path gives the chunk its context."""
+        return f"{self.heading}\n{self.text}" if self.heading else self.text
+
+    @cached_property
+    def hash(self) -> str:
+        """Content hash of the embedded text: equal hashes share one embedding."""
+        return hashlib.sha256(self.embed_text.encode("utf-8")).hexdigest()
