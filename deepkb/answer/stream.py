@@ -283,12 +283,14 @@ def answer_events(
     if llm is None:
         yield from _fallback(result, hits, opts, GET_A_MODEL)
         return
+    # Under a source budget few chunks fit: spend them on different documents first (bench/context_recall.py).
+    spread = spread_documents(hits)
     scored: Scored | None = None
     if opts.excerpts and (not isinstance(llm, LLM) or opts.source_tokens is not None or llm.runs_on_cpu):
         # Before the model is asked for: `deepkb ask` loads it on another thread meanwhile. Whether it runs on a CPU
         # (and needs excerpts) is known once it is loaded; on a GPU the scores are not used.
         scoring = time.perf_counter()
-        scored = score_segments(question, spread_documents(hits), embed)
+        scored = score_segments(question, spread, embed)
         timings.excerpt_ms = _ms(scoring)
     if not isinstance(llm, LLM):
         loading = time.perf_counter()
@@ -308,7 +310,7 @@ def answer_events(
             if held:
                 try:
                     closing = yield from _generate(
-                        question, hits, llm, opts, history, result, stop, scored, since, given
+                        question, hits, spread, llm, opts, history, result, stop, scored, since, given
                     )
                 except Exception as exc:  # noqa: BLE001 - a backend failing is replaced below, when it can be
                     if replace_model is None or attempt == 2:
@@ -338,6 +340,7 @@ def answer_events(
 def _generate(
     question: str,
     hits: list[Hit],
+    spread: list[Hit],
     llm: LLM,
     opts: AskOptions,
     history: History,
@@ -354,8 +357,7 @@ def _generate(
     room = min(opts.answer_tokens, llm.context_size // 2)
     source_tokens = opts.source_tokens
     budgeted = source_tokens is not None or llm.runs_on_cpu
-    # Under a source budget few chunks fit: spend them on different documents first (bench/context_recall.py).
-    candidates = spread_documents(hits) if budgeted else hits
+    candidates = spread if budgeted else hits  # `spread`: each document's best chunk before any second one
     if source_tokens is None and llm.runs_on_cpu:
         source_tokens = cpu_source_tokens(llm.prefill_tokens_per_s, time.perf_counter() - since)
     timings.source_token_budget = source_tokens
