@@ -122,8 +122,8 @@ class ChatApp(App):
         return self._chat  # the default screen, under any modal one
 
     def on_unmount(self) -> None:
-        if self._chat is not None and self._chat._cancel is not None:
-            self._chat._cancel.set()
+        if self._chat is not None:
+            self._chat.cancel_answer()
         if self.watcher is not None:
             self.watcher.stop()
 

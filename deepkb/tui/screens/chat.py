@@ -216,6 +216,11 @@ class ChatScreen(Screen):
         box.focus()
         box.insert_text_at_cursor(event.character)
 
+    def cancel_answer(self) -> None:
+        """Stop the running answer, if any (the app calls it when it closes); safe from any state."""
+        if self._cancel is not None:
+            self._cancel.set()
+
     def action_stop(self) -> None:
         """Esc: stop the running answer; what was written so far stays, marked stopped."""
         if self.answering and self._cancel is not None:
