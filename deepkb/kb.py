@@ -151,7 +151,8 @@ class KnowledgeBase:
             self._check_chunk_size()
             self._remember_model()
             report = sync(self.storage, self.embedder, self.settings, paths, progress)
-            self.store.add_roots(str(Path(p).expanduser().resolve()) for p in paths)
+            with self.storage.write():  # every change goes through the storage's one write path
+                self.store.add_roots(str(Path(p).expanduser().resolve()) for p in paths)
             return report
 
     @_storage_guarded
@@ -198,7 +199,7 @@ class KnowledgeBase:
         """Embed every stored chunk again, as ingest embeds it (the same text, batches and de-duplication)."""
         embedder = self.embedder
         count, last = 0, -1
-        with self.store.write():
+        with self.storage.write():  # the index is dropped after: rebuilt from the new vectors
             while rows := self.store.distinct_texts(last, REEMBED_SLICE):
                 last = rows[-1][0]
                 vectors = embed_chunks(embedder, [c for _, c in rows], self.settings.embed_batch_size)
