@@ -151,7 +151,7 @@ class KnowledgeBase:
             self._check_chunk_size()
             self._remember_model()
             report = sync(self.storage, self.embedder, self.settings, paths, progress)
-            with self.storage.write():  # every change goes through the storage's one write path
+            with self.storage.write(vectors=False):  # every change goes through the storage's one write path
                 self.store.add_roots(str(Path(p).expanduser().resolve()) for p in paths)
             return report
 

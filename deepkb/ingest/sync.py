@@ -309,7 +309,7 @@ def _compare(run: _Run, roots: list[Path], report: IngestReport) -> _Plan:
         p: d for p, d in known.items() if p not in files and p not in skipped_paths and not p.startswith(unreadable)
     }
     if forgotten := failures.keys() - files.keys():  # failed files that are gone: every change through write()
-        with run.storage.write():
+        with run.storage.write(vectors=False):
             for path in forgotten:
                 store.set_failure(path, 0, 0, None)
     return _Plan(files, known, candidates, vanished, ocr_due=ocr_due)

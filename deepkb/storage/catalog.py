@@ -199,10 +199,12 @@ class Store:
             self._open.clear()
 
     @contextmanager
-    def write(self) -> Iterator[None]:
-        """One atomic write transaction; it advances the epoch the vector index is checked against."""
+    def write(self, advance_epoch: bool = True) -> Iterator[None]:
+        """One atomic write transaction; it advances the epoch the vector index is checked against, unless the change
+        cannot touch the vectors (`advance_epoch` False: roots, failures)."""
         with self.db.atomic():
-            self.set_meta("epoch", str(self.epoch() + 1))
+            if advance_epoch:
+                self.set_meta("epoch", str(self.epoch() + 1))
             yield
 
     # meta ---------------------------------------------------------------------------------------------

@@ -202,13 +202,22 @@ class Storage:
     # changes ----------------------------------------------------------------------------------------------
     @contextmanager
     def write(
-        self, model: tuple[str, int] | None = None, timed: Callable[[str], AbstractContextManager] = _untimed
+        self,
+        model: tuple[str, int] | None = None,
+        timed: Callable[[str], AbstractContextManager] = _untimed,
+        vectors: bool = True,
     ) -> Iterator[IndexChanges]:
         """One SQLite transaction. The vector ids the caller records in the IndexChanges it yields are dropped from
         and added to the HNSW index once it commits. The first write records `model` (name, dimension).
 
         `timed(stage)` measures the transaction as "store" and the index work as "index" (ingest's stage times).
+        `vectors` False: a change that cannot touch a vector (the roots, remembered failures) is the transaction
+        alone, and leaves the vector index (and its saved file) in step.
         """
+        if not vectors:
+            with timed("store"), self.store.write(advance_epoch=False):
+                yield IndexChanges()
+            return
         with timed("index"):
             self.sync_index(model[1] if model else None)
         changes = IndexChanges()
