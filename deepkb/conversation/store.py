@@ -193,9 +193,9 @@ class ConversationStore:
         with self._init_lock:
             if self._ready:
                 return
-            db.execute("PRAGMA journal_mode=WAL")
             database = sqlite_utils.Database(db)
-            migrations.refuse_newer(database, SCHEMA, self.path, __version__)
+            migrations.refuse_newer(database, SCHEMA, self.path, __version__)  # before anything changes the file
+            db.execute("PRAGMA journal_mode=WAL")
             migrations.migrate(database, SCHEMA)  # the catalog's mechanism: one step per transaction, user_version
             self._ready = True
 
