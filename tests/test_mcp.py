@@ -350,3 +350,14 @@ def test_answer_text_lists_citations_and_unsupported_sentences():
         "Not backed by the cited passages (1 of 2 sentences):\n- They are encrypted [1]. (not in the passage)" in text
     )
     assert "thirty days [1]. (" not in text  # a supported sentence is not listed
+
+
+def test_the_mcp_command_says_how_to_configure_a_client():
+    from click.testing import CliRunner
+
+    from deepkb.cli import main
+    from deepkb.cli.mcp import mcp
+
+    shown = CliRunner().invoke(main, ["mcp", "--help"])
+    assert shown.exit_code == 0 and mcp.name == "mcp"
+    assert "stdin/stdout" in shown.output and "claude mcp add deepkb -- deepkb mcp" in shown.output

@@ -206,3 +206,16 @@ def test_deepkb_norag_is_stopped_when_the_model_loops_like_any_answer(kb_home, p
     assert "Backups are kept" in content and LOOP_NOTICE not in content
     assert content.count("Backups are kept") <= 3  # stopped at the third repeat, not at max_tokens
     assert whole.model_extra["deepkb"]["notice"] == LOOP_NOTICE
+
+
+def test_task_prompts_are_told_from_questions_and_answered_in_their_json():
+    from deepkb.server.tasks import frontend_task, task_reply
+
+    title = (
+        '### Task:\nGenerate a concise title.\n### Output:\nJSON format: { "title": "your title" }\n'
+        "### Chat History:\n<chat_history>\nUSER: How long are backups kept in the offsite vault here?\n</chat_history>"
+    )
+    assert frontend_task(title) == "title"
+    assert json.loads(task_reply("title", title)) == {"title": "How long are backups kept in …"}
+    assert json.loads(task_reply("tags", title)) == {"tags": ["General"]}
+    assert frontend_task("### Task: what does this heading in my notes mean?") is None  # a real question
