@@ -131,6 +131,22 @@ def test_git_user_manual_headings_are_its_section_titles(manuals):
     assert parts == set(mine)
 
 
+def test_an_admonition_title_labels_its_box_not_the_text_after_it(manuals):
+    """DocBook writes a note as <div class="note"><h3 class="title">Note</h3>...</div>: the heading names the box.
+    Taken for a section it headed everything after the box up to the next title (32 passages of git's HTML manual,
+    and PostgreSQL's psql meta-commands were "Usage > Note")."""
+    path = manuals / "git-user-manual.html"
+    theirs = _html_titles(path.read_text())
+    doc = load(path, path.read_bytes())
+    parts = {part for u in doc.units if u.heading for part in u.heading.split(" > ")}
+    assert theirs.count("Note") == 3 and "Note" not in parts
+    assert len(_loader_titles(path)) == len(theirs) - 3
+    labels = [i for i, u in enumerate(doc.units) if u.text == "Note"]
+    assert len(labels) == 3  # the label stays as the box's text, under the section the box stands in
+    for i in labels:
+        assert doc.units[i].heading == doc.units[i - 1].heading == doc.units[i + 2].heading
+
+
 def test_git_command_page_headings_are_its_section_titles(manuals):
     """Two-line AsciiDoc titles (NAME / ----): the sections of git's own HTML page, less what it includes from
     another file."""

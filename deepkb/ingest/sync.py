@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 # sync (their unchanged chunk texts keep their stored vectors).
 # 5: man pages, mbox and Maildir were plain text before; scanned PDF pages are OCR'd; headings of the text's own
 # syntax; HTML lines with their own source lines; no PDF heading from the page before.
-PIPELINE_VERSION = 5
+# 6: an HTML admonition's heading ("Note") labels its box, not the rest of the section.
+PIPELINE_VERSION = 6
 
 
 @dataclass

@@ -35,6 +35,18 @@ _CHROME_WORDS = {
     "headerlink",
 }  # fmt: skip
 LINK_SHARE = 0.9  # a block whose text is nearly all link text (a menu, an index of links) is navigation
+# Boxes set beside the text (DocBook's and Sphinx's admonitions, asides): the heading inside one ("Note", "Tip") is the
+# box's label, not a section of the page. Taken for a section it would head everything after the box, up to the next
+# real heading (PostgreSQL's psql page labelled its meta-commands "Usage > Note").
+_BOX_WORDS = {"note", "tip", "warning", "caution", "important", "admonition", "hint", "attention", "danger", "error",
+              "seealso", "sidebar"}  # fmt: skip
+
+
+def _is_box(tag: str, attrs: list) -> bool:
+    if tag == "aside":
+        return True
+    words = (dict(attrs).get("class") or "").lower().split()
+    return tag in ("div", "section", "table", "blockquote") and any(w in _BOX_WORDS for w in words)
 
 
 def _is_chrome(tag: str, attrs: list) -> bool:
@@ -55,6 +67,7 @@ class _HTMLText(HTMLParser):
         self.units: list[Unit] = []
         self.skip_depth = 0
         self.chrome: list[list] = []  # [tag, open count] of the page chrome being skipped
+        self.boxes: list[list] = []  # [tag, open count] of the admonitions we are in: their headings are labels
         self.in_title = False
         self.title = ""
         self.heading_level: int | None = None
@@ -85,6 +98,10 @@ class _HTMLText(HTMLParser):
             self.flush()
             self.chrome.append([tag, 1])
             return
+        if self.boxes and tag == self.boxes[-1][0]:
+            self.boxes[-1][1] += 1
+        elif tag not in _VOID_TAGS and _is_box(tag, attrs):
+            self.boxes.append([tag, 1])
         if tag in ("td", "th") and self.parts:
             self.parts.append((self.getpos()[0], " | ", False))
         if tag in _BLOCK_TAGS:
@@ -93,7 +110,7 @@ class _HTMLText(HTMLParser):
             self.in_pre += 1
         if tag == "a":
             self.in_link += 1
-        if re.fullmatch(r"h[1-6]", tag):
+        if re.fullmatch(r"h[1-6]", tag) and not self.boxes:
             self.heading_level = int(tag[1])
 
     def handle_endtag(self, tag: str) -> None:
@@ -114,6 +131,10 @@ class _HTMLText(HTMLParser):
             return
         if tag in _BLOCK_TAGS:
             self.flush()
+        if self.boxes and tag == self.boxes[-1][0]:
+            self.boxes[-1][1] -= 1
+            if not self.boxes[-1][1]:
+                self.boxes.pop()
         if re.fullmatch(r"h[1-6]", tag):
             self.heading_level = None
         if tag == "pre":
