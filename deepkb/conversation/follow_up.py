@@ -32,7 +32,7 @@ MAX_JOINED = 2  # earlier questions a follow-up is joined to, at most: back to t
 SAME_TOPIC = 0.65
 # A question without a cue is answerable inside the conversation when its best passage's cosine is below VAGUE and a
 # passage of the previous answer's documents is among its first IN_CONVERSATION_DEPTH hits. Chosen on the tune half of
-# bench/conversation.py (40 pairs): VAGUE 0.35 to 0.5 score alike (34 of 40), 0.55 and up turn short switches ("what
+# bench/conversation.py (40 pairs): VAGUE 0.3 to 0.5 score alike (34 of 40), 0.55 and up turn short switches ("what
 # does set -e do", best cosine 0.52) into follow-ups; a depth of 20 catches two continuations that 6 and 10 miss.
 VAGUE = 0.45
 IN_CONVERSATION_DEPTH = 20
