@@ -2,17 +2,20 @@
 
     .venv/bin/python bench/conversation.py [--kb DIR]
 
-48 two-question conversations (bench/conversation_pairs.jsonl, written before any tuning) over Debian's git, bash,
-sqlite and Python documentation: 24 continuations ("and how do I get them back later?") and 24 topic switches
-("what does set -e do" after a git rebase question). Each pair names the document(s) that answer its second
+80 two-question conversations (bench/conversation_pairs.jsonl, written before any tuning) over Debian's git, bash,
+sqlite and Python documentation: 40 continuations ("and how do I get them back later?", and 15 with no cue word: "is
+there a dry run first?" after a git clean question) and 40 topic switches ("what does set -e do" after a git rebase
+question; between nearby topics: "how do I shrink the database file?" after an sqlite WAL question). Each pair names the document(s) that answer its second
 question (`want`, by file stem: a git page's .txt and .html are the same page) and, for a switch, the document of
-the old topic (`old`). The halves are fixed by id: odd ids tune, even ids report (12 of each kind in each half).
+the old topic (`old`). The halves are fixed by id: odd ids tune, even ids report (20 of each kind in each half). Ids 1-48 were written
+first; 49-80 were written (and committed alone) before the decision for cue-less questions was designed.
 
 Each conversation runs as `deepkb ask` then `deepkb ask -c` run it without a model: a ChatSession answers the first
 question (retrieval only), then retrieves for the second. Scored per pair: the first source is from a wanted
 document (a twin listed in its `also_in` counts), and, for a switch, no source of the old topic is in the top 3.
 Beside deepkb's decision it scores the two fixed strategies (always search the question alone, always join the
-earlier question) and the fusion of both that deepkb used before (b62b0f6). 95% bootstrap intervals per half.
+earlier question) and the fusion of both that deepkb used before (b62b0f6), and sweeps follow_up.VAGUE (the tune half
+chose it). 95% bootstrap intervals per half and per kind.
 Writes bench/out/conversation.json.
 
 The pairs were committed before deepkb.follow_up was measured on them, but its word cues were written by someone who
@@ -41,7 +44,7 @@ ROOT = REPO / "bench" / "cache" / "conversation"
 DOCS = ROOT / "docs"
 OUT = REPO / "bench" / "out" / "conversation.json"
 K = 6  # what `deepkb ask` retrieves
-SWEEP = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 1.01)  # similarity thresholds tried on the tune half
+SWEEP = (0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 1.01)  # follow_up.VAGUE values tried on the tune half
 
 PACKAGES = {
     "bash-doc": "5.2.15-2",
@@ -105,16 +108,24 @@ def judge(pair: dict, hits: list) -> dict:
 
 
 def strategies(kb, pair: dict) -> dict[str, list]:
-    """The second question's hits: as deepkb decides (ChatSession), bare, always joined, and the old fusion."""
+    """The second question's hits: as deepkb decides (ChatSession), bare, always joined, the old fusion, and deepkb's
+    decision at each VAGUE of SWEEP (its hits settled again from the same search)."""
+    from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, decide, settle
     from deepkb.conversation.session import ChatSession
 
     session = ChatSession(kb, None, save=False)
     session.ask(pair["first"])  # retrieval only: no model
+    sources = session.previous_sources()
     decided = session.retrieve(pair["second"], K)
+    decision = session.decision
     bare = kb.search(pair["second"], k=K)
     joined = kb.search(f"{pair['first']} {pair['second']}", k=K)
     out = {"deepkb": decided, "bare": bare, "joined": joined, "fused (b62b0f6)": _old_fusion(joined, bare, K)}
-    return out | {"_decision": session.decision}
+    before = decide([pair["first"]], pair["second"], kb.embedder.embed, sources=bool(sources))
+    wide = kb.search(pair["second"], k=IN_CONVERSATION_DEPTH) if before.decision == "new topic" else None
+    for vague in SWEEP:
+        out[f"_vague {vague}"] = decided if wide is None else settle(before, wide, sources, vague)[1][:K]
+    return out | {"_decision": decision}
 
 
 def _old_fusion(joined: list, bare: list, k: int, rrf_k: int = 20) -> list:
@@ -141,13 +152,18 @@ def bootstrap(flags: list[bool], rounds: int = 2000, seed: int = 7) -> tuple[flo
 def summarize(rows: list[dict], name: str) -> dict:
     right = [r[name]["right"] for r in rows]
     switches = [r for r in rows if r["kind"] == "switch"]
+    continuations = [r for r in rows if r["kind"] == "continue"]
     return {
         "pairs": len(rows),
         "first_source_right": sum(right),
         "share": round(sum(right) / len(rows), 3) if rows else None,
         "ci95": bootstrap(right),
-        "continuations_right": sum(r[name]["right"] for r in rows if r["kind"] == "continue"),
+        "continuations": len(continuations),
+        "continuations_right": sum(r[name]["right"] for r in continuations),
+        "continuations_ci95": bootstrap([r[name]["right"] for r in continuations]),
+        "switches": len(switches),
         "switches_right": sum(r[name]["right"] for r in switches),
+        "switches_ci95": bootstrap([r[name]["right"] for r in switches]),
         "switches_keeping_old_in_top3": sum(r[name]["kept_old"] for r in switches),
     }
 
@@ -166,20 +182,19 @@ def run(kb_dir: Path | None = None) -> dict:
             got = strategies(kb, pair)
             row = {"id": pair["id"], "kind": pair["kind"], "split": pair["split"], "decision": got["_decision"]}
             for name, hits in got.items():
-                if not name.startswith("_"):
+                if name.startswith("_vague"):
+                    row[name] = judge(pair, hits)
+                elif not name.startswith("_"):
                     row[name] = judge(pair, hits) | {"top3": [Path(h.path).name for h in hits[:3]]}
             rows.append(row)
     names = ("deepkb", "bare", "joined", "fused (b62b0f6)")
-    sweep = {}  # deepkb's decision at other similarity thresholds: the joined hits where it says follow-up
-    for threshold in SWEEP:
+    sweep = {}  # pairs right with nothing of the old topic in the top 3, per half, at each follow_up.VAGUE
+    for vague in SWEEP:
         score = {"tune": 0, "report": 0}
         for r in rows:
-            d = r["decision"]
-            follow = d["cue"] is not None and not d["cue"].startswith("similar")
-            follow = follow or (d["similarity"] is not None and d["similarity"] >= threshold)
-            chosen = r["joined" if follow else "bare"]
+            chosen = r[f"_vague {vague}"]
             score[r["split"]] += chosen["right"] and not chosen["kept_old"]
-        sweep[threshold] = score
+        sweep[vague] = score
     figures = {
         split: {name: summarize([r for r in rows if split in ("all", r["split"])], name) for name in names}
         for split in ("tune", "report", "all")
@@ -188,13 +203,16 @@ def run(kb_dir: Path | None = None) -> dict:
 
 
 def markdown(result: dict) -> list[str]:
-    lines = ["| half | strategy | first source right | 95% CI | continuations | switches | switches with old topic in top 3 |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = ["| half | strategy | first source right (95% CI) | continuations (95% CI) | switches (95% CI) "
+             "| switches with old topic in top 3 |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    ci = lambda c: f"{c[0]:.2f}-{c[1]:.2f}"  # noqa: E731
     for split in ("tune", "report"):
         for name, f in result["figures"][split].items():
             lines.append(
-                f"| {split} | {name} | {f['first_source_right']}/{f['pairs']} | {f['ci95'][0]:.2f}-{f['ci95'][1]:.2f} "
-                f"| {f['continuations_right']}/12 | {f['switches_right']}/12 | {f['switches_keeping_old_in_top3']} |"
+                f"| {split} | {name} | {f['first_source_right']}/{f['pairs']} ({ci(f['ci95'])}) "
+                f"| {f['continuations_right']}/{f['continuations']} ({ci(f['continuations_ci95'])}) "
+                f"| {f['switches_right']}/{f['switches']} ({ci(f['switches_ci95'])}) "
+                f"| {f['switches_keeping_old_in_top3']} |"
             )
     return lines
 
@@ -207,7 +225,7 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=1))
     print("\n".join(markdown(result)))
-    print("pairs right with nothing of the old topic in the top 3, by similarity threshold:", result["sweep"])
+    print("pairs right with nothing of the old topic in the top 3, by follow_up.VAGUE:", result["sweep"])
     for row in result["rows"]:
         wrong = not row["deepkb"]["right"] or row["deepkb"]["kept_old"]
         if wrong:

@@ -3,27 +3,39 @@
 A question that leans on the conversation ("and how do I get them back later?", "what if it conflicts?") is
 searched joined to the earlier question(s) it leans on, so "them" finds its referent; a question that stands on its
 own ("what does set -e do" after a git rebase question) is searched alone, exactly like a first question, so the old
-topic cannot crowd its sources. One decision, then one search. It needs no model: the decision reads the question
-itself (words that point back, a continuing start, too few words of its own) and its similarity to the
-conversation's earlier questions (the knowledge base's embedder, which the search loads anyway).
+topic cannot crowd its sources. It needs no model, and each question costs one search:
+
+1. Before searching, the question itself: a word that points back, a continuing start, no word of its own, or a near
+   restatement of an earlier question (cosine, the knowledge base's embedder) makes it a follow-up, searched joined.
+2. Anything else is searched alone, and its hits decide (`settle`): a question with no confident answer of its own
+   (its best passage's cosine below VAGUE) while a passage of the documents the previous answer cited is among its
+   first IN_CONVERSATION_DEPTH hits is answerable inside the conversation ("is there a dry run first?" after a git
+   clean question): a follow-up, those documents' passages first. A question that names its subject ("how do I
+   shrink the database file?" after an sqlite WAL question) finds a confident passage and stays a new topic.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
-from deepkb.retrieval.search import STOPWORDS
+from deepkb.retrieval.search import STOPWORDS, Hit
 
 Embed = Callable[[Sequence[str]], "object"]  # normalized vectors, one row per text (Embedder.embed)
 
 MAX_JOINED = 2  # earlier questions a follow-up is joined to, at most: back to the one that started its topic
 # Cosine (all-MiniLM-L6-v2) between the question and an earlier question above which it continues that topic even
-# without a word pointing back: a near restatement. bench/conversation.py's tune half could not choose it (the words
-# decided every pair: thresholds 0.3 to 1.0 scored alike); no topic switch there came above 0.26, and the two
-# continuations without a cue sit at 0.08 and 0.16, among the switches, so no threshold would catch them.
-SAME_TOPIC = 0.5
+# without a word pointing back: a near restatement. On bench/conversation.py's tune half a switch between nearby
+# topics reaches 0.62 ("how do I reorder my last few commits?" after a git reset question) and no continuation needs
+# it (the hits decide those, below), so it sits above that.
+SAME_TOPIC = 0.65
+# A question without a cue is answerable inside the conversation when its best passage's cosine is below VAGUE and a
+# passage of the previous answer's documents is among its first IN_CONVERSATION_DEPTH hits. Chosen on the tune half of
+# bench/conversation.py (40 pairs): VAGUE 0.3 to 0.5 score alike (34 of 40), 0.55 and up turn short switches ("what
+# does set -e do", best cosine 0.52) into follow-ups; a depth of 20 catches two continuations that 6 and 10 miss.
+VAGUE = 0.45
+IN_CONVERSATION_DEPTH = 20
 
 # Words that point back to something the question does not name.
 _POINTING = frozenset("it its itself they them their theirs he him his she her".split())
@@ -47,7 +59,9 @@ class Decision:
     decision: str  # "first" (no conversation yet), "new topic" or "follow-up"
     query: str  # the text that was searched
     similarity: float | None  # the best cosine to an earlier question (None: not measured)
-    cue: str | None  # the words that made it a follow-up ("them", "starts with 'and'", "2 words of its own")
+    cue: str | None  # why it is a follow-up ("them", "starts with 'and'", "answerable from the previous sources")
+    previous_rank: int | None = None  # searched alone: rank (from 1) of its first passage of the previous sources
+    best_cosine: float | None = None  # searched alone: its best passage's cosine (below VAGUE: no confident answer)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -100,10 +114,21 @@ def topic_start(previous: Sequence[str]) -> list[str]:
     return joined
 
 
+def weak(why: str | None) -> bool:
+    """A cue that is only a short question ("what is nullglob?"): the hits decide it when there are sources."""
+    return why is not None and why.startswith("1 word")
+
+
 def decide(
-    previous: Sequence[str], question: str, embed: Embed | None = None, same_topic: float = SAME_TOPIC
+    previous: Sequence[str],
+    question: str,
+    embed: Embed | None = None,
+    same_topic: float = SAME_TOPIC,
+    sources: bool = False,
 ) -> Decision:
-    """Search `question` alone or joined to the earlier questions it continues (see the module's docstring)."""
+    """Step 1 (see the module's docstring): search `question` joined to the earlier questions it continues, or alone
+    ("new topic", for `settle` to confirm once its hits are in). `sources`: the previous answer cited documents, so
+    a one-word question ("what is nullglob?") can be left to the hits instead of being joined."""
     if not previous:
         return Decision("first", question, None, None)
     context = topic_start(previous)
@@ -115,8 +140,30 @@ def decide(
         except Exception:  # an embedder that fails here fails the search too, which says why; the cue still decides
             similarity = None
     why = cue(question)
+    if sources and weak(why):
+        why = None
     if why is None and similarity is not None and similarity >= same_topic:
         why = f"similar to the conversation ({similarity:.2f})"
     if why is None:
         return Decision("new topic", question, similarity, None)
     return Decision("follow-up", " ".join([*context, question]), similarity, why)
+
+
+def settle(decision: Decision, hits: list[Hit], sources: set[str], vague: float = VAGUE) -> tuple[Decision, list[Hit]]:
+    """Step 2 for a question searched alone: a follow-up when it has no confident answer of its own and the previous
+    answer's documents (`sources`, paths) are among its hits, those passages then first; else it stays a new topic."""
+    if decision.decision != "new topic":
+        return decision, hits
+    cosines = [h.dense_score for h in hits if h.dense_score is not None]
+    best = round(max(cosines), 3) if cosines else None
+    rank = next((i for i, h in enumerate(hits[:IN_CONVERSATION_DEPTH], 1) if _places(h) & sources), None)
+    measured = replace(decision, previous_rank=rank, best_cosine=best)
+    if rank is None or (best is not None and best >= vague):
+        return measured, hits
+    why = f"answerable from the previous sources (hit {rank}, best cosine {best if best is not None else 'n/a'})"
+    chosen = replace(measured, decision="follow-up", cue=why)
+    return chosen, sorted(hits, key=lambda h: not (_places(h) & sources))  # stable: rank kept within
+
+
+def _places(hit: Hit) -> set[str]:
+    return {hit.path, *(p.path for p in hit.also_in)}

@@ -25,7 +25,7 @@ from deepkb.answer.stream import (
     Retrieved,
     answer_events,
 )
-from deepkb.conversation.follow_up import Decision, decide
+from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, Decision, decide, settle
 from deepkb.conversation.store import Conversation, ConversationInfo, ConversationStore, Turn
 from deepkb.llm import LLM
 from deepkb.retrieval.search import Hit
@@ -111,19 +111,30 @@ class ChatSession:
         return [q for q, _ in self.given_history] + [t.question for t in self.turns]
 
     def retrieve(self, question: str, k: int, scope: Scope | None = None) -> list[Hit]:
-        """One hybrid search: of the question alone when it stands on its own (a first question, a new topic), of
-        the question joined to the earlier questions it continues when it is a follow-up ("how do I get them
-        back?"), whose passages from the documents the previous answer cited then come first: it keeps their
-        topic. deepkb.conversation.follow_up decides, without a model; the decision is kept in `self.decision`.
-        `scope` limits the search (deepkb.scope)."""
+        """One hybrid search. A question with a cue (a word pointing back, "and …") is searched joined to the earlier
+        questions it continues, passages from the documents the previous answer cited first. Any other is searched
+        alone, like a first question; if it has no confident answer of its own and the previous answer's documents
+        are among its hits, it continues that topic and their passages come first (deepkb.conversation.follow_up,
+        without a model). The decision is kept in `self.decision`. `scope` limits the search (deepkb.scope)."""
         previous = self.previous_questions()
-        chosen = decide(previous, question, self._embed if previous else None)
+        sources = self.previous_sources()
+        chosen = decide(previous, question, self._embed if previous else None, sources=bool(sources))
+        if chosen.decision == "new topic":
+            hits = self.kb.search(question, k=max(k, IN_CONVERSATION_DEPTH), mode="hybrid", scope=scope)
+            chosen, hits = settle(chosen, hits, sources)
+            hits = hits[:k]
+        else:
+            hits = self.kb.search(chosen.query, k=k, mode="hybrid", scope=scope)
+            if chosen.cue and sources:
+                hits.sort(key=lambda h: not ({h.path, *(p.path for p in h.also_in)} & sources))  # stable
         self.decision = chosen.to_json()
-        hits = self.kb.search(chosen.query, k=k, mode="hybrid", scope=scope)
-        cited = {c.hit.path for c in self.turns[-1].citations} if self.turns and chosen.cue else set()
-        if cited:
-            hits.sort(key=lambda h: not ({h.path, *(p.path for p in h.also_in)} & cited))  # stable: rank kept within
         return hits
+
+    def previous_sources(self) -> set[str]:
+        """The documents the previous answer cited (each with its twins): where a follow-up's answer should be."""
+        if not self.turns:
+            return set()
+        return {p for c in self.turns[-1].citations for p in (c.hit.path, *(t.path for t in c.hit.also_in))}
 
     def _embed(self, texts: Sequence[str]):
         """The knowledge base's embedder (already loaded by the search), for scoring the excerpts' sentences."""
