@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from spancheck import violation
 
-from deepkb.ingest.chunker import chunk_units
+from deepkb.ingest.chunker import MAX_GAP, chunk_units
 from deepkb.loaders import load
 from deepkb.retrieval.excerpt import segments, window
 from deepkb.retrieval.search import Hit
@@ -74,6 +74,15 @@ def test_every_excerpt_stands_exactly_on_its_span(manuals, embedder):
                     bad.append(f"{name} p.{part.page} L{part.line_start}-{part.line_end}: {why}")
     assert checked > 1000
     assert not bad, f"{len(bad)} excerpts off their spans:\n" + "\n".join(bad[:10])
+
+
+@pytest.mark.parametrize("name", DOCS)
+def test_no_chunk_stretches_over_lines_that_hold_none_of_its_text(manuals, embedder, name):
+    """SQLite's pages draw their syntax as 2,000 lines of SVG, which is not indexed: the text before the diagram and
+    the text after it are separate chunks (the CREATE INDEX page had one citing L128-2497 for 17 lines of text)."""
+    for chunk in _chunks(embedder, manuals / name):
+        lines = chunk.text.count("\n") + 1
+        assert chunk.line_end - chunk.line_start + 1 <= 3 * lines + MAX_GAP, (name, chunk.line_start, chunk.line_end)
 
 
 def test_a_pdf_chunk_never_takes_a_heading_from_the_page_before(manuals, embedder):

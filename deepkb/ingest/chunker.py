@@ -17,6 +17,9 @@ from deepkb.types import Chunk
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 CUT_EVERY = 3  # on average one paragraph in CUT_EVERY ends a chunk by its hash, once the chunk is half full
+# Source lines without indexed text (an SQLite page's syntax diagram, 2,000 lines of SVG) that a chunk never spans: past
+# this gap the next text starts a chunk, as a new page does, so a passage never cites lines that hold none of it.
+MAX_GAP = 100
 
 
 @dataclass
@@ -87,11 +90,13 @@ def chunk_units(
         lines = [_Line(t, a, b, next(line_counts)) for t, (a, b) in zip(texts, unit.line_spans())]
         limit = max(8, min(target_tokens, max_tokens - 1 - heading_tokens.get(unit.heading, 0)))
         size = sum(line.tokens for line in lines)
-        new_page = cur_unit is not None and unit.page != cur_unit.page
+        new_page = cur_unit is not None and (
+            unit.page != cur_unit.page or bool(current) and lines[0].start - current[-1][-1].end > MAX_GAP
+        )  # fmt: skip
         if unit.boundary or new_page:
             if body:
                 close(keep_overlap=False)
-            elif new_page:  # headings alone at a page's foot: they head the next chunks, never cross the page
+            elif new_page:  # headings alone at a page's foot (or before a gap): they never cross it
                 current, cur_tokens = [], 0
         elif current and cur_tokens + size > limit:
             close(keep_overlap=True)
