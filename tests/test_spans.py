@@ -156,6 +156,17 @@ def test_an_admonition_title_labels_its_box_not_the_text_after_it(manuals):
         assert doc.units[i].heading == doc.units[i - 1].heading == doc.units[i + 2].heading
 
 
+def test_a_docbook_reference_page_heads_its_sections_with_its_name(manuals):
+    """PostgreSQL's reference pages title themselves (refnamediv) with the same <h2> as their sections: the name heads
+    them, as a man page's does ("VACUUM > Parameters", not a bare "Parameters" shared by every command's page)."""
+    path = manuals / "pg-sql-vacuum.html"
+    doc = load(path, path.read_bytes())
+    headings = [u.heading for u in doc.units if u.boundary]
+    assert [h.rsplit(" > ", 1)[-1] for h in headings] == _html_titles(path.read_text())
+    assert headings[0] == "VACUUM" and all(h.startswith("VACUUM > ") for h in headings[1:])
+    assert "VACUUM > Parameters" in headings
+
+
 def test_git_command_page_headings_are_its_section_titles(manuals):
     """Two-line AsciiDoc titles (NAME / ----): the sections of git's own HTML page, less what it includes from
     another file."""

@@ -68,6 +68,7 @@ class _HTMLText(HTMLParser):
         self.skip_depth = 0
         self.chrome: list[list] = []  # [tag, open count] of the page chrome being skipped
         self.boxes: list[list] = []  # [tag, open count] of the admonitions we are in: their headings are labels
+        self.refname: list = []  # [tag, open count] while inside DocBook's refnamediv (a reference page's name)
         self.in_title = False
         self.title = ""
         self.heading_level: int | None = None
@@ -102,6 +103,10 @@ class _HTMLText(HTMLParser):
             self.boxes[-1][1] += 1
         elif tag not in _VOID_TAGS and _is_box(tag, attrs):
             self.boxes.append([tag, 1])
+        if self.refname and tag == self.refname[0]:
+            self.refname[1] += 1
+        elif tag == "div" and "refnamediv" in (dict(attrs).get("class") or "").split():
+            self.refname = [tag, 1]
         if tag in ("td", "th") and self.parts:
             self.parts.append((self.getpos()[0], " | ", False))
         if tag in _BLOCK_TAGS:
@@ -111,7 +116,9 @@ class _HTMLText(HTMLParser):
         if tag == "a":
             self.in_link += 1
         if re.fullmatch(r"h[1-6]", tag) and not self.boxes:
-            self.heading_level = int(tag[1])
+            # A DocBook reference page (PostgreSQL's psql, pg_dump, SQL commands) titles itself in its refnamediv with
+            # the same <h2> as its sections: the page's name heads them ("pg_dump > Options"), as a man page's does.
+            self.heading_level = 0 if self.refname else int(tag[1])
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("head", "html", "body"):
@@ -135,6 +142,10 @@ class _HTMLText(HTMLParser):
             self.boxes[-1][1] -= 1
             if not self.boxes[-1][1]:
                 self.boxes.pop()
+        if self.refname and tag == self.refname[0]:
+            self.refname[1] -= 1
+            if not self.refname[1]:
+                self.refname = []
         if re.fullmatch(r"h[1-6]", tag):
             self.heading_level = None
         if tag == "pre":
