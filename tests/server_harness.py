@@ -1,7 +1,8 @@
 """Test harness: a real deepkb server (uvicorn on a free loopback port, in a thread) and a stand-in upstream LLM.
 
-The stand-in upstream is outside deepkb (it plays llama.cpp server / vLLM for --llm-url): it streams a fixed
-reply at a chosen pace, can hold its streams until the test releases them, and can break mid-reply.
+The stand-in upstream is outside deepkb (it plays llama.cpp server / vLLM for --llm-url): it streams a reply
+at a chosen pace, word by word or in pieces (a looping model: one sentence per piece), can end it as cut at
+max_tokens, can hold its streams until the test releases them, and can break mid-reply.
 """
 
 from __future__ import annotations
@@ -105,17 +106,16 @@ def running(
 class Upstream:
     """A stand-in OpenAI-compatible chat server: streams `reply` in `pieces`, one every `delay` seconds.
 
+    `pieces=None` streams word by word; `reply` may be changed between requests. `finish_reason`: end with a choice
+    that says it ("stop", or "length" for a reply cut at max_tokens). Then the usage and [DONE].
     With `gate` unset, each stream waits for it before its first piece (the test decides when answers flow).
     `break_after`: after that many pieces, send a broken SSE line (an upstream failing mid-reply).
     """
 
-    def __init__(self, reply: str = "Backups are kept for thirty days [1].", pieces: int = 8, delay: float = 0.0,
-                 break_after: int | None = None) -> None:  # fmt: skip
-        words = reply.split(" ")
-        size = max(1, len(words) // pieces)
-        self.pieces = [" ".join(words[i : i + size]) + " " for i in range(0, len(words), size)]
-        self.delay = delay
-        self.break_after = break_after
+    def __init__(self, reply: str = "Backups are kept for thirty days [1].", pieces: int | None = 8, delay: float = 0.0,
+                 break_after: int | None = None, finish_reason: str | None = None) -> None:  # fmt: skip
+        self.reply, self.pieces, self.delay = reply, pieces, delay
+        self.break_after, self.finish_reason = break_after, finish_reason
         self.gate = threading.Event()
         self.gate.set()
         self.requests = 0
@@ -140,15 +140,16 @@ class Upstream:
                     self.send_header("Content-Type", "text/event-stream")
                     self.end_headers()
                     upstream.gate.wait(30)
-                    for n, piece in enumerate(upstream.pieces):
+                    pieces = upstream._split()
+                    for n, piece in enumerate(pieces):
                         if upstream.break_after is not None and n == upstream.break_after:
                             self.wfile.write(b"data: {broken\n\n")
                             return
                         self._send({"choices": [{"index": 0, "delta": {"content": piece}}]})
                         time.sleep(upstream.delay)
-                    self._send(
-                        {"choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": len(upstream.pieces)}}
-                    )
+                    if upstream.finish_reason:
+                        self._send({"choices": [{"index": 0, "delta": {}, "finish_reason": upstream.finish_reason}]})
+                    self._send({"choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": len(pieces)}})
                     self.wfile.write(b"data: [DONE]\n\n")
                 except (BrokenPipeError, ConnectionResetError):
                     with upstream._lock:
@@ -163,7 +164,12 @@ class Upstream:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def _split(self) -> list[str]:
+        words = self.reply.split(" ")
+        size = max(1, len(words) // (self.pieces or len(words)))
+        return [" ".join(words[i : i + size]) + " " for i in range(0, len(words), size)]
 
     def _enter(self) -> None:
         with self._lock:

@@ -8,9 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
@@ -22,45 +20,13 @@ from deepkb.llm import LlamaCppLLM
 from deepkb.retrieval.search import Hit
 
 from conftest import write
+from server_harness import Upstream
 
 QUESTION = "How long are backups kept?"
 
 
-class StandIn:
-    """An OpenAI-compatible stand-in (outside the product): streams `words` words `delay` s apart, then ends with
-    `finish_reason`."""
-
-    def __init__(self, words: int, delay: float, finish_reason: str = "stop") -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                try:
-                    for i in range(words):
-                        event = {"choices": [{"index": 0, "delta": {"content": f"word{i} "}, "finish_reason": None}]}
-                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-                        self.wfile.flush()
-                        time.sleep(delay)
-                    end = {"choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]}
-                    self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
-                except OSError:
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def __enter__(self) -> StandIn:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def _words(n: int) -> str:
+    return " ".join(f"word{i}" for i in range(n))
 
 
 @pytest.fixture
@@ -71,7 +37,7 @@ def backups_kb(kb, tmp_path):
 
 
 def test_ctrl_c_stops_the_answer_keeps_it_and_exits_130(backups_kb, tmp_path):
-    with StandIn(words=2000, delay=0.05) as server:
+    with Upstream(_words(2000), pieces=None, delay=0.05, finish_reason="stop") as server:
         env = {**os.environ, "NO_COLOR": "1"}
         process = subprocess.Popen(
             [sys.executable, "-m", "deepkb", "--kb", str(backups_kb.home), "ask", QUESTION, "--llm-url", server.url],
@@ -94,7 +60,7 @@ def test_ctrl_c_stops_the_answer_keeps_it_and_exits_130(backups_kb, tmp_path):
 
 
 def test_an_answer_cut_at_max_tokens_says_so(backups_kb):
-    with StandIn(words=8, delay=0, finish_reason="length") as server:
+    with Upstream(_words(8), pieces=None, finish_reason="length") as server:
         runner = CliRunner()
         args = ["--kb", str(backups_kb.home), "ask", QUESTION, "--llm-url", server.url, "--max-tokens", "8"]
         data = json.loads(runner.invoke(main, [*args, "--json"]).stdout)
@@ -105,7 +71,7 @@ def test_an_answer_cut_at_max_tokens_says_so(backups_kb):
 
 
 def test_an_answer_the_model_ended_is_not_called_cut(backups_kb):
-    with StandIn(words=3, delay=0) as server:
+    with Upstream(_words(3), pieces=None, finish_reason="stop") as server:
         args = ["--kb", str(backups_kb.home), "ask", QUESTION, "--llm-url", server.url, "--json"]
         data = json.loads(CliRunner().invoke(main, args).stdout)
     assert data["truncated"] is False and data["notice"] is None

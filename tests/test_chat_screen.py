@@ -5,13 +5,10 @@ notices that belong under an answer. Pilot over a real knowledge base and a stan
 # ruff: noqa: F811  (docs_kb, kb_template: test_tui's fixtures, used here by name)
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
 
 import pytest
 
@@ -25,56 +22,14 @@ from deepkb.tui.screens.dialogs import HelpScreen  # noqa: E402
 from deepkb.tui.screens.source import SourceScreen  # noqa: E402
 from deepkb.tui.widgets.conversation import UserMessage  # noqa: E402
 
-
-class Scripted:
-    """A stand-in OpenAI-compatible server (outside the product): streams `reply` word by word, `delay` s apart,
-    ending with `finish_reason`."""
-
-    def __init__(self, reply: str, delay: float = 0.0, finish_reason: str = "stop") -> None:
-        self.reply = reply
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                try:
-                    for word in outer.reply.split(" "):
-                        event = {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
-                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-                        self.wfile.flush()
-                        if delay:
-                            time.sleep(delay)
-                    end = {"choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]}
-                    self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
-                except OSError:
-                    pass
-
-        outer = self
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from server_harness import Upstream  # noqa: E402
 
 
 @pytest.fixture
 def scripted():
-    servers: list[Scripted] = []
-
-    def start(reply: str, **kwargs) -> Scripted:
-        servers.append(Scripted(reply, **kwargs))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
+    """Start stand-in answer servers that stream their reply word by word; all stopped after the test."""
+    with ExitStack() as stack:
+        yield lambda reply: stack.enter_context(Upstream(reply, pieces=None, finish_reason="stop"))
 
 
 LONG = "\n\n".join(f"Paragraph {i}: backups are kept for thirty-five days [1]." for i in range(60))

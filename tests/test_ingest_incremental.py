@@ -180,7 +180,7 @@ def test_documents_chunked_by_an_older_pipeline_are_rechunked_reusing_vectors(kb
 
 
 def test_a_bad_file_is_not_read_again_until_it_changes(kb, tmp_path, monkeypatch):
-    import deepkb.ingest.sync as ingest_module
+    import deepkb.ingest.reader as ingest_module  # where the reader thread calls load()
 
     docs = tmp_path / "docs"
     write(docs / "good.md", "# Good\n\nfine text about kites\n")

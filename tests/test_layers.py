@@ -32,7 +32,7 @@ GROUPS: dict[str, list[str]] = {
     "embedders": ["embedders"],
     "llm": ["llm"],
     "storage": ["storage"],
-    "ingest": ["ingest"],
+    "ingest": ["ingest", "ingest.reader"],
     "retrieval": ["retrieval"],
     "answer": ["answer"],
     "conversation": ["conversation"],

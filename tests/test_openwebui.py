@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -21,7 +19,7 @@ from deepkb.kb import KnowledgeBase
 from deepkb.server.settings import ServerSettings
 
 from conftest import SAMPLE_DATA
-from server_harness import running
+from server_harness import Upstream, running
 
 pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
@@ -144,44 +142,17 @@ def test_open_webui_task_requests_are_answered_at_once_in_json(settings, task, k
         assert data["title"] and "retention policy" in data["title"]
 
 
-class _LoopingUpstream:
-    """An OpenAI-compatible upstream (outside the product) whose model repeats one sentence, as small models do."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                try:
-                    for _ in range(40):
-                        event = {"choices": [{"index": 0, "delta": {"content": "Backups are kept for 35 days. "}}]}
-                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-                    self.wfile.write(b"data: [DONE]\n\n")
-                except OSError:
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+LOOPING = " ".join(["Backups are kept for 35 days."] * 40)  # one sentence per piece, as small models repeat
 
 
 def test_the_loop_notice_is_a_field_not_part_of_the_answer(kb_home, policies):
-    upstream = _LoopingUpstream()
-    settings = ServerSettings(port=0, kb=kb_home, llm_url=upstream.url, model="looper", keepalive=0.5)
-    try:
+    with Upstream(LOOPING, pieces=40) as upstream:
+        settings = ServerSettings(port=0, kb=kb_home, llm_url=upstream.url, model="looper", keepalive=0.5)
         with running(settings) as server:
             client = server.openai()
             messages = [{"role": "user", "content": QUESTION}]
             whole = client.chat.completions.create(model="deepkb", messages=messages)
             chunks = list(client.chat.completions.create(model="deepkb", messages=messages, stream=True))
-    finally:
-        upstream.server.shutdown()
-        upstream.server.server_close()
     content = whole.choices[0].message.content
     assert "Backups are kept" in content and LOOP_NOTICE not in content  # sent back as history next turn
     assert whole.model_extra["deepkb"]["notice"] == LOOP_NOTICE
@@ -192,16 +163,12 @@ def test_the_loop_notice_is_a_field_not_part_of_the_answer(kb_home, policies):
 
 def test_deepkb_norag_is_stopped_when_the_model_loops_like_any_answer(kb_home, policies):
     """deepkb-norag (a front-end's own tasks) runs through the core's stream: the same loop guard and notice field."""
-    upstream = _LoopingUpstream()
-    settings = ServerSettings(port=0, kb=kb_home, llm_url=upstream.url, model="looper", keepalive=0.5)
-    try:
+    with Upstream(LOOPING, pieces=40) as upstream:
+        settings = ServerSettings(port=0, kb=kb_home, llm_url=upstream.url, model="looper", keepalive=0.5)
         with running(settings) as server:
             whole = server.openai().chat.completions.create(
                 model="deepkb-norag", messages=[{"role": "user", "content": "Say something."}]
             )
-    finally:
-        upstream.server.shutdown()
-        upstream.server.server_close()
     content = whole.choices[0].message.content
     assert "Backups are kept" in content and LOOP_NOTICE not in content
     assert content.count("Backups are kept") <= 3  # stopped at the third repeat, not at max_tokens

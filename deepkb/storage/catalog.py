@@ -110,7 +110,7 @@ class DocumentRow:
     size: int
     mtime_ns: int
     sha256: str
-    pipeline: int  # the PIPELINE_VERSION of deepkb.ingest.sync that chunked it
+    pipeline: int  # the PIPELINE_VERSION of deepkb.ingest.reader that chunked it
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ Sources, all from Debian 12 packages (see LICENSE.md here for each license):
   git-doc 2.39.5          howto/*.txt: real messages from the git mailing list -> git-howto.mbox (mbox framing ours)
   libpython3.11-testsuite test/test_email/data/msg_02.txt (a Mailman digest) -> ppp-digest.eml,
                           msg_15.txt (a multipart without its start boundary) -> inside git-howto.mbox,
-                          msg_05.txt -> Maildir/cur/
+                          msg_05.txt -> Maildir/cur/ (named with ':2,S' by the tests)
 
     pandoc -f html -t docx -o copyright-format.docx copyright-format-1.0.html   (and -t odt, -t epub)
     pdftoppm -f 8 -l 8 -r 150 -gray -jpeg -jpegopt quality=60 -x 0 -y 0 -W 1275 -H 760 fhs-3.0.pdf fhs8
@@ -79,7 +79,8 @@ def main(src: Path) -> None:
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True, exist_ok=True)
         (maildir / sub / ".gitkeep").touch()
-    (maildir / "cur" / "1230768000.M1P1.example:2,S").write_bytes((email / "msg_05.txt").read_bytes())
+    # Stored without its ':2,S' info suffix (no ':' in a Windows checkout); tests/test_formats.py adds it.
+    (maildir / "cur" / "1230768000.M1P1.example").write_bytes((email / "msg_05.txt").read_bytes())
 
 
 if __name__ == "__main__":
