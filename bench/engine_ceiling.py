@@ -91,15 +91,26 @@ def main() -> None:
     options = {
         "f32, one request (deepkb f32)": (plain, {**latency, "INFERENCE_PRECISION_HINT": "f32"}, 1),
         "bf16, one request (deepkb bf16)": (plain, {**latency, "INFERENCE_PRECISION_HINT": "bf16"}, 1),
-        "bf16, 2 streams": (plain, {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": "2",
-                                    "INFERENCE_PRECISION_HINT": "bf16"}, 2),  # fmt: skip
+        "bf16, 2 streams": (
+            plain,
+            {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": "2", "INFERENCE_PRECISION_HINT": "bf16"},
+            2,
+        ),  # fmt: skip
         "int8 weights + int8 activations (group 32), bf16": (
-            quantized, {**latency, "INFERENCE_PRECISION_HINT": "bf16", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"}, 1),
+            quantized,
+            {**latency, "INFERENCE_PRECISION_HINT": "bf16", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"},
+            1,
+        ),
         "int8 weights + int8 activations (per token), bf16": (
-            quantized, {**latency, "INFERENCE_PRECISION_HINT": "bf16",
-                        "DYNAMIC_QUANTIZATION_GROUP_SIZE": "4294967295"}, 1),  # fmt: skip
+            quantized,
+            {**latency, "INFERENCE_PRECISION_HINT": "bf16", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "4294967295"},
+            1,
+        ),  # fmt: skip
         "int8 weights + int8 activations (group 32), f32": (
-            quantized, {**latency, "INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"}, 1),
+            quantized,
+            {**latency, "INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"},
+            1,
+        ),
     }
     compiled = {name: core.compile_model(m, "CPU", cfg) for name, (m, cfg, _) in options.items()}
 

@@ -135,7 +135,8 @@ def run(rounds: int = 3, files: tuple[str, ...] = DEFAULT_FILES, base: str = BAS
 
         with sqlite3.connect(kb_dir / "kb.sqlite") as db:
             (embedded,) = db.execute(
-                "SELECT SUM(n) FROM (SELECT MAX(n_tokens) + 2 AS n FROM chunks GROUP BY hash)").fetchone()
+                "SELECT SUM(n) FROM (SELECT MAX(n_tokens) + 2 AS n FROM chunks GROUP BY hash)"
+            ).fetchone()
         return {"seconds": report["seconds"], "tokens": embedded, "chunks": report["chunks_embedded"],
                 "engine_idle": 1 - report["stage_seconds"]["embed"] / report["seconds"],
                 "stages": report["stage_seconds"]}  # fmt: skip
