@@ -49,7 +49,7 @@ Issue 20, second round, on the tune half (85 questions; deepkb hybrid MRR@10 0.5
 - a hit's fused score plus 0.1-0.5 of its best neighbour's (the chunks before and after it): 0.506 -> 0.502-0.476;
 - hits beside or overlapping a better hit of the same document moved after the rest (gaps of 0-20 lines, or at
   most 2-3 hits per document): hit@5 0.694 -> 0.624-0.659, MRR@10 0.493-0.508; not kept.
-Held out with the kept changes (80 questions): deepkb hybrid 0.529 [0.441, 0.621], hit@5 70%, against the naive
+Held out with the kept changes (80 questions): deepkb hybrid 0.531 [0.442, 0.623], hit@5 71%, against the naive
 pipeline's 0.537 [0.456, 0.621], hit@5 80%: still not ahead.
 
 This round, fusion and keyword settings on the tune half (bench/manuals_tune.py, one knowledge base, 85 questions):
