@@ -361,3 +361,36 @@ def test_the_mcp_command_says_how_to_configure_a_client():
     shown = CliRunner().invoke(main, ["mcp", "--help"])
     assert shown.exit_code == 0 and mcp.name == "mcp"
     assert "stdin/stdout" in shown.output and "claude mcp add deepkb -- deepkb mcp" in shown.output
+
+
+def test_in_process_the_answering_model_is_loaded_on_the_first_question_and_its_failure_said(
+    built, embedder, monkeypatch
+):
+    """deepkb.mcp.server's tools over the SDK's in-process transport, with deepkb.mcp.stdio's LocalModel as `deepkb
+    mcp` runs it: --retrieval-only answers with the best passages and says so; a configured model file that is gone
+    still gets the passages, and `status` then names the file and why (before the first question it says the model
+    loads then)."""
+    from deepkb.mcp.server import Host, build_server
+    from deepkb.mcp.stdio import LocalModel
+
+    missing = built.parent / "gone.gguf"
+    monkeypatch.setenv("DEEPKB_MODEL", str(missing))
+
+    async def session(model: LocalModel) -> tuple[dict, dict, dict]:
+        async with Client(build_server(Host(kb=kb, model=model.get, describe=model.describe))) as client:
+            before = (await client.call_tool("status", {})).structured_content["answering"]
+            answered = await client.call_tool("ask", {"question": QUESTION, "k": 3})
+            assert not answered.is_error, answered.content
+            after = (await client.call_tool("status", {})).structured_content["answering"]
+            return before, answered.structured_content, after
+
+    with KnowledgeBase.open(built, embedder=embedder) as kb:
+        before, answer, after = asyncio.run(session(LocalModel(kb, retrieval_only=True)))
+        assert before == after and before["mode"] == "retrieval-only" and before["model"] is None
+        assert answer["fallback"] and Path(answer["citations"][0]["path"]).name == "backup-retention-policy.pdf"
+
+        before, answer, after = asyncio.run(session(LocalModel(kb, retrieval_only=False)))
+        assert before["mode"].startswith("model (loaded on the first question)") and before["reason"] is None
+        assert before["model"] == str(missing)
+        assert answer["fallback"] and Path(answer["citations"][0]["path"]).name == "backup-retention-policy.pdf"
+        assert str(missing) in after["reason"] and "does not exist" in after["reason"]
