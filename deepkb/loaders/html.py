@@ -9,6 +9,7 @@ cannot live in it (the "in head" insertion mode), so a page without `</head>` is
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from html.parser import HTMLParser
 
 from deepkb.loaders.base import LoadedDocument, Unit, propagate_headings
@@ -49,6 +50,34 @@ def _is_box(tag: str, attrs: list) -> bool:
     return tag in ("div", "section", "table", "blockquote") and any(w in _BOX_WORDS for w in words)
 
 
+def _is_refname(tag: str, attrs: list) -> bool:
+    """DocBook's refnamediv: where a reference page (psql, pg_dump, an SQL command) gives its name."""
+    return tag == "div" and "refnamediv" in (dict(attrs).get("class") or "").split()
+
+
+class _Within:
+    """Whether the parser is inside an element of a kind, its end found by counting that tag's nesting."""
+
+    def __init__(self, kind: Callable[[str, list], bool]) -> None:
+        self.kind = kind
+        self.open: list[list] = []  # [tag, open count]
+
+    def __bool__(self) -> bool:
+        return bool(self.open)
+
+    def start(self, tag: str, attrs: list) -> None:
+        if self.open and tag == self.open[-1][0]:
+            self.open[-1][1] += 1
+        elif tag not in _VOID_TAGS and self.kind(tag, attrs):
+            self.open.append([tag, 1])
+
+    def end(self, tag: str) -> None:
+        if self.open and tag == self.open[-1][0]:
+            self.open[-1][1] -= 1
+            if not self.open[-1][1]:
+                self.open.pop()
+
+
 def _is_chrome(tag: str, attrs: list) -> bool:
     if tag in _CHROME_TAGS:
         return True
@@ -67,8 +96,8 @@ class _HTMLText(HTMLParser):
         self.units: list[Unit] = []
         self.skip_depth = 0
         self.chrome: list[list] = []  # [tag, open count] of the page chrome being skipped
-        self.boxes: list[list] = []  # [tag, open count] of the admonitions we are in: their headings are labels
-        self.refname: list = []  # [tag, open count] while inside DocBook's refnamediv (a reference page's name)
+        self.boxes = _Within(_is_box)  # admonitions: their headings are labels
+        self.refname = _Within(_is_refname)
         self.in_title = False
         self.title = ""
         self.heading_level: int | None = None
@@ -99,14 +128,8 @@ class _HTMLText(HTMLParser):
             self.flush()
             self.chrome.append([tag, 1])
             return
-        if self.boxes and tag == self.boxes[-1][0]:
-            self.boxes[-1][1] += 1
-        elif tag not in _VOID_TAGS and _is_box(tag, attrs):
-            self.boxes.append([tag, 1])
-        if self.refname and tag == self.refname[0]:
-            self.refname[1] += 1
-        elif tag == "div" and "refnamediv" in (dict(attrs).get("class") or "").split():
-            self.refname = [tag, 1]
+        self.boxes.start(tag, attrs)
+        self.refname.start(tag, attrs)
         if tag in ("td", "th") and self.parts:
             self.parts.append((self.getpos()[0], " | ", False))
         if tag in _BLOCK_TAGS:
@@ -138,14 +161,8 @@ class _HTMLText(HTMLParser):
             return
         if tag in _BLOCK_TAGS:
             self.flush()
-        if self.boxes and tag == self.boxes[-1][0]:
-            self.boxes[-1][1] -= 1
-            if not self.boxes[-1][1]:
-                self.boxes.pop()
-        if self.refname and tag == self.refname[0]:
-            self.refname[1] -= 1
-            if not self.refname[1]:
-                self.refname = []
+        self.boxes.end(tag)
+        self.refname.end(tag)
         if re.fullmatch(r"h[1-6]", tag):
             self.heading_level = None
         if tag == "pre":
