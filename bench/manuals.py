@@ -49,6 +49,8 @@ Issue 20, second round, on the tune half (85 questions; deepkb hybrid MRR@10 0.5
 - a hit's fused score plus 0.1-0.5 of its best neighbour's (the chunks before and after it): 0.506 -> 0.502-0.476;
 - hits beside or overlapping a better hit of the same document moved after the rest (gaps of 0-20 lines, or at
   most 2-3 hits per document): hit@5 0.694 -> 0.624-0.659, MRR@10 0.493-0.508; not kept.
+- a query-adaptive dense share (0.5 moved by each side's top z-score over its 100 candidates, or the z-scores'
+  ratio): 0.505 -> 0.505-0.506, hit@5 0.694 -> 0.706 (one question); not kept.
 Held out with the kept changes (80 questions): deepkb hybrid 0.531 [0.442, 0.623], hit@5 71%, against the naive
 pipeline's 0.537 [0.456, 0.621], hit@5 80%: still not ahead.
 
