@@ -395,6 +395,18 @@ def _generate(
     result.abstained = not cited.citations and cited.text.strip(" .\"'").lower().startswith(NOT_IN_DOCUMENTS)
     timings.prompt_tokens = usage.prompt_tokens or prompt.prompt_tokens
     timings.cached_prompt_tokens, timings.prefill_ms = usage.cached_tokens, usage.prefill_ms
+    reasoned_only = (
+        f"The model spent all {room} answer tokens reasoning; raise --max-tokens or try --no-think."
+        if not answer and thinking
+        else None
+    )
+    cut = f"The answer was cut at {room} tokens (--max-tokens); ask for more to get the rest."
+    return _ending(result, stream, usage, cut, reasoned_only) + [Done(result)]
+
+
+def _ending(result: AskResult, stream: _Stream, usage: Usage, cut: str, reasoned_only: str | None = None) -> list:
+    """How an answer ended, set on the result and said as its notice: an error, a cancel, a loop, an answer that
+    was all reasoning (`reasoned_only`, when the caller checks for it), or a cut at the token budget (`cut`)."""
     result.cancelled, result.looped = stream.cancelled, stream.looped
     result.truncated = not (stream.cancelled or stream.looped or result.error) and usage.finish_reason == "length"
     kind = "info"
@@ -404,14 +416,11 @@ def _generate(
         result.notice, kind = CANCELLED, "cancelled"
     elif stream.looped:
         result.notice, kind = LOOP_NOTICE, "loop"
-    elif not answer and thinking:
-        result.notice = f"The model spent all {room} answer tokens reasoning; raise --max-tokens or try --no-think."
+    elif reasoned_only:
+        result.notice = reasoned_only
     elif result.truncated:
-        result.notice, kind = (
-            f"The answer was cut at {room} tokens (--max-tokens); ask for more to get the rest.",
-            "length",
-        )
-    return ([Notice(result.notice, kind)] if result.notice else []) + [Done(result)]
+        result.notice, kind = cut, "length"
+    return [Notice(result.notice, kind)] if result.notice else []
 
 
 class _Holding:
@@ -487,18 +496,7 @@ def model_events(
             result.fallback, result.error = True, str(exc)  # not cached
     result.thinking, result.answer = split_think(stream.raw)
     result.timings.prompt_tokens = usage.prompt_tokens
-    result.cancelled, result.looped = stream.cancelled, stream.looped
-    result.truncated = not (stream.cancelled or stream.looped or result.error) and usage.finish_reason == "length"
-    if result.error:
-        result.notice, kind = result.error, "error"
-    elif stream.cancelled:
-        result.notice, kind = CANCELLED, "cancelled"
-    elif stream.looped:
-        result.notice, kind = LOOP_NOTICE, "loop"
-    elif result.truncated:
-        result.notice, kind = f"The answer was cut at {room} tokens (--max-tokens).", "length"
-    if result.notice:
-        yield Notice(result.notice, kind)
+    yield from _ending(result, stream, usage, f"The answer was cut at {room} tokens (--max-tokens).")
     yield Done(result)
 
 
