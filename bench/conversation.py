@@ -31,13 +31,13 @@ import argparse
 import json
 import random
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 PAIRS = REPO / "bench" / "conversation_pairs.jsonl"
 ROOT = REPO / "bench" / "cache" / "conversation"
@@ -72,13 +72,9 @@ def fetch() -> Path:
     """Download, extract and copy the documents (once); returns the docs folder."""
     if DOCS.exists() and all((DOCS / name).exists() for name in FILES.values()):
         return DOCS
-    debs, tree = ROOT / "debs", ROOT / "root"
-    debs.mkdir(parents=True, exist_ok=True)
-    specs = [f"{name}={version}" for name, version in PACKAGES.items()]
-    subprocess.run(["apt-get", "download", *specs], cwd=debs, check=True, capture_output=True)
-    shutil.rmtree(tree, ignore_errors=True)
-    for deb in sorted(debs.glob("*.deb")):
-        subprocess.run(["dpkg", "-x", str(deb), str(tree)], check=True)
+    from manuals_fetch import unpack
+
+    tree = unpack(PACKAGES, ROOT)
     DOCS.mkdir(parents=True, exist_ok=True)
     for source, name in FILES.items():
         shutil.copyfile(tree / source, DOCS / name)

@@ -69,18 +69,24 @@ MAN_PAGES = {
 }
 
 
+def unpack(packages: dict[str, str], root: Path) -> Path:
+    """`apt-get download` the pinned Debian packages into root/debs and `dpkg -x` them into root/root (returned)."""
+    debs, tree = root / "debs", root / "root"
+    debs.mkdir(parents=True, exist_ok=True)
+    specs = [f"{name}={version}" for name, version in packages.items()]
+    subprocess.run(["apt-get", "download", *specs], cwd=debs, check=True, capture_output=True)
+    shutil.rmtree(tree, ignore_errors=True)
+    for deb in sorted(debs.glob("*.deb")):
+        subprocess.run(["dpkg", "-x", str(deb), str(tree)], check=True)
+    return tree
+
+
 def fetch() -> Path:
     """Download, extract and copy; returns the docs folder. Does nothing when it is already complete."""
     wanted = [*FILES.values(), *MAN_PAGES.values(), *GZIPPED.values()]
     if DOCS.exists() and all((DOCS / name).exists() for name in wanted):
         return DOCS
-    debs, tree = ROOT / "debs", ROOT / "root"
-    debs.mkdir(parents=True, exist_ok=True)
-    specs = [f"{name}={version}" for name, version in PACKAGES.items()]
-    subprocess.run(["apt-get", "download", *specs], cwd=debs, check=True, capture_output=True)
-    shutil.rmtree(tree, ignore_errors=True)
-    for deb in sorted(debs.glob("*.deb")):
-        subprocess.run(["dpkg", "-x", str(deb), str(tree)], check=True)
+    tree = unpack(PACKAGES, ROOT)
     DOCS.mkdir(parents=True, exist_ok=True)
     for source, name in FILES.items():
         shutil.copyfile(tree / source, DOCS / name)
