@@ -87,6 +87,22 @@ def test_html5_without_closing_head_keeps_its_body():
     assert [u.text for u in doc.units] == ["Plain words here."] and doc.units[0].line_start == 2
 
 
+def test_html_a_broken_note_box_loses_no_text():
+    """A hostile or broken page: a note box never closed, a stray close tag, boxes nested 10,000 deep. Headings
+    inside a box stay labels; every word is still indexed, and the page loads."""
+    raw = (
+        '<h1>Guide</h1><div class="note"><h3>Note</h3><p>Unplug first.</p></div></div>'
+        '<h2>Cleaning</h2><p>Wipe the lid.</p><div class="warning"><h2>Hot</h2><p>Let it cool.</p>'
+        "<h2>Storage</h2><p>Keep it dry.</p>" + '<div class="tip">' * 10_000 + "<p>Deep words.</p>"
+    )
+    doc = load(Path("kettle.html"), raw.encode())
+    text = "\n".join(u.text for u in doc.units)
+    for words in ("Unplug first.", "Wipe the lid.", "Let it cool.", "Keep it dry.", "Deep words."):
+        assert words in text
+    assert [u.heading for u in doc.units if u.boundary] == ["Guide", "Guide > Cleaning"]
+    assert next(u for u in doc.units if u.text == "Unplug first.").heading == "Guide"
+
+
 def test_pdf_page_that_crashes_the_parser_is_reported_as_failed_not_scanned():
     doc = load(Path("p.pdf"), _pdf(["Page one is fine", BROKEN, "Page three is fine", ""]))
     assert doc.failed_pages.keys() == {2} and "PdfReadError" in doc.failed_pages[2]
