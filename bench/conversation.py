@@ -45,6 +45,7 @@ DOCS = ROOT / "docs"
 OUT = REPO / "bench" / "out" / "conversation.json"
 K = 6  # what `deepkb ask` retrieves
 SWEEP = (0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 1.01)  # follow_up.VAGUE values tried on the tune half
+MARGINS = (-1.0, 0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)  # follow_up.TOPIC_MARGIN values (-1: no step 3)
 
 PACKAGES = {
     "bash-doc": "5.2.15-2",
@@ -105,8 +106,9 @@ def judge(pair: dict, hits: list) -> dict:
 
 def strategies(kb, pair: dict) -> dict[str, list]:
     """The second question's hits: as deepkb decides (ChatSession), bare, always joined, the old fusion, and deepkb's
-    decision at each VAGUE of SWEEP (its hits settled again from the same search)."""
-    from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, decide, settle
+    decision at each VAGUE of SWEEP and each TOPIC_MARGIN of MARGINS (its hits settled again from the same
+    searches)."""
+    from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, TOPIC_MARGIN, VAGUE, decide, settle
     from deepkb.conversation.session import ChatSession
 
     session = ChatSession(kb, None, save=False)
@@ -119,8 +121,13 @@ def strategies(kb, pair: dict) -> dict[str, list]:
     out = {"deepkb": decided, "bare": bare, "joined": joined, "fused (b62b0f6)": _old_fusion(joined, bare, K)}
     before = decide([pair["first"]], pair["second"], kb.embedder.embed, sources=bool(sources))
     wide = kb.search(pair["second"], k=IN_CONVERSATION_DEPTH) if before.decision == "new topic" else None
+    inside = session._in_sources(pair["second"], K, sources, None) if wide is not None else []
     for vague in SWEEP:
-        out[f"_vague {vague}"] = decided if wide is None else settle(before, wide, sources, vague)[1][:K]
+        got = settle(before, wide, sources, vague, lambda: inside, TOPIC_MARGIN) if wide is not None else None
+        out[f"_vague {vague}"] = decided if got is None else got[1][:K]
+    for margin in MARGINS:
+        got = settle(before, wide, sources, VAGUE, lambda: inside, margin) if wide is not None else None
+        out[f"_margin {margin}"] = decided if got is None else got[1][:K]
     return out | {"_decision": decision}
 
 
@@ -164,7 +171,7 @@ def summarize(rows: list[dict], name: str) -> dict:
     }
 
 
-def run(kb_dir: Path | None = None) -> dict:
+def run(kb_dir: Path | None = None, half: str = "all") -> dict:
     from deepkb.kb import KnowledgeBase
 
     docs = fetch()
@@ -174,11 +181,11 @@ def run(kb_dir: Path | None = None) -> dict:
         report = kb.ingest([docs])
         print(f"ingest: {report.chunks_embedded} chunks embedded in {time.perf_counter() - started:.0f} s", flush=True)
         rows = []
-        for pair in load_pairs():
+        for pair in load_pairs(half):
             got = strategies(kb, pair)
             row = {"id": pair["id"], "kind": pair["kind"], "split": pair["split"], "decision": got["_decision"]}
             for name, hits in got.items():
-                if name.startswith("_vague"):
+                if name.startswith(("_vague", "_margin")):
                     row[name] = judge(pair, hits)
                 elif not name.startswith("_"):
                     row[name] = judge(pair, hits) | {"top3": [Path(h.path).name for h in hits[:3]]}
@@ -191,11 +198,18 @@ def run(kb_dir: Path | None = None) -> dict:
             chosen = r[f"_vague {vague}"]
             score[r["split"]] += chosen["right"] and not chosen["kept_old"]
         sweep[vague] = score
+    margins = {}  # the same, at each follow_up.TOPIC_MARGIN
+    for margin in MARGINS:
+        score = {"tune": 0, "report": 0}
+        for r in rows:
+            chosen = r[f"_margin {margin}"]
+            score[r["split"]] += chosen["right"] and not chosen["kept_old"]
+        margins[margin] = score
     figures = {
         split: {name: summarize([r for r in rows if split in ("all", r["split"])], name) for name in names}
         for split in ("tune", "report", "all")
     }
-    return {"figures": figures, "sweep": sweep, "rows": rows}
+    return {"figures": figures, "sweep": sweep, "margins": margins, "rows": rows}
 
 
 def markdown(result: dict) -> list[str]:
@@ -204,6 +218,8 @@ def markdown(result: dict) -> list[str]:
     ci = lambda c: f"{c[0]:.2f}-{c[1]:.2f}"  # noqa: E731
     for split in ("tune", "report"):
         for name, f in result["figures"][split].items():
+            if not f["pairs"]:
+                continue
             lines.append(
                 f"| {split} | {name} | {f['first_source_right']}/{f['pairs']} ({ci(f['ci95'])}) "
                 f"| {f['continuations_right']}/{f['continuations']} ({ci(f['continuations_ci95'])}) "
@@ -216,12 +232,15 @@ def markdown(result: dict) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kb", type=Path, help="knowledge base folder (default bench/cache/conversation/kb)")
+    parser.add_argument("--half", choices=("tune", "report", "all"), default="all",
+                        help="only this half's pairs (tune on 'tune' without seeing the report half)")  # fmt: skip
     args = parser.parse_args()
-    result = run(args.kb)
+    result = run(args.kb, args.half)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=1))
     print("\n".join(markdown(result)))
     print("pairs right with nothing of the old topic in the top 3, by follow_up.VAGUE:", result["sweep"])
+    print("pairs right with nothing of the old topic in the top 3, by follow_up.TOPIC_MARGIN:", result["margins"])
     for row in result["rows"]:
         wrong = not row["deepkb"]["right"] or row["deepkb"]["kept_old"]
         if wrong:
