@@ -46,7 +46,6 @@ OUT = REPO / "bench" / "out" / "conversation.json"
 K = 6  # what `deepkb ask` retrieves
 SWEEP = (0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 1.01)  # follow_up.VAGUE values tried on the tune half
 MARGINS = (-1.0, 0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)  # follow_up.TOPIC_MARGIN values (-1: no step 3)
-GAINS = (0.1, 0.15, 0.18, 0.2, 0.22, 0.25, 0.3, 0.4, 9.0)  # follow_up.JOINED_GAIN values (9: no step 4)
 
 PACKAGES = {
     "bash-doc": "5.2.15-2",
@@ -107,16 +106,9 @@ def judge(pair: dict, hits: list) -> dict:
 
 def strategies(kb, pair: dict) -> dict[str, list]:
     """The second question's hits: as deepkb decides (ChatSession), bare, always joined, the old fusion, and deepkb's
-    decision at each VAGUE of SWEEP, TOPIC_MARGIN of MARGINS and JOINED_GAIN of GAINS (its hits settled again from
-    the same searches)."""
-    from deepkb.conversation.follow_up import (
-        IN_CONVERSATION_DEPTH,
-        JOINED_GAIN,
-        TOPIC_MARGIN,
-        VAGUE,
-        decide,
-        settle,
-    )
+    decision at each VAGUE of SWEEP and each TOPIC_MARGIN of MARGINS (its hits settled again from the same
+    searches)."""
+    from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, TOPIC_MARGIN, VAGUE, decide, settle
     from deepkb.conversation.session import ChatSession
 
     session = ChatSession(kb, None, save=False)
@@ -130,19 +122,12 @@ def strategies(kb, pair: dict) -> dict[str, list]:
     before = decide([pair["first"]], pair["second"], kb.embedder.embed, sources=bool(sources))
     wide = kb.search(pair["second"], k=IN_CONVERSATION_DEPTH) if before.decision == "new topic" else None
     inside = session._in_sources(pair["second"], K, sources, None) if wide is not None else []
-    both = session._joined([pair["first"]], pair["second"], K, None) if wide is not None else ("", [])
-
-    def again(vague=VAGUE, margin=TOPIC_MARGIN, gain=JOINED_GAIN) -> list:
-        if wide is None:
-            return decided
-        return settle(before, wide, sources, vague, lambda: inside, margin, lambda: both, gain)[1][:K]
-
     for vague in SWEEP:
-        out[f"_vague {vague}"] = again(vague=vague)
+        got = settle(before, wide, sources, vague, lambda: inside, TOPIC_MARGIN) if wide is not None else None
+        out[f"_vague {vague}"] = decided if got is None else got[1][:K]
     for margin in MARGINS:
-        out[f"_margin {margin}"] = again(margin=margin)
-    for gain in GAINS:
-        out[f"_gain {gain}"] = again(gain=gain)
+        got = settle(before, wide, sources, VAGUE, lambda: inside, margin) if wide is not None else None
+        out[f"_margin {margin}"] = decided if got is None else got[1][:K]
     return out | {"_decision": decision}
 
 
@@ -200,7 +185,7 @@ def run(kb_dir: Path | None = None, half: str = "all") -> dict:
             got = strategies(kb, pair)
             row = {"id": pair["id"], "kind": pair["kind"], "split": pair["split"], "decision": got["_decision"]}
             for name, hits in got.items():
-                if name.startswith(("_vague", "_margin", "_gain")):
+                if name.startswith(("_vague", "_margin")):
                     row[name] = judge(pair, hits)
                 elif not name.startswith("_"):
                     row[name] = judge(pair, hits) | {"top3": [Path(h.path).name for h in hits[:3]]}
@@ -213,21 +198,18 @@ def run(kb_dir: Path | None = None, half: str = "all") -> dict:
             chosen = r[f"_vague {vague}"]
             score[r["split"]] += chosen["right"] and not chosen["kept_old"]
         sweep[vague] = score
-    margins = {m: _scores(rows, f"_margin {m}") for m in MARGINS}  # the same, at each follow_up.TOPIC_MARGIN
-    gains = {g: _scores(rows, f"_gain {g}") for g in GAINS}  # and at each follow_up.JOINED_GAIN
+    margins = {}  # the same, at each follow_up.TOPIC_MARGIN
+    for margin in MARGINS:
+        score = {"tune": 0, "report": 0}
+        for r in rows:
+            chosen = r[f"_margin {margin}"]
+            score[r["split"]] += chosen["right"] and not chosen["kept_old"]
+        margins[margin] = score
     figures = {
         split: {name: summarize([r for r in rows if split in ("all", r["split"])], name) for name in names}
         for split in ("tune", "report", "all")
     }
-    return {"figures": figures, "sweep": sweep, "margins": margins, "gains": gains, "rows": rows}
-
-
-def _scores(rows: list[dict], name: str) -> dict[str, int]:
-    """Pairs right with nothing of the old topic in the top 3, per half, under one setting."""
-    score = {"tune": 0, "report": 0}
-    for r in rows:
-        score[r["split"]] += r[name]["right"] and not r[name]["kept_old"]
-    return score
+    return {"figures": figures, "sweep": sweep, "margins": margins, "rows": rows}
 
 
 def markdown(result: dict) -> list[str]:
@@ -259,7 +241,6 @@ def main() -> None:
     print("\n".join(markdown(result)))
     print("pairs right with nothing of the old topic in the top 3, by follow_up.VAGUE:", result["sweep"])
     print("pairs right with nothing of the old topic in the top 3, by follow_up.TOPIC_MARGIN:", result["margins"])
-    print("pairs right with nothing of the old topic in the top 3, by follow_up.JOINED_GAIN:", result["gains"])
     for row in result["rows"]:
         wrong = not row["deepkb"]["right"] or row["deepkb"]["kept_old"]
         if wrong:

@@ -17,11 +17,6 @@ topic cannot crowd its sources. It needs no model, and each question costs one s
    bare search's best), the conversation's documents answer it about as well as the whole knowledge base: a
    follow-up, that search's passages first. A switch finds its own document clearly closer than anything of the old
    topic ("how do I reorder my last few commits?" after a git reset question: 0.67 against 0.56).
-4. Otherwise the question joined to the earlier one(s) is searched too: when that search's first passage is from the
-   previous answer's documents and its best cosine beats the bare search's by JOINED_GAIN or more, the conversation
-   is what makes the question answerable ("is there a dry run first?" after a git clean question: 0.26 alone, 0.83
-   joined): a follow-up, searched joined. Joining a switch to its old question lifts the best cosine much less, as
-   the two halves of that query pull apart.
 """
 
 from __future__ import annotations
@@ -51,10 +46,6 @@ IN_CONVERSATION_DEPTH = 20
 # continuations lie 0.00-0.09 below, the switches 0.11 and more (but for two whose bare search already puts the old
 # document first); every margin from 0.00 to 0.10 scores the same there, and 0.06 is about the middle of that range.
 TOPIC_MARGIN = 0.06
-# Step 4: a follow-up when the joined search's best cosine beats the bare search's by JOINED_GAIN or more. On the
-# tune half the cue-less continuations gain 0.24-0.57 (but one, 0.16, that step 3 already keeps), the switches 0.19
-# at most; 0.22 is about the middle of that gap.
-JOINED_GAIN = 0.22
 
 # Words that point back to something the question does not name.
 _POINTING = frozenset("it its itself they them their theirs he him his she her".split())
@@ -82,7 +73,6 @@ class Decision:
     previous_rank: int | None = None  # searched alone: rank (from 1) of its first passage of the previous sources
     best_cosine: float | None = None  # searched alone: its best passage's cosine (below VAGUE: no confident answer)
     topic_cosine: float | None = None  # searched alone in the previous answer's documents: its best passage's cosine
-    joined_cosine: float | None = None  # searched joined to the earlier question(s) too: its best passage's cosine
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -177,15 +167,11 @@ def settle(
     vague: float = VAGUE,
     topic: Callable[[], list[Hit]] | None = None,
     margin: float = TOPIC_MARGIN,
-    joined: Callable[[], tuple[str, list[Hit]]] | None = None,
-    gain: float = JOINED_GAIN,
 ) -> tuple[Decision, list[Hit]]:
-    """Steps 2 to 4 for a question searched alone: a follow-up when it has no confident answer of its own and the
+    """Steps 2 and 3 for a question searched alone: a follow-up when it has no confident answer of its own and the
     previous answer's documents (`sources`, paths) are among its hits, those passages then first; else, when `topic`
     (the question searched within those documents; called only here) finds a passage within `margin` of the best
-    cosine, a follow-up with that search's passages first; else, when `joined` (the joined query and its hits, called
-    only here) puts a passage of those documents first and beats the best cosine by `gain`, a follow-up with the
-    joined hits, those documents' passages first; else it stays a new topic."""
+    cosine, a follow-up with that search's passages first; else it stays a new topic."""
     if decision.decision != "new topic":
         return decision, hits
     best = _best(hits)
@@ -200,22 +186,12 @@ def settle(
     inside = topic()
     near = _best(inside)
     measured = replace(measured, topic_cosine=near)
-    if near is not None and near >= best - margin:
-        why = f"as close in the previous sources (best cosine {near} there, {best} anywhere)"
-        seen = {h.chunk_id for h in inside}
-        merged = [*inside, *(h for h in hits if h.chunk_id not in seen)]
-        chosen = replace(measured, decision="follow-up", cue=why)
-        return chosen, sorted(merged, key=lambda h: not (_places(h) & sources))
-    if joined is None:
+    if near is None or near < best - margin:
         return measured, hits
-    query, together = joined()
-    lifted = _best(together)
-    measured = replace(measured, joined_cosine=lifted)
-    if not together or lifted is None or lifted < best + gain or not _places(together[0]) & sources:
-        return measured, hits
-    why = f"answerable joined to the conversation (best cosine {lifted} joined, {best} alone)"
-    chosen = replace(measured, decision="follow-up", query=query, cue=why)
-    return chosen, sorted(together, key=lambda h: not (_places(h) & sources))
+    why = f"as close in the previous sources (best cosine {near} there, {best} anywhere)"
+    seen = {h.chunk_id for h in inside}
+    merged = [*inside, *(h for h in hits if h.chunk_id not in seen)]
+    return replace(measured, decision="follow-up", cue=why), sorted(merged, key=lambda h: not (_places(h) & sources))
 
 
 def _best(hits: list[Hit]) -> float | None:

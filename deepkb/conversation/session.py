@@ -25,7 +25,7 @@ from deepkb.answer.stream import (
     Retrieved,
     answer_events,
 )
-from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, Decision, decide, settle, topic_start
+from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, Decision, decide, settle
 from deepkb.conversation.store import Conversation, ConversationInfo, ConversationStore, Turn
 from deepkb.errors import UsageError
 from deepkb.llm import LLM
@@ -122,9 +122,7 @@ class ChatSession:
         chosen = decide(previous, question, self._embed if previous else None, sources=bool(sources))
         if chosen.decision == "new topic":
             hits = self.kb.search(question, k=max(k, IN_CONVERSATION_DEPTH), mode="hybrid", scope=scope)
-            topic = partial(self._in_sources, question, k, sources, scope)
-            joined = partial(self._joined, previous, question, k, scope)
-            chosen, hits = settle(chosen, hits, sources, topic=topic, joined=joined)
+            chosen, hits = settle(chosen, hits, sources, topic=partial(self._in_sources, question, k, sources, scope))
             hits = hits[:k]
         else:
             hits = self.kb.search(chosen.query, k=k, mode="hybrid", scope=scope)
@@ -143,11 +141,6 @@ class ChatSession:
             return self.kb.search(question, k=k, mode="hybrid", scope=within)
         except UsageError:  # those documents were removed since, or are not of the scope's types
             return []
-
-    def _joined(self, previous: list[str], question: str, k: int, scope: Scope | None) -> tuple[str, list[Hit]]:
-        """`question` joined to the earlier question(s) it would continue, and that query's hits."""
-        query = " ".join([*topic_start(previous), question])
-        return query, self.kb.search(query, k=k, mode="hybrid", scope=scope)
 
     def previous_sources(self) -> set[str]:
         """The documents the previous answer cited (each with its twins): where a follow-up's answer should be."""
