@@ -13,10 +13,11 @@ first; 49-80 were written (and committed alone) before the decision for cue-less
 Each conversation runs as `deepkb ask` then `deepkb ask -c` run it without a model: a ChatSession answers the first
 question (retrieval only), then retrieves for the second. Scored per pair: the first source is from a wanted
 document (a twin listed in its `also_in` counts), and, for a switch, no source of the old topic is in the top 3.
-Beside deepkb's decision it scores the two fixed strategies (always search the question alone, always join the
-earlier question) and the fusion of both that deepkb used before (b62b0f6), and sweeps follow_up.VAGUE (the tune half
-chose it). 95% bootstrap intervals per half and per kind.
-Writes bench/out/conversation.json.
+Beside deepkb's decision it scores the decision without its step 3 (follow_up.TOPIC_MARGIN; as before it), the two
+fixed strategies (always search the question alone, always join the earlier question) and the fusion of both that
+deepkb used before (b62b0f6), and sweeps follow_up.VAGUE and follow_up.TOPIC_MARGIN (the tune half chose both).
+95% bootstrap intervals per half and per kind. `--half tune` runs the tune half alone (for tuning without seeing the
+other). Writes bench/out/conversation.json.
 
 The pairs were committed before deepkb.follow_up was measured on them, but its word cues were written by someone who
 had read all 48 (both halves); the 28 follow-ups of tests/test_answer_retrieval.py and the 67 stand-alone questions
@@ -45,7 +46,8 @@ DOCS = ROOT / "docs"
 OUT = REPO / "bench" / "out" / "conversation.json"
 K = 6  # what `deepkb ask` retrieves
 SWEEP = (0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 1.01)  # follow_up.VAGUE values tried on the tune half
-MARGINS = (-1.0, 0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)  # follow_up.TOPIC_MARGIN values (-1: no step 3)
+PREVIOUS = "deepkb without step 3 (3cb29e6)"
+MARGINS = (-1.0, 0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)  # follow_up.TOPIC_MARGIN (-1: no step 3)
 
 PACKAGES = {
     "bash-doc": "5.2.15-2",
@@ -108,7 +110,7 @@ def strategies(kb, pair: dict) -> dict[str, list]:
     """The second question's hits: as deepkb decides (ChatSession), bare, always joined, the old fusion, and deepkb's
     decision at each VAGUE of SWEEP and each TOPIC_MARGIN of MARGINS (its hits settled again from the same
     searches)."""
-    from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, TOPIC_MARGIN, VAGUE, decide, settle
+    from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, VAGUE, decide, settle
     from deepkb.conversation.session import ChatSession
 
     session = ChatSession(kb, None, save=False)
@@ -121,13 +123,11 @@ def strategies(kb, pair: dict) -> dict[str, list]:
     out = {"deepkb": decided, "bare": bare, "joined": joined, "fused (b62b0f6)": _old_fusion(joined, bare, K)}
     before = decide([pair["first"]], pair["second"], kb.embedder.embed, sources=bool(sources))
     wide = kb.search(pair["second"], k=IN_CONVERSATION_DEPTH) if before.decision == "new topic" else None
-    inside = session._in_sources(pair["second"], K, sources, None) if wide is not None else []
     for vague in SWEEP:
-        got = settle(before, wide, sources, vague, lambda: inside, TOPIC_MARGIN) if wide is not None else None
-        out[f"_vague {vague}"] = decided if got is None else got[1][:K]
+        out[f"_vague {vague}"] = decided if wide is None else settle(before, wide, sources, vague)[1][:K]
     for margin in MARGINS:
-        got = settle(before, wide, sources, VAGUE, lambda: inside, margin) if wide is not None else None
-        out[f"_margin {margin}"] = decided if got is None else got[1][:K]
+        out[f"_margin {margin}"] = decided if wide is None else settle(before, wide, sources, VAGUE, margin)[1][:K]
+    out[PREVIOUS] = out["_margin -1.0"]  # no step 3: the decision before it (main 3cb29e6)
     return out | {"_decision": decision}
 
 
@@ -190,7 +190,7 @@ def run(kb_dir: Path | None = None, half: str = "all") -> dict:
                 elif not name.startswith("_"):
                     row[name] = judge(pair, hits) | {"top3": [Path(h.path).name for h in hits[:3]]}
             rows.append(row)
-    names = ("deepkb", "bare", "joined", "fused (b62b0f6)")
+    names = ("deepkb", PREVIOUS, "bare", "joined", "fused (b62b0f6)")
     sweep = {}  # pairs right with nothing of the old topic in the top 3, per half, at each follow_up.VAGUE
     for vague in SWEEP:
         score = {"tune": 0, "report": 0}

@@ -88,6 +88,19 @@ def test_a_continuation_without_a_cue_keeps_its_topic(manuals_kb, first, second,
     assert names(hits)[0].startswith(file)
 
 
+def test_a_continuation_whose_closest_passage_is_in_the_previous_document_keeps_its_topic(manuals_kb):
+    """Asked fresh, tar's man page comes first (its words match "exclude"), but the passage closest to the question is
+    git-rebase's: the previous answer's document answers it best, so it continues the topic. On 3cb29e6 it was taken
+    for a new topic (a confident best cosine, 0.6), tar first."""
+    second = "how do I exclude some commits?"
+    assert names(manuals_kb.search(second, k=6))[0] == "tar.1.txt"
+    hits, decision = after(manuals_kb, REBASE, second)
+    assert decision["decision"] == "follow-up" and decision["cue"].startswith("closest in the previous sources")
+    assert decision["query"] == second and decision["best_cosine"] >= 0.45 and decision["previous_rank"] > 1
+    assert decision["topic_cosine"] == decision["best_cosine"]
+    assert names(hits[:3]) == ["git-rebase.txt"] * 3
+
+
 @pytest.mark.parametrize(
     ("first", "second", "file", "old"),
     [
@@ -135,11 +148,13 @@ def test_ask_json_and_verbose_say_what_was_decided(manuals_kb):
     first = json.loads(runner.invoke(main, [*kb, "ask", REBASE, "--json"]).stdout)
     assert first["retrieval"]["decision"] == "first"
     switch = json.loads(runner.invoke(main, [*kb, "ask", "-c", "what does set -e do", "--json"]).stdout)
-    assert switch["retrieval"] | {"similarity": None, "previous_rank": None, "best_cosine": None} == {
+    measured = {"similarity": None, "previous_rank": None, "best_cosine": None, "topic_cosine": None}
+    assert switch["retrieval"] | measured == {
         "decision": "new topic", "query": "what does set -e do", "similarity": None, "cue": None,
-        "previous_rank": None, "best_cosine": None,
+        "previous_rank": None, "best_cosine": None, "topic_cosine": None,
     }  # fmt: skip
     assert switch["retrieval"]["best_cosine"] >= 0.45
+    assert switch["retrieval"]["topic_cosine"] is None  # no git-rebase passage among its 20 hits
     assert Path(switch["citations"][0]["path"]).name == "bash-set-builtin.html"
     verbose = runner.invoke(main, [*kb, "ask", "-c", "how do I turn it off again?", "-v"])
     assert verbose.exit_code == 0

@@ -12,11 +12,11 @@ topic cannot crowd its sources. It needs no model, and each question costs one s
    first IN_CONVERSATION_DEPTH hits is answerable inside the conversation ("is there a dry run first?" after a git
    clean question): a follow-up, those documents' passages first. A question that names its subject ("how do I
    shrink the database file?" after an sqlite WAL question) finds a confident passage and stays a new topic.
-3. Otherwise one more search, of the question alone within the previous answer's documents, decides: when their best
-   passage is nearly as close to the question as the best passage anywhere (its cosine within TOPIC_MARGIN of the
-   bare search's best), the conversation's documents answer it about as well as the whole knowledge base: a
-   follow-up, that search's passages first. A switch finds its own document clearly closer than anything of the old
-   topic ("how do I reorder my last few commits?" after a git reset question: 0.67 against 0.56).
+3. Otherwise, when the passage closest to the question (the highest cosine among those hits) is from the previous
+   answer's documents, those documents answer it better than anything else, even where another document's words
+   rank first ("how do I exclude some commits?" after an interactive rebase question: tar's man page first, a
+   git-rebase passage the closest): a follow-up, their passages first. A switch finds its closest passage in its own
+   document ("how do I reorder my last few commits?" after a git reset question: git-rebase 0.67, git-reset 0.56).
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ SAME_TOPIC = 0.65
 # does set -e do", best cosine 0.52) into follow-ups; a depth of 20 catches two continuations that 6 and 10 miss.
 VAGUE = 0.45
 IN_CONVERSATION_DEPTH = 20
-# Step 3: a follow-up when the best cosine of a passage of the previous answer's documents is at most TOPIC_MARGIN
-# below the best cosine of the question's bare search. On the tune half of bench/conversation.py the cue-less
-# continuations lie 0.00-0.09 below, the switches 0.11 and more (but for two whose bare search already puts the old
-# document first); every margin from 0.00 to 0.10 scores the same there, and 0.06 is about the middle of that range.
-TOPIC_MARGIN = 0.06
+# Step 3: a follow-up when the best cosine of a passage of the previous answer's documents among the question's hits is
+# at most TOPIC_MARGIN below its best cosine. On the tune half of bench/conversation.py the cue-less continuations lie
+# 0.00-0.09 below, the switches 0.11 and more (but two whose bare search already puts the old document first), and
+# every margin from 0.00 to 0.10 scores the same; but a nearby switch of tests/test_conversation_topics.py ("how do I
+# remove commits from my branch?" after a git clean question) lies 0.04 below, so no margin: the closest passage.
+TOPIC_MARGIN = 0.0
 
 # Words that point back to something the question does not name.
 _POINTING = frozenset("it its itself they them their theirs he him his she her".split())
@@ -72,7 +73,7 @@ class Decision:
     cue: str | None  # why it is a follow-up ("them", "starts with 'and'", "answerable from the previous sources")
     previous_rank: int | None = None  # searched alone: rank (from 1) of its first passage of the previous sources
     best_cosine: float | None = None  # searched alone: its best passage's cosine (below VAGUE: no confident answer)
-    topic_cosine: float | None = None  # searched alone in the previous answer's documents: its best passage's cosine
+    topic_cosine: float | None = None  # searched alone: the best cosine of its passages from the previous sources
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -161,37 +162,27 @@ def decide(
 
 
 def settle(
-    decision: Decision,
-    hits: list[Hit],
-    sources: set[str],
-    vague: float = VAGUE,
-    topic: Callable[[], list[Hit]] | None = None,
-    margin: float = TOPIC_MARGIN,
+    decision: Decision, hits: list[Hit], sources: set[str], vague: float = VAGUE, margin: float = TOPIC_MARGIN
 ) -> tuple[Decision, list[Hit]]:
     """Steps 2 and 3 for a question searched alone: a follow-up when it has no confident answer of its own and the
-    previous answer's documents (`sources`, paths) are among its hits, those passages then first; else, when `topic`
-    (the question searched within those documents; called only here) finds a passage within `margin` of the best
-    cosine, a follow-up with that search's passages first; else it stays a new topic."""
+    previous answer's documents (`sources`, paths) are among its hits, or when its closest passage (within `margin`)
+    is theirs; those documents' passages then come first. Else it stays a new topic."""
     if decision.decision != "new topic":
         return decision, hits
     best = _best(hits)
     rank = next((i for i, h in enumerate(hits[:IN_CONVERSATION_DEPTH], 1) if _places(h) & sources), None)
-    measured = replace(decision, previous_rank=rank, best_cosine=best)
-    if rank is not None and (best is None or best < vague):
+    near = _best([h for h in hits[:IN_CONVERSATION_DEPTH] if _places(h) & sources])
+    measured = replace(decision, previous_rank=rank, best_cosine=best, topic_cosine=near)
+    if rank is None:
+        return measured, hits
+    if best is None or best < vague:
         why = f"answerable from the previous sources (hit {rank}, best cosine {best if best is not None else 'n/a'})"
-        chosen = replace(measured, decision="follow-up", cue=why)
-        return chosen, sorted(hits, key=lambda h: not (_places(h) & sources))  # stable: rank kept within
-    if topic is None or not sources or best is None:
+    elif near is not None and near >= best - margin:
+        why = f"closest in the previous sources (best cosine {near})"
+    else:
         return measured, hits
-    inside = topic()
-    near = _best(inside)
-    measured = replace(measured, topic_cosine=near)
-    if near is None or near < best - margin:
-        return measured, hits
-    why = f"as close in the previous sources (best cosine {near} there, {best} anywhere)"
-    seen = {h.chunk_id for h in inside}
-    merged = [*inside, *(h for h in hits if h.chunk_id not in seen)]
-    return replace(measured, decision="follow-up", cue=why), sorted(merged, key=lambda h: not (_places(h) & sources))
+    chosen = replace(measured, decision="follow-up", cue=why)
+    return chosen, sorted(hits, key=lambda h: not (_places(h) & sources))  # stable: rank kept within
 
 
 def _best(hits: list[Hit]) -> float | None:

@@ -27,7 +27,6 @@ from deepkb.answer.stream import (
 )
 from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, Decision, decide, settle
 from deepkb.conversation.store import Conversation, ConversationInfo, ConversationStore, Turn
-from deepkb.errors import UsageError
 from deepkb.llm import LLM
 from deepkb.retrieval.search import Hit
 from deepkb.scope import Scope
@@ -115,14 +114,14 @@ class ChatSession:
         """One hybrid search. A question with a cue (a word pointing back, "and …") is searched joined to the earlier
         questions it continues, passages from the documents the previous answer cited first. Any other is searched
         alone, like a first question; if it has no confident answer of its own and the previous answer's documents
-        are among its hits, or if those documents answer it nearly as well as anything (a second search, within
-        them), it continues that topic and their passages come first (deepkb.conversation.follow_up, without a model). The decision is kept in `self.decision`. `scope` limits the search (deepkb.scope)."""
+        are among its hits, or its closest passage is theirs, it continues that topic and their passages come first
+        (deepkb.conversation.follow_up, without a model). The decision is kept in `self.decision`. `scope` limits the search (deepkb.scope)."""
         previous = self.previous_questions()
         sources = self.previous_sources()
         chosen = decide(previous, question, self._embed if previous else None, sources=bool(sources))
         if chosen.decision == "new topic":
             hits = self.kb.search(question, k=max(k, IN_CONVERSATION_DEPTH), mode="hybrid", scope=scope)
-            chosen, hits = settle(chosen, hits, sources, topic=partial(self._in_sources, question, k, sources, scope))
+            chosen, hits = settle(chosen, hits, sources)
             hits = hits[:k]
         else:
             hits = self.kb.search(chosen.query, k=k, mode="hybrid", scope=scope)
@@ -130,17 +129,6 @@ class ChatSession:
                 hits.sort(key=lambda h: not ({h.path, *(p.path for p in h.also_in)} & sources))  # stable
         self.decision = chosen.to_json()
         return hits
-
-    def _in_sources(self, question: str, k: int, sources: set[str], scope: Scope | None) -> list[Hit]:
-        """`question` searched within the previous answer's documents (those the user's scope still holds)."""
-        inside = [p for p in sorted(sources) if not (scope and scope.paths) or any(_under(p, s) for s in scope.paths)]
-        if not inside:
-            return []
-        within = Scope(tuple(inside), scope.types if scope else ())
-        try:
-            return self.kb.search(question, k=k, mode="hybrid", scope=within)
-        except UsageError:  # those documents were removed since, or are not of the scope's types
-            return []
 
     def previous_sources(self) -> set[str]:
         """The documents the previous answer cited (each with its twins): where a follow-up's answer should be."""
@@ -219,7 +207,3 @@ class ChatSession:
         except sqlite3.Error as exc:  # a full or read-only disk costs the history on disk, not the answer
             return f"The conversation could not be saved to {self.store.path} ({exc})."
         return None
-
-
-def _under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
