@@ -11,12 +11,13 @@ topic cannot crowd its sources. It needs no model, and each question costs one s
    (its best passage's cosine below VAGUE) while a passage of the documents the previous answer cited is among its
    first IN_CONVERSATION_DEPTH hits is answerable inside the conversation ("is there a dry run first?" after a git
    clean question): a follow-up, those documents' passages first. A question that names its subject ("how do I
-   shrink the database file?" after an sqlite WAL question) finds a confident passage and stays a new topic.
-3. Otherwise, when the passage closest to the question (the highest cosine among those hits) is from the previous
+   shrink the database file?" after an sqlite WAL question) finds a confident passage: step 3 decides it.
+3. Then, when the passage closest to the question (the highest cosine among those hits) is from the previous
    answer's documents, those documents answer it better than anything else, even where another document's words
    rank first ("how do I exclude some commits?" after an interactive rebase question: tar's man page first, a
    git-rebase passage the closest): a follow-up, their passages first. A switch finds its closest passage in its own
-   document ("how do I reorder my last few commits?" after a git reset question: git-rebase 0.67, git-reset 0.56).
+   document ("how do I reorder my last few commits?" after a git reset question: git-rebase 0.67, git-reset 0.56)
+   and stays a new topic. Step 3 reads the same hits: no second search.
 """
 
 from __future__ import annotations
