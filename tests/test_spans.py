@@ -94,6 +94,26 @@ def test_a_pdf_chunk_never_takes_a_heading_from_the_page_before(manuals, embedde
     assert any(c.text.startswith("6.3.1 What is an Interactive Shell?") for c in second)
 
 
+
+@pytest.mark.parametrize("name", ["git-rebase.html", "python-argparse.html", "pg-sql-vacuum.html", "bash-excerpt.html"])
+def test_a_definition_list_term_is_never_cut_from_its_definition(manuals, embedder, name):
+    """A term (<dt>: "-e", "\\timing [ on | off ]", "FULL") is no passage of its own: the chunk that holds it also holds
+    the first line of its definition, so neither the search nor the model sees a definition without what it defines.
+    (Terms are followed by their definition, or by more terms of the same definition: "set [-abef…]", "set [+abef…]".)"""
+    doc = load(manuals / name, (manuals / name).read_bytes())
+    pairs = [(u, nxt) for u, nxt in zip(doc.units, doc.units[1:]) if u.lead and not nxt.boundary]
+    assert len(pairs) >= 5, name  # the page has definition lists
+    for target in (200, 48):
+        chunks = _chunks(embedder, manuals / name, target)
+        fits = [(t, d) for t, d in pairs if sum(embedder.count_tokens([t.text, d.text.split("\n")[0]])) < target // 2]
+        cut = [
+            f"{term.text!r} (L{term.line_start})"
+            for term, definition in fits
+            if not any(term.text in c.text and definition.text.split("\n")[0] in c.text.split(term.text, 1)[1]
+                       for c in chunks)
+        ]  # fmt: skip
+        assert not cut, f"{name}, {target}-token chunks: {len(cut)} terms cut from their definitions: {cut[:5]}"
+
 # heading paths ------------------------------------------------------------------------------------------------
 def _html_titles(raw: str) -> list[str]:
     """The h1-h6 titles of an HTML page as its generator wrote them, typography undone, numbering dropped."""

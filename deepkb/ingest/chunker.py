@@ -2,8 +2,10 @@
 
 Cuts fall on headings and pages first, then between paragraphs. A cut between paragraphs is taken either when
 the next paragraph would overflow the target size, or (once a chunk is half full) where a paragraph's content
-hash says so. The hash cuts make boundaries depend on local content only, so an edit to one paragraph re-chunks
-its own neighbourhood and the rest of the file keeps its chunks (and their embeddings).
+hash says so, or before a lead-in (a definition list's term). The hash cuts make
+boundaries depend on local content only, so an edit to one paragraph re-chunks its own neighbourhood and the rest
+of the file keeps its chunks (and their embeddings). A chunk never ends on a lead-in: cut there, the term goes on
+with its definition ("\\timing [ on | off ]" with "turns displaying of how long each SQL statement takes on or off").
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ CUT_EVERY = 3  # on average one paragraph in CUT_EVERY ends a chunk by its hash,
 # Source lines without indexed text (an SQLite page's syntax diagram, 2,000 lines of SVG) that a chunk never spans: past
 # this gap the next text starts a chunk, as a new page does, so a passage never cites lines that hold none of it.
 MAX_GAP = 100
+
+
+def _leads(unit: Unit) -> bool:
+    """The unit introduces the one after it: a definition list's term (the loader says which)."""
+    return unit.lead and not unit.boundary
 
 
 @dataclass
@@ -69,9 +76,26 @@ def chunk_units(
     cur_tokens = 0
     cur_unit: Unit | None = None
     body = False  # the open chunk holds more than headings
+    leads: list[bool] = []  # of each paragraph of the open chunk: a whole lead-in unit
+
+    def trailing_leads() -> int:
+        return len(leads) - next((i + 1 for i in range(len(leads) - 1, -1, -1) if not leads[i]), 0)
+
+    def cut() -> None:
+        """Close the open chunk between paragraphs; the lead-ins at its end move on to the next one."""
+        nonlocal current, cur_tokens, body, leads
+        n = trailing_leads()
+        if not 0 < n < len(current):
+            close(keep_overlap=True)
+            return
+        carried = current[-n:]
+        current = current[:-n]
+        close(keep_overlap=False)
+        current, leads, body = carried, [True] * n, True
+        cur_tokens = sum(line.tokens for para in carried for line in para)
 
     def close(keep_overlap: bool) -> None:
-        nonlocal current, cur_tokens, body
+        nonlocal current, cur_tokens, body, leads
         if current and cur_unit is not None:
             drafts.append(_Draft(cur_unit.page, cur_unit.heading, current))
         tail: list[_Line] = []
@@ -83,6 +107,7 @@ def chunk_units(
                 tail.insert(0, line)
                 budget -= line.tokens
         current = [tail] if tail else []
+        leads = [False] * len(current)
         cur_tokens = sum(line.tokens for line in tail)
         body = bool(tail)
 
@@ -97,26 +122,31 @@ def chunk_units(
             if body:
                 close(keep_overlap=False)
             elif new_page:  # headings alone at a page's foot (or before a gap): they never cross it
-                current, cur_tokens = [], 0
+                current, cur_tokens, leads = [], 0, []
         elif current and cur_tokens + size > limit:
-            close(keep_overlap=True)
-        elif body and cur_tokens >= limit // 2 and _stable_hash(unit.text) % CUT_EVERY == 0:
-            close(keep_overlap=True)
+            cut()
+        elif body and cur_tokens >= limit // 2 and (_leads(unit) or _stable_hash(unit.text) % CUT_EVERY == 0):
+            cut()
         cur_unit = unit
         if cur_tokens + size <= limit:
             current.append(lines)
+            leads.append(_leads(unit))
             cur_tokens += size
         else:  # a paragraph larger than a chunk: fill line by line, splitting over-long lines by words
             para: list[_Line] = []
-            current.append(para)
             for line in _split_long_lines(lines, limit, count_tokens):
-                if cur_tokens + line.tokens > limit and cur_tokens > 0:
+                # The first line of a definition stays with the lead-ins (its terms) the chunk holds alone.
+                if cur_tokens + line.tokens > limit and cur_tokens > 0 and (para or not all(leads)):
+                    if para:
+                        current.append(para)
+                        leads.append(False)
                     close(keep_overlap=True)
                     para = []
-                    current.append(para)
                 para.append(line)
                 cur_tokens += line.tokens
-            current = [p for p in current if p]
+            if para:
+                current.append(para)
+                leads.append(False)
         body = body or not unit.boundary
     if body:
         close(keep_overlap=False)

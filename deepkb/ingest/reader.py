@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 # 6: an HTML admonition's heading ("Note") labels its box, not the rest of the section; a DocBook reference page's
 # name heads its sections; a chunk never spans more than chunker.MAX_GAP source lines without text (SQLite's syntax
 # diagrams).
-PIPELINE_VERSION = 6
+# 7: a chunk never ends on a lead-in (an HTML definition list's term), which starts the next
+# chunk once the open one is half full.
+PIPELINE_VERSION = 7
 
 
 @dataclass

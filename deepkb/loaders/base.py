@@ -16,6 +16,7 @@ class Unit:
     heading: str | None = None  # heading path, "Title > Section"
     boundary: bool = False  # a section or page starts here: no chunk spans across it
     lines: list[int] | None = None  # the source line of each line of `text`, where they are not consecutive (HTML)
+    lead: bool = False  # introduces the unit after it (a definition list's term): a chunk never ends on it
 
     def line_spans(self) -> list[tuple[int, int]]:
         """The source lines each line of `text` comes from: its own line when known, else the unit's whole span."""

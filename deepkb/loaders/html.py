@@ -107,6 +107,7 @@ class _HTMLText(HTMLParser):
         self.in_link = 0
         self.in_pre = 0
         self.in_head = False
+        self.in_term = False  # the text being collected is a definition list's term (<dt>): it leads its <dd>
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         if tag == "head":
@@ -134,6 +135,7 @@ class _HTMLText(HTMLParser):
             self.parts.append((self.getpos()[0], " | ", False))
         if tag in _BLOCK_TAGS:
             self.flush()
+            self.in_term = tag == "dt"
         if tag == "pre":
             self.in_pre += 1
         if tag == "a":
@@ -200,13 +202,14 @@ class _HTMLText(HTMLParser):
             if text.strip():
                 rows.append((line, text))
         link_chars, self.parts, self.link_chars = self.link_chars, [], 0
+        lead, self.in_term = self.in_term, False
         if not rows:
             return
         text = "\n".join(t for _, t in rows)
         numbers = [n for n, _ in rows]
         if self.heading_level is None and link_chars >= LINK_SHARE * len("".join(text.split())):
             return  # a menu or a list of links, not content
-        unit = Unit(text, numbers[0], numbers[-1], lines=numbers)
+        unit = Unit(text, numbers[0], numbers[-1], lines=numbers, lead=lead)
         if self.heading_level is not None:
             level = self.heading_level
             name = " ".join(text.split())
