@@ -110,11 +110,13 @@ class Upstream:
     that says it ("stop", or "length" for a reply cut at max_tokens). Then the usage and [DONE].
     With `gate` unset, each stream waits for it before its first piece (the test decides when answers flow).
     `break_after`: after that many pieces, send a broken SSE line (an upstream failing mid-reply).
+    `reasoning`: sent first as a reasoning model's `reasoning_content` (DeepSeek R1 behind vLLM or llama.cpp server).
     """
 
     def __init__(self, reply: str = "Backups are kept for thirty days [1].", pieces: int | None = 8, delay: float = 0.0,
-                 break_after: int | None = None, finish_reason: str | None = None) -> None:  # fmt: skip
-        self.reply, self.pieces, self.delay = reply, pieces, delay
+                 break_after: int | None = None, finish_reason: str | None = None,
+                 reasoning: str | None = None) -> None:  # fmt: skip
+        self.reply, self.pieces, self.delay, self.reasoning = reply, pieces, delay, reasoning
         self.break_after, self.finish_reason = break_after, finish_reason
         self.gate = threading.Event()
         self.gate.set()
@@ -141,6 +143,8 @@ class Upstream:
                     self.end_headers()
                     upstream.gate.wait(30)
                     pieces = upstream._split()
+                    if upstream.reasoning:
+                        self._send({"choices": [{"index": 0, "delta": {"reasoning_content": upstream.reasoning}}]})
                     for n, piece in enumerate(pieces):
                         if upstream.break_after is not None and n == upstream.break_after:
                             self.wfile.write(b"data: {broken\n\n")

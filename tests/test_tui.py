@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from deepkb.tui.screens.source import SourceScreen  # noqa: E402
 from deepkb.tui.widgets.sources import SourceItem  # noqa: E402
 
 from conftest import REPO, SAMPLE_DATA, write  # noqa: E402
+from server_harness import Upstream  # noqa: E402
 
 QUESTION = "What does the retention policy say about backups?"
 SIZE = (120, 40)
@@ -99,49 +99,12 @@ def notices(pilot) -> list[str]:
     return [str(n.message) for n in pilot.app._notifications]
 
 
-class _SlowServer:
-    """A stand-in OpenAI-compatible server (outside the product) that streams a long reply one word at a time."""
-
-    def __init__(self, words: int = 2000, delay: float = 0.05) -> None:
-        self.disconnected = threading.Event()
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                pieces = [{"reasoning_content": "Reading the sources. "}] + [
-                    {"content": f"word{i} "} for i in range(words)
-                ]
-                try:
-                    for delta in pieces:
-                        event = {"choices": [{"index": 0, "delta": delta}]}
-                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-                        self.wfile.flush()
-                        time.sleep(delay)
-                    self.wfile.write(b"data: [DONE]\n\n")
-                except (BrokenPipeError, ConnectionResetError):
-                    outer.disconnected.set()
-
-        outer = self
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def slow_server():
-    server = _SlowServer()
-    yield server
-    server.close()
+    """A long reply streamed one word at a time, after a little reasoning."""
+    reply = " ".join(f"word{i}" for i in range(2000))
+    with Upstream(reply, pieces=None, delay=0.05, reasoning="Reading the sources. ") as server:
+        yield server
 
 
 # asking -----------------------------------------------------------------------------------------------------
