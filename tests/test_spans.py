@@ -94,7 +94,6 @@ def test_a_pdf_chunk_never_takes_a_heading_from_the_page_before(manuals, embedde
     assert any(c.text.startswith("6.3.1 What is an Interactive Shell?") for c in second)
 
 
-
 @pytest.mark.parametrize("name", ["git-rebase.html", "python-argparse.html", "pg-sql-vacuum.html", "bash-excerpt.html"])
 def test_a_definition_list_term_is_never_cut_from_its_definition(manuals, embedder, name):
     """A term (<dt>: "-e", "\\timing [ on | off ]", "FULL") is no passage of its own: the chunk that holds it also holds
@@ -113,6 +112,7 @@ def test_a_definition_list_term_is_never_cut_from_its_definition(manuals, embedd
                        for c in chunks)
         ]  # fmt: skip
         assert not cut, f"{name}, {target}-token chunks: {len(cut)} terms cut from their definitions: {cut[:5]}"
+
 
 # heading paths ------------------------------------------------------------------------------------------------
 def _html_titles(raw: str) -> list[str]:
