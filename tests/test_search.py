@@ -143,6 +143,17 @@ def test_convex_fusion_weighs_normalized_scores_and_keeps_their_gaps():
     assert fuse_convex([], [], 0.5) == []
 
 
+def test_asking_for_more_hits_never_reorders_the_first_ones(sample_kb, embedder, monkeypatch):
+    """`deepkb search -k 5` and `-k 50` agree on their first five: a deeper list (k x 3 candidates past
+    `candidates`) does not move the range each side's scores are normalized over."""
+    monkeypatch.setenv("DEEPKB_CANDIDATES", "4")  # so that k = 5 already searches deeper than `candidates`
+    with KnowledgeBase.open(sample_kb.home, embedder=embedder) as kb:
+        for question in ("How long are backups kept?", "who rotates the keys", "vpn access for contractors"):
+            first = [h.chunk_id for h in kb.search(question, k=2)]
+            assert [h.chunk_id for h in kb.search(question, k=20)][:2] == first, question
+            assert [h.chunk_id for h in kb.search(question, k=8)][:2] == first, question
+
+
 def test_hybrid_fusion_is_a_setting(sample_kb, embedder, monkeypatch):
     convex = sample_kb.search("How long are backups kept?", k=5)
     monkeypatch.setenv("DEEPKB_FUSION", "rrf")

@@ -142,7 +142,7 @@ def keyword(storage: Storage, query: str, k: int, scope: Scope | None = None) ->
 
 
 def fuse_convex(
-    dense_hits: list[tuple[int, float]], keyword_hits: list[tuple[int, float]], alpha: float
+    dense_hits: list[tuple[int, float]], keyword_hits: list[tuple[int, float]], alpha: float, scale: int | None = None
 ) -> list[tuple[int, float]]:
     """Convex combination of each side's min-max normalized scores: alpha * dense + (1 - alpha) * keyword.
 
@@ -150,17 +150,37 @@ def fuse_convex(
     the scores are: a keyword hit far ahead of the rest stays far ahead (SciFact nDCG@10: 0.732 against RRF's
     0.722, and 0.732 against RRF's 0.717 when each half of the queries picks the setting the other half is scored
     with; bench/fusion_sweep.py).
-    """
 
-    def normalized(hits: list[tuple[int, float]]) -> dict[int, float]:
-        if not hits:
-            return {}
-        top, bottom = max(s for _, s in hits), min(s for _, s in hits)
+    `scale`: each side's first `scale` hits are fused as above, whatever follows them; the chunks only a deeper list
+    holds come after, in the order of their scores on the same scale (below its range), each with score 0. So asking
+    for more hits never reorders the first ones (`deepkb search -k 5` and `-k 50` agree on their first five).
+    """
+    if scale and (len(dense_hits) > scale or len(keyword_hits) > scale):
+        first = fuse_convex(dense_hits[:scale], keyword_hits[:scale], alpha)
+        seen = {chunk_id for chunk_id, _ in first}
+        ranges = (_range(dense_hits[:scale]), _range(keyword_hits[:scale]))
+        deeper = _convex(dense_hits, keyword_hits, alpha, *ranges)
+        return first + [(chunk_id, 0.0) for chunk_id, _ in deeper if chunk_id not in seen]
+    return _convex(dense_hits, keyword_hits, alpha, _range(dense_hits), _range(keyword_hits))
+
+
+def _range(hits: list[tuple[int, float]]) -> tuple[float, float]:
+    return (max(s for _, s in hits), min(s for _, s in hits)) if hits else (0.0, 0.0)
+
+
+def _convex(
+    dense_hits: list[tuple[int, float]],
+    keyword_hits: list[tuple[int, float]],
+    alpha: float,
+    dense_range: tuple[float, float],
+    keyword_range: tuple[float, float],
+) -> list[tuple[int, float]]:
+    def normalized(hits: list[tuple[int, float]], top: float, bottom: float) -> dict[int, float]:
         if top == bottom:
-            return {chunk_id: 1.0 for chunk_id, _ in hits}
+            return {chunk_id: 1.0 if s >= top else 0.0 for chunk_id, s in hits}
         return {chunk_id: (s - bottom) / (top - bottom) for chunk_id, s in hits}
 
-    d, k = normalized(dense_hits), normalized(keyword_hits)
+    d, k = normalized(dense_hits, *dense_range), normalized(keyword_hits, *keyword_range)
     scores = {c: alpha * d.get(c, 0.0) + (1.0 - alpha) * k.get(c, 0.0) for c in d.keys() | k.keys()}
     # Equal scores: a chunk both sides found before one that only one side found, then the older chunk.
     return sorted(scores.items(), key=lambda item: (-item[1], -(item[0] in d) - (item[0] in k), item[0]))
@@ -230,7 +250,7 @@ def _search(
         dense_hits = storage.store.chunks_for_vectors(nearest, depth, scope)
         keyword_hits = keyword(storage, query, depth, scope) if mode in ("hybrid", "keyword") else []
     if mode == "hybrid" and settings.fusion == "convex":
-        ranked = fuse_convex(dense_hits, keyword_hits, settings.dense_share)
+        ranked = fuse_convex(dense_hits, keyword_hits, settings.dense_share, scale=settings.candidates)
     elif mode == "hybrid":
         ranked = fuse([dense_hits, keyword_hits], settings.rrf_k)
     else:
