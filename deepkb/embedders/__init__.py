@@ -10,7 +10,13 @@ import logging
 from pathlib import Path
 
 from deepkb.embedders.base import MODELS, Embedder, KnownModel, quiet_third_party, resolve_model
-from deepkb.embedders.openvino import PRECISIONS, OpenVINOEmbedder, native_bf16, remembered_rejection
+from deepkb.embedders.openvino import (
+    PRECISIONS,
+    ConversionRejected,
+    OpenVINOEmbedder,
+    native_bf16,
+    remembered_rejection,
+)
 from deepkb.embedders.sentence_transformers import SentenceTransformerEmbedder
 from deepkb.errors import EmbeddingModelError
 
@@ -130,7 +136,9 @@ def create_embedder(name_or_path: str, backend: str = "auto", precision: str = "
         try:
             _loaded[key] = cls(name_or_path, **options)
         except EmbeddingModelError as exc:
-            if backend != "auto" or cls is SentenceTransformerEmbedder:
+            # Only OpenVINO refusing the model falls back; a model that is missing or not the published one is
+            # missing for torch too, and is said once, as it is.
+            if backend != "auto" or cls is SentenceTransformerEmbedder or not isinstance(exc, ConversionRejected):
                 raise
             if getattr(exc, "first_time", True):
                 log.warning(
