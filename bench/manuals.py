@@ -235,7 +235,13 @@ def keyword_only_embedder():
     return embedder
 
 
-def run(quick: bool = False, only: str | None = None, kb_dir: Path | None = None, keyword_only: bool = False) -> dict:
+def run(
+    quick: bool = False,
+    only: str | None = None,
+    kb_dir: Path | None = None,
+    keyword_only: bool = False,
+    embedding_model: str | None = None,
+) -> dict:
     """Ingest the manuals into a cached deepkb knowledge base and build the naive pipeline; score both."""
     from figures import sentence_transformer
     from manuals_fetch import fetch
@@ -251,7 +257,10 @@ def run(quick: bool = False, only: str | None = None, kb_dir: Path | None = None
     if only in (None, "deepkb"):
         embedder = keyword_only_embedder() if keyword_only else None
         default_kb = CACHE / ("manuals-kb-keyword" if keyword_only else "manuals-kb")
-        with KnowledgeBase.open(kb_dir or default_kb, embedder=embedder) as kb:
+        model = {"embedding_model": embedding_model} if embedding_model else {}
+        if embedding_model:
+            figures["embedding_model"] = embedding_model
+        with KnowledgeBase.open(kb_dir or default_kb, embedder=embedder, **model) as kb:
             started = time.perf_counter()
             report = kb.ingest([docs])
             figures["deepkb_ingest"] = {"seconds": round(time.perf_counter() - started, 1),
@@ -345,8 +354,13 @@ def main() -> None:
         action="store_true",
         help="the keyword sides alone (chunks are not embedded; writes bench/out/manuals-keyword.json)",
     )
+    parser.add_argument(
+        "--embedding-model",
+        help="deepkb with another embedding model (a name or a sentence-transformers folder; use --only deepkb and a "
+        "--kb of its own); writes bench/out/manuals-<folder name>.json",
+    )
     args = parser.parse_args()
-    figures = run(only=args.only, kb_dir=args.kb, keyword_only=args.keyword_only)
+    figures = run(only=args.only, kb_dir=args.kb, keyword_only=args.keyword_only, embedding_model=args.embedding_model)
     if args.keyword_only:
         figures["keyword_only"] = True
         publish(figures, OUT.with_name("manuals-keyword.json"), markdown, REPO)
@@ -357,6 +371,9 @@ def main() -> None:
                               **figures["systems"]}  # fmt: skip
         for key in ("naive_chunks", "deepkb_ingest"):
             figures.setdefault(key, previous.get(key))
+    if args.embedding_model:  # the default's own figures stay in manuals.json
+        publish(figures, OUT.with_name(f"manuals-{Path(args.embedding_model).name}.json"), markdown, REPO)
+        return
     publish(figures, OUT, markdown, REPO)
 
 

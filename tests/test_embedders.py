@@ -25,3 +25,30 @@ def test_an_unknown_backend_lists_the_valid_names():
 def test_the_fixture_embedder_is_one_of_the_registered_engines(embedder):
     assert type(embedder) is embedders.BACKENDS[embedder.backend]
     assert embedders.create_embedder("all-MiniLM-L6-v2", batch_size=embedder.batch_size) is embedder  # loaded once
+
+
+def test_the_larger_model_is_known_by_name_and_says_how_to_get_it(tmp_path, monkeypatch):
+    """all-mpnet-base-v2 (not bundled) is found in the Hugging Face cache by its name, its weights checked against the
+    published file; when it is absent the error says how to fetch it, not to install the small model's package."""
+    from deepkb.embedders.base import resolve_model
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(EmbeddingModelError, match="huggingface-cli download sentence-transformers/all-mpnet-base-v2"):
+        resolve_model("all-mpnet-base-v2")
+    snapshot = tmp_path / "hub" / "models--sentence-transformers--all-mpnet-base-v2" / "snapshots" / "e8c3b32"
+    snapshot.mkdir(parents=True)
+    (snapshot / "modules.json").write_text("[]")
+    (snapshot / "model.safetensors").write_bytes(b"not the published weights")
+    with pytest.raises(EmbeddingModelError, match="does not match the published all-mpnet-base-v2 weights"):
+        resolve_model("all-mpnet-base-v2")
+    assert resolve_model("all-mpnet-base-v2", verify=False) == (snapshot, embedders.MODELS["all-mpnet-base-v2"])
+
+
+def test_a_missing_model_is_said_once_not_blamed_on_openvino(tmp_path, monkeypatch, caplog):
+    """A model that is not there is missing for either engine: one error, no "sentence-transformers instead" notice
+    (that fallback, and its memory, are for models OpenVINO cannot convert)."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(EmbeddingModelError, match="not found offline"):
+        embedders.create_embedder("all-mpnet-base-v2", "auto")
+    assert not [r for r in caplog.records if "instead" in r.getMessage()]
+    assert embedders.openvino_rejection("all-mpnet-base-v2") is None

