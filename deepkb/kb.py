@@ -15,6 +15,7 @@ from deepkb.embedders import (
     Embedder,
     create_embedder,
     default_precision,
+    model_name,
     openvino_rejection,
     pick_backend,
     resolve_backend,
@@ -64,7 +65,7 @@ class KnowledgeBase:
                 self.store.close()
                 raise
         wanted = embedder.name if embedder else settings.embedding_model
-        if check_model and recorded and recorded != wanted:
+        if check_model and recorded and recorded != wanted and recorded != model_name(wanted):
             self.store.close()  # the caller never gets this object, so it could never close it
             raise EmbeddingModelError(
                 f"this knowledge base was built with embedding model {recorded}, not {wanted}; "

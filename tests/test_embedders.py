@@ -52,3 +52,25 @@ def test_a_missing_model_is_said_once_not_blamed_on_openvino(tmp_path, monkeypat
         embedders.create_embedder("all-mpnet-base-v2", "auto")
     assert not [r for r in caplog.records if "instead" in r.getMessage()]
     assert embedders.openvino_rejection("all-mpnet-base-v2") is None
+
+
+def test_a_knowledge_base_built_from_a_folder_of_a_known_model_opens_again_with_that_folder(tmp_path, embedder):
+    """config.toml names the model's folder (`~/models/all-MiniLM-L6-v2`); the knowledge base records the model's own
+    name, and reopening it with the same config.toml must not call that another model."""
+    from click.testing import CliRunner
+
+    from deepkb.cli import main
+    from deepkb.embedders.base import resolve_model
+
+    folder = tmp_path / "models" / "all-MiniLM-L6-v2"
+    folder.parent.mkdir()
+    folder.symlink_to(resolve_model("all-MiniLM-L6-v2")[0], target_is_directory=True)
+    home = tmp_path / "kb"
+    home.mkdir()
+    (home / "config.toml").write_text(f'embedding_model = "{folder}"\n')
+    (tmp_path / "notes.md").write_text("# Backups\n\nBackups are kept for thirty days.\n")
+    runner = CliRunner()
+    assert runner.invoke(main, ["--kb", str(home), "ingest", str(tmp_path / "notes.md")]).exit_code == 0
+    again = runner.invoke(main, ["--kb", str(home), "search", "how long are backups kept", "--json"])
+    assert again.exit_code == 0, again.output
+    assert "thirty days" in again.stdout

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from deepkb.embedders.base import MODELS, Embedder, KnownModel, quiet_third_party, resolve_model
+from deepkb.embedders.base import MODELS, Embedder, KnownModel, model_name, quiet_third_party, resolve_model
 from deepkb.embedders.openvino import (
     PRECISIONS,
     ConversionRejected,
@@ -33,6 +33,7 @@ __all__ = [
     "create_embedder",
     "default_precision",
     "gpu_present",
+    "model_name",
     "openvino_rejection",
     "pick_backend",
     "quiet_third_party",

@@ -172,6 +172,17 @@ def resolve_model(name_or_path: str, verify: bool = True) -> tuple[Path, KnownMo
     )
 
 
+def model_name(name_or_path: str) -> str:
+    """The name a knowledge base records for a model: a known model's own name (given by name, by its Hugging Face
+    repository, or as a folder of it), else what was given. Reads no weights."""
+    given = Path(name_or_path).expanduser()
+    if given.is_dir():
+        known = _known_by_weights(given, verify=False)
+        return known.name if known else name_or_path
+    known = MODELS.get(name_or_path) or next((m for m in MODELS.values() if m.hf_repo == name_or_path), None)
+    return known.name if known else name_or_path
+
+
 def _candidates(known: KnownModel) -> list[Path]:
     found: list[Path] = []
     snapshots = hf_hub_cache().expanduser() / f"models--{known.hf_repo.replace('/', '--')}" / "snapshots"
