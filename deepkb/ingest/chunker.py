@@ -77,27 +77,28 @@ def chunk_units(
     cur_unit: Unit | None = None
     body = False  # the open chunk holds more than headings
     leads: list[bool] = []  # of each paragraph of the open chunk: a whole lead-in unit
+    heads: list[str | None] = []  # of each paragraph of the open chunk: its unit's heading path
 
     def trailing_leads() -> int:
         return len(leads) - next((i + 1 for i in range(len(leads) - 1, -1, -1) if not leads[i]), 0)
 
     def cut() -> None:
         """Close the open chunk between paragraphs; the lead-ins at its end move on to the next one."""
-        nonlocal current, cur_tokens, body, leads
+        nonlocal current, cur_tokens, body, leads, heads
         n = trailing_leads()
         if not 0 < n < len(current):
             close(keep_overlap=True)
             return
-        carried = current[-n:]
-        current = current[:-n]
+        carried, carried_heads = current[-n:], heads[-n:]
+        current, heads = current[:-n], heads[:-n]
         close(keep_overlap=False)
-        current, leads, body = carried, [True] * n, True
+        current, leads, heads, body = carried, [True] * n, carried_heads, True
         cur_tokens = sum(line.tokens for para in carried for line in para)
 
     def close(keep_overlap: bool) -> None:
-        nonlocal current, cur_tokens, body, leads
+        nonlocal current, cur_tokens, body, leads, heads
         if current and cur_unit is not None:
-            drafts.append(_Draft(cur_unit.page, cur_unit.heading, current))
+            drafts.append(_Draft(cur_unit.page, _shared(heads), current))
         tail: list[_Line] = []
         if keep_overlap and current:
             budget = overlap_tokens
@@ -108,6 +109,7 @@ def chunk_units(
                 budget -= line.tokens
         current = [tail] if tail else []
         leads = [False] * len(current)
+        heads = heads[-1:] if tail else []
         cur_tokens = sum(line.tokens for line in tail)
         body = bool(tail)
 
@@ -122,7 +124,7 @@ def chunk_units(
             if body:
                 close(keep_overlap=False)
             elif new_page:  # headings alone at a page's foot (or before a gap): they never cross it
-                current, cur_tokens, leads = [], 0, []
+                current, cur_tokens, leads, heads = [], 0, [], []
         elif current and cur_tokens + size > limit:
             cut()
         elif body and cur_tokens >= limit // 2 and (_leads(unit) or _stable_hash(unit.text) % CUT_EVERY == 0):
@@ -131,6 +133,7 @@ def chunk_units(
         if cur_tokens + size <= limit:
             current.append(lines)
             leads.append(_leads(unit))
+            heads.append(unit.heading)
             cur_tokens += size
         else:  # a paragraph larger than a chunk: fill line by line, splitting over-long lines by words
             para: list[_Line] = []
@@ -140,6 +143,7 @@ def chunk_units(
                     if para:
                         current.append(para)
                         leads.append(False)
+                        heads.append(unit.heading)
                     close(keep_overlap=True)
                     para = []
                 para.append(line)
@@ -147,10 +151,24 @@ def chunk_units(
             if para:
                 current.append(para)
                 leads.append(False)
+                heads.append(unit.heading)
         body = body or not unit.boundary
     if body:
         close(keep_overlap=False)
     return _enforce_limit(drafts, count_tokens, max_tokens)
+
+
+def _shared(headings: list[str | None]) -> str | None:
+    """A chunk's heading path: what its paragraphs' paths share (a chunk holding the entries -a, -b and -e of a
+    definition list stands under the list's term, "set", not under the last entry's)."""
+    paths = [h.split(" > ") for h in headings if h]
+    if not paths or len(paths) < len(headings):
+        return headings[-1] if headings else None
+    common = paths[0]
+    for path in paths[1:]:
+        n = next((i for i, (a, b) in enumerate(zip(common, path)) if a != b), min(len(common), len(path)))
+        common = common[:n]
+    return " > ".join(common) or None
 
 
 def _split_long_lines(lines: list[_Line], limit: int, count_tokens: TokenCounter) -> list[_Line]:

@@ -17,6 +17,7 @@ class Unit:
     boundary: bool = False  # a section or page starts here: no chunk spans across it
     lines: list[int] | None = None  # the source line of each line of `text`, where they are not consecutive (HTML)
     lead: bool = False  # introduces the unit after it (a definition list's term): a chunk never ends on it
+    entry: str | None = None  # the definition list terms it stands under ("set [-abef…] > -e"): ends its heading
 
     def line_spans(self) -> list[tuple[int, int]]:
         """The source lines each line of `text` comes from: its own line when known, else the unit's whole span."""
@@ -72,9 +73,12 @@ def paragraphs(lines: list[str], first_line: int = 1, page: int | None = None) -
 
 
 def propagate_headings(units: list[Unit]) -> None:
+    """Each unit under the last section heading before it; a definition list's entry goes on under its terms."""
     current = None
     for unit in units:
         if unit.boundary:
             current = unit.heading
+        elif unit.entry:
+            unit.heading = f"{current} > {unit.entry}" if current else unit.entry
         else:
             unit.heading = current

@@ -108,6 +108,7 @@ class _HTMLText(HTMLParser):
         self.in_pre = 0
         self.in_head = False
         self.in_term = False  # the text being collected is a definition list's term (<dt>): it leads its <dd>
+        self.terms: list[str | None] = []  # per open <dl>, its last term: the entry what follows stands under
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         if tag == "head":
@@ -136,6 +137,8 @@ class _HTMLText(HTMLParser):
         if tag in _BLOCK_TAGS:
             self.flush()
             self.in_term = tag == "dt"
+        if tag == "dl":
+            self.terms.append(None)
         if tag == "pre":
             self.in_pre += 1
         if tag == "a":
@@ -163,6 +166,8 @@ class _HTMLText(HTMLParser):
             return
         if tag in _BLOCK_TAGS:
             self.flush()
+        if tag == "dl" and self.terms:
+            self.terms.pop()
         self.boxes.end(tag)
         self.refname.end(tag)
         if re.fullmatch(r"h[1-6]", tag):
@@ -210,12 +215,27 @@ class _HTMLText(HTMLParser):
         if self.heading_level is None and link_chars >= LINK_SHARE * len("".join(text.split())):
             return  # a menu or a list of links, not content
         unit = Unit(text, numbers[0], numbers[-1], lines=numbers, lead=lead)
+        if lead and self.terms and self.heading_level is None:
+            self.terms[-1] = _term(text)
+        unit.entry = " > ".join(t for t in self.terms if t) or None  # a term heads its own entry, as a title does
         if self.heading_level is not None:
             level = self.heading_level
             name = " ".join(text.split())
             self.path = [p for p in self.path if p[0] < level] + [(level, name)]
             unit.heading, unit.boundary = " > ".join(p[1] for p in self.path), True
         self.units.append(unit)
+
+
+TERM_CHARS = 48  # a term longer than this (a function's whole signature) heads its entry by its start
+
+
+def _term(text: str) -> str:
+    """A definition list's term as a heading path part: one line, at most TERM_CHARS, no " > " of its own."""
+    term = " ".join(text.split()).replace(" > ", " ")
+    if len(term) <= TERM_CHARS:
+        return term
+    cut = term.rfind(" ", 0, TERM_CHARS)
+    return term[: cut if cut > TERM_CHARS // 2 else TERM_CHARS] + "…"
 
 
 def load_html(text: str) -> LoadedDocument:
