@@ -47,6 +47,7 @@ def stem(word: str) -> str:
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_TERMS = 32  # a pasted paragraph is still one query
 SCOPE_CACHE = 4  # scopes whose allowed vectors are kept (per Storage, until the next write)
+ENTRY_WINDOW = 30  # the hits among which an entry's first chunk goes before the rest of it (entry_first)
 
 
 @dataclass(frozen=True)
@@ -256,9 +257,10 @@ def _search(
     else:
         ranked = dense_hits or keyword_hits
     dense_scores, keyword_scores = dict(dense_hits), dict(keyword_hits)
-    rows = storage.store.chunks_by_ids([chunk_id for chunk_id, _ in ranked[: k * 2]])
+    window = max(k * 2, ENTRY_WINDOW)
+    rows = storage.store.chunks_by_ids([chunk_id for chunk_id, _ in ranked[:window]])
     hits: list[Hit] = []
-    for chunk_id, score in ranked:
+    for chunk_id, score in ranked[:window]:
         row = rows.get(chunk_id)
         if row is None:  # removed since the index was built: SQLite is the truth
             continue
@@ -266,6 +268,30 @@ def _search(
             Hit(chunk_id, row.path, row.page, row.line_start, row.line_end, row.heading, round(score, 6), row.text,
                 dense_scores.get(chunk_id), keyword_scores.get(chunk_id))
         )  # fmt: skip
-        if len(hits) == k:
-            break
-    return hits
+    # Over a window of fixed depth, inside what every k fuses alike, so that more hits never reorder the first ones.
+    n = min(ENTRY_WINDOW, settings.candidates)
+    return (entry_first(hits[:n]) + hits[n:])[:k]
+
+
+def entry_first(hits: list[Hit]) -> list[Hit]:
+    """Of the hits from one section or definition list entry (the same file and heading path), the one that starts it
+    (its text opens with the heading's own line: "-e" then "Exit immediately if…") goes before those that continue
+    it: what the entry is comes before the details that follow (bash's "-e" entry runs over three chunks, and the
+    second, full of "-e", outranked the definition itself)."""
+    out = list(hits)
+    for hit in hits:
+        if not _starts_entry(hit):
+            continue
+        j = next((n for n, h in enumerate(out) if h.path == hit.path and h.heading == hit.heading), None)
+        if j is not None and out[j] is not hit:
+            out.remove(hit)
+            out.insert(j, hit)
+    return out
+
+
+def _starts_entry(hit: Hit) -> bool:
+    if not hit.heading or " > " not in hit.heading:
+        return False
+    first = " ".join(hit.text.split("\n", 1)[0].split())
+    last = hit.heading.rsplit(" > ", 1)[1]
+    return bool(first) and (first == last or last.endswith("…") and first.startswith(last[:-1]))
