@@ -31,9 +31,10 @@ if TYPE_CHECKING:
 # name heads its sections; a chunk never spans more than chunker.MAX_GAP source lines without text (SQLite's syntax
 # diagrams).
 # 7: a chunk never ends on a lead-in (an HTML definition list's term), which starts the next
-# chunk once the open one is half full; a definition list's entry stands under its terms in the heading path
-# ("set [-abef…] > -e"), and a chunk's heading is what its paragraphs' paths share.
-PIPELINE_VERSION = 7
+# chunk once the open one is half full.
+# 8: an HTML definition list's entry stands under its terms in the heading path ("set [-abef…] > -e"), and a
+# chunk's heading is what its paragraphs' paths share.
+PIPELINE_VERSION = 8
 
 
 @dataclass
