@@ -191,20 +191,20 @@ def run(kb_dir: Path | None = None, half: str = "all") -> dict:
                     row[name] = judge(pair, hits) | {"top3": [Path(h.path).name for h in hits[:3]]}
             rows.append(row)
     names = ("deepkb", PREVIOUS, "bare", "joined", "fused (b62b0f6)")
-    sweep = {}  # pairs right with nothing of the old topic in the top 3, per half, at each follow_up.VAGUE
-    for vague in SWEEP:
-        score = {"tune": 0, "report": 0}
-        for r in rows:
-            chosen = r[f"_vague {vague}"]
-            score[r["split"]] += chosen["right"] and not chosen["kept_old"]
-        sweep[vague] = score
-    margins = {}  # the same, at each follow_up.TOPIC_MARGIN
-    for margin in MARGINS:
-        score = {"tune": 0, "report": 0}
-        for r in rows:
-            chosen = r[f"_margin {margin}"]
-            score[r["split"]] += chosen["right"] and not chosen["kept_old"]
-        margins[margin] = score
+
+    def swept(key: str, values) -> dict:
+        """Pairs right with nothing of the old topic in the top 3, per half, at each value of a threshold."""
+        out = {}
+        for value in values:
+            score = {"tune": 0, "report": 0}
+            for r in rows:
+                chosen = r[f"{key} {value}"]
+                score[r["split"]] += chosen["right"] and not chosen["kept_old"]
+            out[value] = score
+        return out
+
+    sweep = swept("_vague", SWEEP)  # follow_up.VAGUE
+    margins = swept("_margin", MARGINS)  # follow_up.TOPIC_MARGIN
     figures = {
         split: {name: summarize([r for r in rows if split in ("all", r["split"])], name) for name in names}
         for split in ("tune", "report", "all")
