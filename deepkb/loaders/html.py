@@ -108,7 +108,8 @@ class _HTMLText(HTMLParser):
         self.in_pre = 0
         self.in_head = False
         self.in_term = False  # the text being collected is a definition list's term (<dt>): it leads its <dd>
-        self.terms: list[str | None] = []  # per open <dl>, its last term: the entry what follows stands under
+        self.terms: list[str | None] = []  # per open <dl> (the outer TERM_DEPTH), its last term: what follows is under
+        self.lists = 0  # open <dl> elements, however deep
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         if tag == "head":
@@ -138,7 +139,9 @@ class _HTMLText(HTMLParser):
             self.flush()
             self.in_term = tag == "dt"
         if tag == "dl":
-            self.terms.append(None)
+            self.lists += 1
+            if self.lists <= TERM_DEPTH:
+                self.terms.append(None)
         if tag == "pre":
             self.in_pre += 1
         if tag == "a":
@@ -166,8 +169,10 @@ class _HTMLText(HTMLParser):
             return
         if tag in _BLOCK_TAGS:
             self.flush()
-        if tag == "dl" and self.terms:
-            self.terms.pop()
+        if tag == "dl" and self.lists:
+            if self.lists <= TERM_DEPTH:
+                self.terms.pop()
+            self.lists -= 1
         self.boxes.end(tag)
         self.refname.end(tag)
         if re.fullmatch(r"h[1-6]", tag):
@@ -215,7 +220,7 @@ class _HTMLText(HTMLParser):
         if self.heading_level is None and link_chars >= LINK_SHARE * len("".join(text.split())):
             return  # a menu or a list of links, not content
         unit = Unit(text, numbers[0], numbers[-1], lines=numbers, lead=lead)
-        if lead and self.terms and self.heading_level is None:
+        if lead and self.terms and self.lists <= TERM_DEPTH and self.heading_level is None:
             self.terms[-1] = _term(text)
         unit.entry = " > ".join(t for t in self.terms if t) or None  # a term heads its own entry, as a title does
         if self.heading_level is not None:
@@ -227,6 +232,9 @@ class _HTMLText(HTMLParser):
 
 
 TERM_CHARS = 48  # a term longer than this (a function's whole signature) heads its entry by its start
+# Nested definition lists that add their terms to the heading path: bash's builtins > set > -e is two; a page nesting
+# lists 10,000 deep would otherwise give every passage a heading path of 10,000 terms.
+TERM_DEPTH = 4
 
 
 def _term(text: str) -> str:
