@@ -103,7 +103,6 @@ def test_html_a_broken_note_box_loses_no_text():
     assert next(u for u in doc.units if u.text == "Unplug first.").heading == "Guide"
 
 
-
 def test_definition_lists_nested_without_end_give_every_passage_a_short_heading():
     """A definition list's entry stands under its terms ("set > -e"), but a page nesting lists 5,000 deep (never
     closed, then a stray close tag) gives no passage a heading path of 5,000 terms: only the outer lists' terms count."""
@@ -112,6 +111,7 @@ def test_definition_lists_nested_without_end_give_every_passage_a_short_heading(
     assert "Deep words." in "\n".join(u.text for u in doc.units)
     assert next(u for u in doc.units if u.text == "Exclude.").heading == "Options > -x"
     assert max(len(u.heading.split(" > ")) for u in doc.units) <= 5
+
 
 def test_pdf_page_that_crashes_the_parser_is_reported_as_failed_not_scanned():
     doc = load(Path("p.pdf"), _pdf(["Page one is fine", BROKEN, "Page three is fine", ""]))
