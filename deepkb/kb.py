@@ -65,7 +65,7 @@ class KnowledgeBase:
                 self.store.close()
                 raise
         wanted = embedder.name if embedder else settings.embedding_model
-        if check_model and recorded and recorded != wanted and recorded != model_name(wanted):
+        if check_model and recorded and recorded != model_name(wanted):
             self.store.close()  # the caller never gets this object, so it could never close it
             raise EmbeddingModelError(
                 f"this knowledge base was built with embedding model {recorded}, not {wanted}; "

@@ -150,7 +150,7 @@ def resolve_model(name_or_path: str, verify: bool = True) -> tuple[Path, KnownMo
     given = Path(name_or_path).expanduser()
     if given.is_dir():
         return given, _known_by_weights(given, verify)
-    known = MODELS.get(name_or_path) or next((m for m in MODELS.values() if m.hf_repo == name_or_path), None)
+    known = _known_by_name(name_or_path)
     if known is None:
         raise EmbeddingModelError(
             f"unknown embedding model {name_or_path!r}: give a local sentence-transformers folder "
@@ -178,9 +178,14 @@ def model_name(name_or_path: str) -> str:
     given = Path(name_or_path).expanduser()
     if given.is_dir():
         known = _known_by_weights(given, verify=False)
-        return known.name if known else name_or_path
-    known = MODELS.get(name_or_path) or next((m for m in MODELS.values() if m.hf_repo == name_or_path), None)
+    else:
+        known = _known_by_name(name_or_path)
     return known.name if known else name_or_path
+
+
+def _known_by_name(name: str) -> KnownModel | None:
+    """A known model by its own name or its Hugging Face repository."""
+    return MODELS.get(name) or next((m for m in MODELS.values() if m.hf_repo == name), None)
 
 
 def _candidates(known: KnownModel) -> list[Path]:
