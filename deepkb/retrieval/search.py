@@ -156,13 +156,14 @@ def fuse_convex(
     holds come after, in the order of their scores on the same scale (below its range), each with score 0. So asking
     for more hits never reorders the first ones (`deepkb search -k 5` and `-k 50` agree on their first five).
     """
-    if scale and (len(dense_hits) > scale or len(keyword_hits) > scale):
-        first = fuse_convex(dense_hits[:scale], keyword_hits[:scale], alpha)
-        seen = {chunk_id for chunk_id, _ in first}
-        ranges = (_range(dense_hits[:scale]), _range(keyword_hits[:scale]))
-        deeper = _convex(dense_hits, keyword_hits, alpha, *ranges)
-        return first + [(chunk_id, 0.0) for chunk_id, _ in deeper if chunk_id not in seen]
-    return _convex(dense_hits, keyword_hits, alpha, _range(dense_hits), _range(keyword_hits))
+    scale = scale or max(len(dense_hits), len(keyword_hits))
+    ranges = (_range(dense_hits[:scale]), _range(keyword_hits[:scale]))
+    first = _convex(dense_hits[:scale], keyword_hits[:scale], alpha, *ranges)
+    if len(dense_hits) <= scale and len(keyword_hits) <= scale:
+        return first
+    seen = {chunk_id for chunk_id, _ in first}
+    deeper = _convex(dense_hits, keyword_hits, alpha, *ranges)
+    return first + [(chunk_id, 0.0) for chunk_id, _ in deeper if chunk_id not in seen]
 
 
 def _range(hits: list[tuple[int, float]]) -> tuple[float, float]:
