@@ -8,8 +8,18 @@ from pathlib import Path
 import pytest
 
 from deepkb.errors import UsageError
+from deepkb.ingest.chunker import MAX_GAP
 from deepkb.kb import KnowledgeBase
-from deepkb.retrieval.search import MAX_TERMS, fts_query, fts_terms, fuse, fuse_convex
+from deepkb.retrieval.search import (
+    JOIN_CHUNKS,
+    MAX_TERMS,
+    Hit,
+    fts_query,
+    fts_terms,
+    fuse,
+    fuse_convex,
+    join_neighbours,
+)
 
 from conftest import SAMPLE_DATA, write
 
@@ -165,3 +175,55 @@ def test_hybrid_fusion_is_a_setting(sample_kb, embedder, monkeypatch):
     monkeypatch.setenv("DEEPKB_FUSION", "ranks")
     with pytest.raises(UsageError, match="valid: convex, rrf"):
         KnowledgeBase.open(sample_kb.home, embedder=embedder)
+
+
+def test_consecutive_chunks_found_together_are_one_passage_with_its_text_once(kb, tmp_path):
+    """A procedure that runs over several chunks, all of them hits, is one passage at most JOIN_CHUNKS chunks long:
+    its text is the file's lines from its first line to its last, each once (the lines a chunk repeats from the one
+    before it are not repeated), and the places after it go to other passages."""
+    docs = tmp_path / "docs"
+    steps = [
+        f"Step {n}. Stop the vaultkeeper service on node {n}, copy the sealed archive number {n} to the spare "
+        f"disk, check its checksum against the manifest, and write down the time the copy of archive {n} ended."
+        for n in range(1, 25)
+    ]
+    write(docs / "restore.md", "# Restoring the vault\n\n" + "\n\n".join(steps) + "\n")
+    write(docs / "notes.md", "# Notes\n\nThe vaultkeeper service was renamed in March.\n")
+    kb.ingest([docs])
+    chunks = kb.store.document_chunks(kb.store.documents_under([str((docs / "restore.md").resolve())]).popitem()[1].id)
+    assert len(chunks) >= 4  # the procedure really runs over several chunks
+    hits = kb.search("vaultkeeper", k=10, mode="keyword")
+    lines = (docs / "restore.md").read_text().split("\n")
+    joined = [h for h in hits if len(h.chunk_ids) > 1]
+    assert joined and all(len(h.chunk_ids) <= JOIN_CHUNKS for h in hits)
+    for hit in joined:
+        source = [line for line in lines[hit.line_start - 1 : hit.line_end] if line.strip()]
+        assert [line for line in hit.text.split("\n") if line.strip()] == source
+        assert hit.chunk_id in hit.chunk_ids
+    seen = [c for h in hits for c in (h.chunk_ids or (h.chunk_id,))]
+    assert len(seen) == len(set(seen))  # no chunk in two passages
+    assert {c.id for c in chunks} <= set(seen) and "notes.md" in _names(hits)
+    assert len(hits) < len(chunks) + 1  # fewer results than chunks matched: the procedure is a few passages
+
+
+def _hit(chunk_id: int, page: int | None, start: int, end: int, text: str, heading: str = "A > B") -> Hit:
+    return Hit(chunk_id, "/docs/manual.pdf", page, start, end, heading, 1.0 / chunk_id, text)
+
+
+def test_a_passage_never_joins_chunks_across_a_page_or_a_long_gap_and_keeps_the_best_rank():
+    places = {1: (7, 10), 2: (7, 11), 3: (7, 12), 4: (7, 13), 5: (8, 14), 6: (7, 30), 7: (7, 31)}
+    hits = [
+        _hit(2, 3, 10, 20, "shared\ntwo"),  # starts with the line (10) the chunk before it ends with: its overlap
+        _hit(1, 3, 1, 10, "one\nshared", "A > C"),  # the chunk before the best one: joined, the shared line once
+        _hit(3, 4, 1, 9, "three"),  # the next chunk, on the next page: a passage of its own
+        _hit(4, 4, 9, 15, "four"),
+        _hit(5, 4, 16, 18, "five"),  # another document
+        _hit(6, 4, 100, 101, "six"),
+        _hit(7, 4, 101 + MAX_GAP + 1, 400, "seven"),  # after more lines without text than a chunk may hold
+    ]
+    out = join_neighbours(hits, places)
+    assert [h.chunk_ids or (h.chunk_id,) for h in out] == [(1, 2), (3, 4), (5,), (6,), (7,)]
+    first = out[0]
+    assert (first.chunk_id, first.score, first.line_start, first.line_end) == (2, 0.5, 1, 20)
+    assert first.text == "one\nshared\ntwo" and first.heading == "A"
+    assert out[1].text == "three\n\nfour"

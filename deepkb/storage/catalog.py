@@ -124,6 +124,8 @@ class ChunkRow:
     page: int | None
     line_start: int | None
     line_end: int | None
+    doc_id: int | None = None  # with ord: where the chunk stands in its document (chunks_by_ids reads them)
+    ord: int | None = None
 
 
 @dataclass(frozen=True)
@@ -453,7 +455,7 @@ class Store:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self.db.execute(
-            "SELECT c.id, d.path, c.text, c.heading, c.page, c.line_start, c.line_end FROM chunks c "
+            "SELECT c.id, d.path, c.text, c.heading, c.page, c.line_start, c.line_end, c.doc_id, c.ord FROM chunks c "
             f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
             list(ids),
         )

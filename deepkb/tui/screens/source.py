@@ -68,14 +68,20 @@ class SourceScreen(ModalScreen[None]):
         self.lines = passage_lines(source.hit, self._chunk(source.hit))
 
     def _chunk(self, hit: Hit) -> Hit | None:
+        """The stored chunks the passage joins (one, or several consecutive ones), as one span of their document."""
         kb = getattr(self.app, "kb", None)
+        ids = list(hit.chunk_ids or (hit.chunk_id,))
         try:
-            row = kb.store.chunks_by_ids([hit.chunk_id]).get(hit.chunk_id) if kb is not None else None
+            found = kb.store.chunks_by_ids(ids) if kb is not None else {}
         except Exception:  # noqa: BLE001  (the cited text is still worth showing)
             return None
-        if row is None:
+        rows = [found[i] for i in ids if i in found]
+        if not rows:
             return None
-        return Hit(row.id, row.path, row.page, row.line_start, row.line_end, row.heading, hit.score, row.text)
+        spans = [(r.line_start, r.line_end) for r in rows if r.line_start is not None and r.line_end is not None]
+        first, last = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else (None, None)
+        text = "\n\n".join(r.text for r in rows)  # shown only when the file cannot be read again
+        return Hit(rows[0].id, rows[0].path, rows[0].page, first, last, rows[0].heading, hit.score, text)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="source-box"):
