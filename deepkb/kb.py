@@ -22,6 +22,7 @@ from deepkb.embedders import (
 )
 from deepkb.errors import EmbeddingModelError, UsageError
 from deepkb.ingest.sync import IngestReport, Progress, embed_chunks, sync
+from deepkb.retrieval.passages import JOIN_WINDOW, join_neighbours
 from deepkb.retrieval.search import Hit, check_query, search
 from deepkb.retrieval.twins import group_twins
 from deepkb.scope import Scope, no_match_message
@@ -160,13 +161,19 @@ class KnowledgeBase:
     def search(self, query: str, k: int = 5, mode: str = "hybrid", scope: Scope | None = None) -> list[Hit]:
         """Top-k passages for a query: hybrid (dense + keyword fused), dense or keyword. A passage that stands in
         several documents (a page as .txt and .html, a copied file) is one hit, its other places in `also_in`;
+        consecutive chunks of one document found together are one passage (deepkb.retrieval.passages);
         `scope` (deepkb.scope.make_scope(paths, types)) limits it to some folders, files or kinds of file."""
         check_query(query, k, mode)
         embedder = self.embedder if mode != "keyword" and self.dim is not None else None  # keyword: no model load
         if scope and not self.store.scope_documents(scope):
             raise UsageError(no_match_message(scope))
-        ranked = search(self.storage, embedder, self.settings, query, k=k * TWIN_DEPTH, mode=mode, scope=scope)
-        return group_twins(ranked, k)
+        # Twins are folded first, then consecutive chunks joined among the first `window` distinct hits: a depth that
+        # does not depend on k, so that more hits never reorder the first ones.
+        window = min(JOIN_WINDOW, self.settings.candidates)
+        depth = max(k, window) * TWIN_DEPTH
+        distinct = group_twins(search(self.storage, embedder, self.settings, query, depth, mode, scope), depth)
+        places = self.store.chunk_places([hit.chunk_id for hit in distinct[:window]])
+        return join_neighbours(distinct, places, window)[:k]
 
     @_storage_guarded
     def remove(self, paths: Sequence[str | os.PathLike]) -> list[str]:

@@ -7,6 +7,11 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
+# Source lines without indexed text (an SQLite page's syntax diagram, 2,000 lines of SVG) that a passage never spans:
+# past this gap the next text starts a chunk, as a new page does, and search never joins two chunks across it, so a
+# passage never cites lines that hold none of it.
+MAX_GAP = 100
+
 
 @dataclass(frozen=True)
 class Chunk:

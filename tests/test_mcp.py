@@ -83,7 +83,10 @@ async def _exercise(client: Client, data_root: Path) -> dict:
     assert Path(top["path"]).name == "backup-retention-policy.pdf"  # the document that holds the answer
     assert Path(top["path"]).is_relative_to(data_root.resolve())
     assert top["page"] >= 1 and 1 <= top["line_start"] <= top["line_end"] and top["text"]
-    assert top["url"] == Path(top["path"]).as_uri() and top["id"] == str(top["chunk_id"])
+    first, last = (top["chunk_ids"][0], top["chunk_ids"][-1]) if top["chunk_ids"] else (top["chunk_id"],) * 2
+    assert top["url"] == Path(top["path"]).as_uri() and top["id"] == (
+        f"{first}-{last}" if last != first else str(first)
+    )
     assert top["id"] in found.content[0].text  # text-only clients see the ids too
 
     fetched = await client.call_tool("fetch", {"id": top["id"], "after": 1})
@@ -95,10 +98,13 @@ async def _exercise(client: Client, data_root: Path) -> dict:
     if doc["position"] < doc["passages"]:  # the next passage, and fetch walks to it
         assert passage["after"][0]["id"] == passage["next_id"]
         walked = await client.call_tool("fetch", {"id": passage["next_id"]})
-        assert walked.structured_content["previous_id"] == top["id"]
+        assert walked.structured_content["previous_id"] == str(last)  # the last chunk of a joined passage
 
     whole = await client.read_resource(doc["uri"])
-    assert top["text"] in whole.contents[0].text and top["path"] in whole.contents[0].text
+    assert (
+        all(line in whole.contents[0].text for line in top["text"].split("\n"))
+        and top["path"] in whole.contents[0].text
+    )
 
     missing = await client.call_tool("fetch", {"id": "999999"})
     assert missing.is_error and "no passage 999999" in missing.content[0].text
@@ -118,7 +124,8 @@ async def _exercise(client: Client, data_root: Path) -> dict:
     assert answer["model"] == "tiny-r1" and answer["answer"] and not answer["fallback"]
     cited = {c["n"] for c in answer["citations"]}
     for c in answer["citations"]:
-        assert c["id"] == str(c["chunk_id"]) and c["path"] in answered.content[0].text
+        ids = c["chunk_ids"] or [c["chunk_id"]]  # a passage of consecutive chunks: "FIRST-LAST", as search gives it
+        assert c["id"] == "-".join(map(str, dict.fromkeys([ids[0], ids[-1]]))) and c["path"] in answered.content[0].text
     assert all(f"[{n}]" not in answer["answer"] or n in cited for n in range(1, 10))  # markers point to sources
     assert progress and progress[0][1].startswith("retrieved")  # progress while it generated
     assert [v for v, _ in progress] == sorted({v for v, _ in progress})  # strictly increasing

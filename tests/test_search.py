@@ -8,18 +8,10 @@ from pathlib import Path
 import pytest
 
 from deepkb.errors import UsageError
-from deepkb.ingest.chunker import MAX_GAP
 from deepkb.kb import KnowledgeBase
-from deepkb.retrieval.search import (
-    JOIN_CHUNKS,
-    MAX_TERMS,
-    Hit,
-    fts_query,
-    fts_terms,
-    fuse,
-    fuse_convex,
-    join_neighbours,
-)
+from deepkb.retrieval.passages import JOIN_CHUNKS, join_neighbours
+from deepkb.retrieval.search import MAX_TERMS, Hit, fts_query, fts_terms, fuse, fuse_convex
+from deepkb.types import MAX_GAP
 
 from conftest import SAMPLE_DATA, write
 

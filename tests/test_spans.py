@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from spancheck import violation
 
-from deepkb.ingest.chunker import MAX_GAP, chunk_units
+from deepkb.ingest.chunker import chunk_units
 from deepkb.loaders import load
 from deepkb.retrieval.excerpt import segments, window
 from deepkb.retrieval.search import Hit
+from deepkb.types import MAX_GAP
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "manuals"
 DOCS = [

@@ -15,13 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from deepkb.loaders import Unit
-from deepkb.types import Chunk
+from deepkb.types import MAX_GAP, Chunk
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 CUT_EVERY = 3  # on average one paragraph in CUT_EVERY ends a chunk by its hash, once the chunk is half full
-# Source lines without indexed text (an SQLite page's syntax diagram, 2,000 lines of SVG) that a chunk never spans: past
-# this gap the next text starts a chunk, as a new page does, so a passage never cites lines that hold none of it.
-MAX_GAP = 100
 
 
 def _leads(unit: Unit) -> bool:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 # 5: man pages, mbox and Maildir were plain text before; scanned PDF pages are OCR'd; headings of the text's own
 # syntax; HTML lines with their own source lines; no PDF heading from the page before.
 # 6: an HTML admonition's heading ("Note") labels its box, not the rest of the section; a DocBook reference page's
-# name heads its sections; a chunk never spans more than chunker.MAX_GAP source lines without text (SQLite's syntax
+# name heads its sections; a chunk never spans more than types.MAX_GAP source lines without text (SQLite's syntax
 # diagrams).
 # 7: a chunk never ends on a lead-in (an HTML definition list's term), which starts the next
 # chunk once the open one is half full.

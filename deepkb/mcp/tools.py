@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepkb.display import location
 from deepkb.errors import UsageError
+from deepkb.retrieval.passages import JOIN_CHUNKS, joined
 from deepkb.retrieval.search import MODES, Hit
 from deepkb.scope import make_scope
 from deepkb.storage.errors import translated
@@ -23,24 +24,25 @@ NEIGHBOURS_MAX = 10  # passages fetch may add on either side
 DOCUMENT_URI = "deepkb://document/{id}"
 
 
-def passage_id(chunk_id: int) -> str:
-    """A passage's id as agents see it: the chunk id, as a string (ChatGPT-style connectors expect strings)."""
-    return str(chunk_id)
+def passage_id(chunk_id: int, last: int | None = None) -> str:
+    """A passage's id as agents see it (a string: ChatGPT-style connectors expect strings): its chunk id, or for
+    consecutive chunks joined into one passage the first and the last one's, "FIRST-LAST"."""
+    return str(chunk_id) if last is None or last == chunk_id else f"{chunk_id}-{last}"
 
 
-def parse_passage_id(value: str | int) -> int:
-    """The chunk id in a passage id from search; one clear sentence when it is not one."""
-    text = str(value).strip()
-    if not text.isdigit():
+def parse_passage_id(value: str | int) -> tuple[int, int]:
+    """The first and last chunk ids in a passage id from search; one clear sentence when it is not one."""
+    first, _, last = str(value).strip().partition("-")
+    if not first.isdigit() or not (last or first).isdigit():
         raise UsageError(f"{value!r} is not a passage id; use an `id` from the search tool's results.")
-    return int(text)
+    return int(first), int(last or first)
 
 
 def _passage(chunk_id: int, path: str, page: int | None, line_start: int | None, line_end: int | None,
-             heading: str | None, text: str) -> dict[str, Any]:  # fmt: skip
+             heading: str | None, text: str, last: int | None = None) -> dict[str, Any]:  # fmt: skip
     where = location(page, line_start, line_end)
     return {
-        "id": passage_id(chunk_id),
+        "id": passage_id(chunk_id, last),
         "title": f"{Path(path).name} {where}".strip(),
         "url": Path(path).as_uri(),
         "path": path,
@@ -55,7 +57,8 @@ def _passage(chunk_id: int, path: str, page: int | None, line_start: int | None,
 
 def hit_json(hit: Hit) -> dict[str, Any]:
     """A search hit for an agent: the one hit shape (`deepkb search --json`) plus an id, a title and a file URL."""
-    return {**_passage(hit.chunk_id, hit.path, hit.page, hit.line_start, hit.line_end, hit.heading, hit.text),
+    first, last = (hit.chunk_ids[0], hit.chunk_ids[-1]) if hit.chunk_ids else (hit.chunk_id, None)
+    return {**_passage(first, hit.path, hit.page, hit.line_start, hit.line_end, hit.heading, hit.text, last),
             **hit.to_json()}  # fmt: skip
 
 
@@ -105,17 +108,20 @@ def search(
 # fetch and documents -------------------------------------------------------------------------------------------
 def fetch(kb: KnowledgeBase, id: str | int, before: int = 0, after: int = 0) -> dict[str, Any]:
     """A passage whole with its location, its document's URI and place, and `before`/`after` neighbours."""
-    chunk_id = parse_passage_id(id)
+    first, last = parse_passage_id(id)
     if not (0 <= before <= NEIGHBOURS_MAX and 0 <= after <= NEIGHBOURS_MAX):
         raise UsageError(f"before and after must be between 0 and {NEIGHBOURS_MAX}.")
     with translated(kb.home):
-        window = kb.store.chunk_window(chunk_id, max(before, 1), max(after, 1))
-    if window is None:
-        raise UsageError(f"no passage {chunk_id} in the knowledge base (its document may have changed since the search; "
+        window = kb.store.chunk_window(first, max(before, 1), max(after, 1) + JOIN_CHUNKS - 1)
+    ids = [row.id for row in window.chunks] if window is not None else []
+    at, end = (ids.index(first), ids.index(last)) if first in ids and last in ids else (0, -1)
+    if window is None or not 0 <= end - at < JOIN_CHUNKS:
+        raise UsageError(f"no passage {id} in the knowledge base (its document may have changed since the search; "
                          "search again).")  # fmt: skip
-    at = next(i for i, row in enumerate(window.chunks) if row.id == chunk_id)
     rows = window.chunks
-    data = _row_json(rows[at])
+    part = [Hit(r.id, r.path, r.page, r.line_start, r.line_end, r.heading, 0.0, r.text) for r in rows[at : end + 1]]
+    whole = joined(part)
+    data = _passage(first, whole.path, whole.page, whole.line_start, whole.line_end, whole.heading, whole.text, last)
     data["document"] = {
         "id": window.doc_id,
         "uri": DOCUMENT_URI.format(id=window.doc_id),
@@ -123,9 +129,9 @@ def fetch(kb: KnowledgeBase, id: str | int, before: int = 0, after: int = 0) -> 
         "position": window.position + 1,
     }
     data["previous_id"] = passage_id(rows[at - 1].id) if at > 0 else None
-    data["next_id"] = passage_id(rows[at + 1].id) if at + 1 < len(rows) else None
+    data["next_id"] = passage_id(rows[end + 1].id) if end + 1 < len(rows) else None
     data["before"] = [_row_json(r) for r in rows[max(at - before, 0) : at]] if before else []
-    data["after"] = [_row_json(r) for r in rows[at + 1 : at + 1 + after]] if after else []
+    data["after"] = [_row_json(r) for r in rows[end + 1 : end + 1 + after]] if after else []
     return data
 
 
@@ -155,7 +161,8 @@ def answer_json(result: AskResult) -> dict[str, Any]:
     with a passage id for fetch."""
     data = result.to_json()
     for citation in data.get("citations", []):
-        citation["id"] = passage_id(citation["chunk_id"])
+        ids = citation.get("chunk_ids") or [citation["chunk_id"]]
+        citation["id"] = passage_id(ids[0], ids[-1])
         citation["location"] = location(citation.get("page"), citation.get("line_start"), citation.get("line_end"))
     return data
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from deepkb.errors import UsageError
-from deepkb.ingest.chunker import MAX_GAP
 from deepkb.scope import Scope
 
 if TYPE_CHECKING:
@@ -49,10 +48,6 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_TERMS = 32  # a pasted paragraph is still one query
 SCOPE_CACHE = 4  # scopes whose allowed vectors are kept (per Storage, until the next write)
 ENTRY_WINDOW = 30  # the hits among which an entry's first chunk goes before the rest of it (entry_first)
-# A passage joins at most this many consecutive chunks of its document (join_neighbours): about 500 tokens, the
-# length of a page of a manual. On the manuals' tune half, joining at most 1 / 2 / 3 / 4 chunks scored MRR@10
-# 0.520 / 0.562 / 0.570 / 0.584 (hit@5 69% / 73% / 74% / 76%); 3 keeps a passage one screen long.
-JOIN_CHUNKS = 3
 
 
 @dataclass(frozen=True)
@@ -84,12 +79,13 @@ class Hit:
     dense_score: float | None = None  # cosine similarity to the query, when the dense side saw this chunk
     keyword_score: float | None = None  # BM25 (higher is better), when the keyword side matched this chunk
     also_in: tuple[Place, ...] = ()  # the same passage in other documents (deepkb.retrieval.twins), best ranked first
-    chunk_ids: tuple[int, ...] = ()  # the consecutive chunks the passage joins, in document order (join_neighbours)
+    chunk_ids: tuple[int, ...] = ()  # the consecutive chunks the passage joins, in document order (retrieval.passages)
 
     def to_json(self) -> dict:
         """The one JSON shape of a hit: `search --json`, `ask --json` citations and also_retrieved, the server."""
         data = asdict(self)
         data["also_in"] = list(data["also_in"])
+        data["chunk_ids"] = list(data["chunk_ids"])
         return data
 
 
@@ -267,7 +263,6 @@ def _search(
     window = max(k * 2, ENTRY_WINDOW)
     rows = storage.store.chunks_by_ids([chunk_id for chunk_id, _ in ranked[:window]])
     hits: list[Hit] = []
-    places = {chunk_id: (row.doc_id, row.ord) for chunk_id, row in rows.items()}
     for chunk_id, score in ranked[:window]:
         row = rows.get(chunk_id)
         if row is None:  # removed since the index was built: SQLite is the truth
@@ -278,81 +273,7 @@ def _search(
         )  # fmt: skip
     # Over a window of fixed depth, inside what every k fuses alike, so that more hits never reorder the first ones.
     n = min(ENTRY_WINDOW, settings.candidates)
-    return (join_neighbours(entry_first(hits[:n]), places) + hits[n:])[:k]
-
-
-def join_neighbours(hits: list[Hit], places: dict[int, tuple[int, int]]) -> list[Hit]:
-    """Hits from consecutive chunks of one document (and one page) are one passage, at the rank of the best of them:
-    a definition, a procedure or an example that runs over two chunks is shown whole, once, and the next places go
-    to other passages. `places`: each chunk's (document id, place in the document). At most JOIN_CHUNKS chunks a
-    passage; never across a page, nor over more lines without text than a chunk may hold."""
-    groups: list[list[Hit]] = []
-    where: dict[tuple[int, int], tuple[int, Hit]] = {}  # (document, place) -> its group, and its hit
-    for hit in hits:
-        doc, place = places.get(hit.chunk_id, (None, None))
-        if doc is None:
-            groups.append([hit])
-            continue
-        joined = None
-        for step in (-1, 1):
-            g, neighbour = where.get((doc, place + step), (None, None))
-            if g is None or len(groups[g]) >= JOIN_CHUNKS or neighbour.page != hit.page:
-                continue
-            first, then = (neighbour, hit) if step == -1 else (hit, neighbour)
-            if None not in (first.line_end, then.line_start) and then.line_start - first.line_end <= MAX_GAP:
-                joined = g
-                break
-        if joined is None:
-            joined = len(groups)
-            groups.append([])
-        groups[joined].append(hit)
-        where[(doc, place)] = (joined, hit)
-    return [_passage(group, places) for group in groups]
-
-
-def _passage(group: list[Hit], places: dict[int, tuple[int, int]]) -> Hit:
-    """One hit for consecutive chunks: the best one's rank and scores, their text once (the lines a chunk repeats from
-    the one before it, its overlap, are not repeated), and the lines from the first one's start to the last one's end."""
-    if len(group) == 1:
-        return group[0]
-    best = group[0]
-    ordered = sorted(group, key=lambda h: places[h.chunk_id][1])
-    text = ordered[0].text
-    for before, hit in zip(ordered, ordered[1:]):
-        text = _stitch(text, hit.text) if hit.line_start <= before.line_end else text + "\n\n" + hit.text
-    return replace(
-        best,
-        text=text,
-        line_start=ordered[0].line_start,
-        line_end=max(h.line_end for h in ordered),
-        heading=_common_heading([h.heading for h in ordered]),
-        dense_score=max((h.dense_score for h in group if h.dense_score is not None), default=None),
-        keyword_score=max((h.keyword_score for h in group if h.keyword_score is not None), default=None),
-        chunk_ids=tuple(h.chunk_id for h in ordered),
-    )
-
-
-def _stitch(text: str, following: str) -> str:
-    """`text` then `following` without the lines `following` opens with that `text` ends with (a chunk's overlap)."""
-    ends, opens = text.split("\n"), following.split("\n")
-    for n in range(min(len(ends), len(opens)), 0, -1):
-        if ends[-n:] == opens[:n]:
-            rest = "\n".join(opens[n:])
-            return text + ("\n" + rest if rest and not rest.startswith("\n") else rest)
-    return text + "\n\n" + following
-
-
-def _common_heading(headings: list[str | None]) -> str | None:
-    """What the passages' heading paths share ("A > B" and "A > C": "A"); the first one's when they share nothing."""
-    paths = [h.split(" > ") for h in headings if h]
-    if not paths:
-        return None
-    common = paths[0]
-    for path in paths[1:]:
-        common = common[
-            : next((i for i, (a, b) in enumerate(zip(common, path)) if a != b), min(len(common), len(path)))
-        ]
-    return " > ".join(common) if common else " > ".join(paths[0])
+    return (entry_first(hits[:n]) + hits[n:])[:k]
 
 
 def entry_first(hits: list[Hit]) -> list[Hit]:

@@ -124,8 +124,6 @@ class ChunkRow:
     page: int | None
     line_start: int | None
     line_end: int | None
-    doc_id: int | None = None  # with ord: where the chunk stands in its document (chunks_by_ids reads them)
-    ord: int | None = None
 
 
 @dataclass(frozen=True)
@@ -455,11 +453,19 @@ class Store:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self.db.execute(
-            "SELECT c.id, d.path, c.text, c.heading, c.page, c.line_start, c.line_end, c.doc_id, c.ord FROM chunks c "
+            "SELECT c.id, d.path, c.text, c.heading, c.page, c.line_start, c.line_end FROM chunks c "
             f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
             list(ids),
         )
         return {r[0]: ChunkRow(*r) for r in rows}
+
+    def chunk_places(self, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """Where each chunk stands: (its document's id, its place in the document), for the chunks that exist."""
+        out: dict[int, tuple[int, int]] = {}
+        for part, marks in _in_batches(list(ids)):
+            out.update({r[0]: (r[1], r[2]) for r in self.db.execute(
+                f"SELECT id, doc_id, ord FROM chunks WHERE id IN ({marks})", part)})  # fmt: skip
+        return out
 
     def scope_vector_ids(self, scope: Scope) -> list[int]:
         """The vector ids of the chunks of documents in the scope: what a scoped dense search may return."""
