@@ -37,6 +37,15 @@ MODES = ("dense", "keyword", "hybrid")
 # Variants measured on these questions and not kept (each re-ingested what it changes; the held-out half decided).
 # Kept as text: their knowledge bases are gone, and re-running them means editing deepkb.
 TRIED = """\
+Issue 20, fourth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.519 before it):
+- kept: consecutive chunks of one document found among the first 30 hits are one passage (deepkb.retrieval.passages),
+  at most 1 / 2 / 3 / 4 chunks: 0.519 / 0.562 / 0.570 / 0.582, hit@5 69% / 73% / 74% / 76%; 3 kept (a passage about
+  a page long). The naive pipeline's lead in hit@5 was in part this: two halves of one answer took two of the five
+  places (gitcmd-07: git-clean's NAME and DESCRIPTION chunks; sqlite-03: the paragraph after the one ranked 4th);
+- every fused candidate given both sides' real scores (its cosine, its BM25) instead of 0 for the side that did not
+  rank it in its first 100: 0.527, hit@5 73%, +25 ms a query for the BM25 of the missing chunks; not kept (one
+  question's worth).
+
 Issue 20, third round, on the tune half (85 questions; deepkb hybrid MRR@10 0.506 before it, 0.519 with the kept changes):
 - kept: a definition list's entry stands under its terms in the heading path ("SHELL BUILTIN COMMANDS > set [...] >
   -e"; a chunk's heading is what its paragraphs' paths share): 0.504 -> 0.503; with it, of the hits from one section
