@@ -66,7 +66,8 @@ class KnowledgeBase:
                 self.store.close()
                 raise
         wanted = embedder.name if embedder else settings.embedding_model
-        if check_model and recorded and recorded != model_name(wanted):
+        # Both sides by name: an older deepkb recorded a known model's folder as given (`~/models/all-MiniLM-L6-v2`).
+        if check_model and recorded and model_name(recorded) != model_name(wanted):
             self.store.close()  # the caller never gets this object, so it could never close it
             raise EmbeddingModelError(
                 f"this knowledge base was built with embedding model {recorded}, not {wanted}; "

@@ -57,6 +57,8 @@ def test_a_missing_model_is_said_once_not_blamed_on_openvino(tmp_path, monkeypat
 def test_a_knowledge_base_built_from_a_folder_of_a_known_model_opens_again_with_that_folder(tmp_path, embedder):
     """config.toml names the model's folder (`~/models/all-MiniLM-L6-v2`); the knowledge base records the model's own
     name, and reopening it with the same config.toml must not call that another model."""
+    import sqlite3
+
     from click.testing import CliRunner
 
     from deepkb.cli import main
@@ -74,3 +76,10 @@ def test_a_knowledge_base_built_from_a_folder_of_a_known_model_opens_again_with_
     again = runner.invoke(main, ["--kb", str(home), "search", "how long are backups kept", "--json"])
     assert again.exit_code == 0, again.output
     assert "thirty days" in again.stdout
+    # A knowledge base an older deepkb made records the folder as given: it opens with the folder and with the name.
+    with sqlite3.connect(home / "kb.sqlite") as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'embedding_model'", [str(folder)])
+    for model in (str(folder), "all-MiniLM-L6-v2"):
+        (home / "config.toml").write_text(f'embedding_model = "{model}"\n')
+        opened = runner.invoke(main, ["--kb", str(home), "search", "how long are backups kept", "--json"])
+        assert opened.exit_code == 0 and "thirty days" in opened.stdout, (model, opened.output)
