@@ -171,7 +171,7 @@ class KnowledgeBase:
         # Twins are folded first, then consecutive chunks joined among the first `window` distinct hits: a depth that
         # does not depend on k, so that more hits never reorder the first ones.
         window = min(JOIN_WINDOW, self.settings.candidates)
-        depth = max(k, window) * TWIN_DEPTH
+        depth = max(k, window) + k * (TWIN_DEPTH - 1)
         distinct = group_twins(search(self.storage, embedder, self.settings, query, depth, mode, scope), depth)
         places = self.store.chunk_places([hit.chunk_id for hit in distinct[:window]])
         return join_neighbours(distinct, places, window)[:k]

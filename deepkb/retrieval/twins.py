@@ -10,6 +10,7 @@ the HTML's `git-mv(1)` differ in a word or two; two different passages of one ma
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import replace
 
 from deepkb.retrieval.search import Hit, Place
@@ -49,23 +50,28 @@ def group_twins(hits: list[Hit], k: int, same_passage: float = SAME_PASSAGE) -> 
     """The first `k` distinct passages of `hits` (best first), each with the places of its twins in `also_in`."""
     kept: list[Hit] = []
     shapes: list[frozenset] = []
+    flats: dict[str, list[int]] = {}  # a kept passage's text, white space folded -> the kept passages with that text
+    holding: dict[tuple[str, str, str], list[int]] = {}  # a word triple -> the kept passages that hold it
     for hit in hits:
         shape = triples(hit.text)
         flat = " ".join(hit.text.split())
-        twin = next(  # the very same text (a copied file), however short
-            (i for i, other in enumerate(kept) if other.path != hit.path and " ".join(other.text.split()) == flat),
-            None,
-        )
+        # the very same text (a copied file), however short
+        twin = next((i for i in flats.get(flat, ()) if kept[i].path != hit.path), None)
         if twin is None and len(shape) >= MIN_TRIPLES:
+            shared = Counter(i for t in shape for i in holding.get(t, ()))  # overlap() with every kept passage at once
             twin = next(
-                (i for i, (other, s) in enumerate(zip(kept, shapes))
-                 if other.path != hit.path and overlap(shape, s) >= same_passage and same_numbers(hit.text, other.text)),
+                (i for i in sorted(shared)
+                 if kept[i].path != hit.path and shared[i] / min(len(shape), len(shapes[i])) >= same_passage
+                 and same_numbers(hit.text, kept[i].text)),
                 None,
             )  # fmt: skip
         if twin is not None:
             other = kept[twin]
             kept[twin] = replace(other, also_in=(*other.also_in, Place.of(hit)))
         elif len(kept) < k:
+            flats.setdefault(flat, []).append(len(kept))
+            for t in shape:
+                holding.setdefault(t, []).append(len(kept))
             kept.append(hit)
             shapes.append(shape)
     return kept
