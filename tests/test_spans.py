@@ -217,6 +217,33 @@ def test_man_page_headings_are_its_sections(manuals):
     assert _loader_titles(manuals / "tar.1.txt") == sections
 
 
+def test_a_man_page_option_stands_under_its_tag_like_a_definition_list_entry(manuals):
+    """A man page rendered to text sets each option (a roff .TP paragraph) on a line of its own, its description
+    indented below it: the description's paragraphs stand under the option in the heading path. The entries found
+    are the .TP tags of the page's roff source; list items and example command lines are not entries."""
+    roff = gzip.decompress((FIXTURES / "tar.1.roff.gz").read_bytes()).decode().split("\n")
+    tags = {
+        " ".join(re.sub(r"^\.[BIR]{1,2} |\\f[BIRP]|\\\(.{2}|\\|\"", "", roff[i + 1]).replace("= ", "=").split())
+        for i, line in enumerate(roff[:-1])
+        if line.startswith(".TP")
+    }
+    doc = load(manuals / "tar.1.txt", (manuals / "tar.1.txt").read_bytes())
+    units = {u.line_start: u for u in doc.units}
+    strip = next(u for u in doc.units if u.text.strip().startswith("--strip-components=NUMBER"))
+    assert strip.heading == "OPTIONS > File name transformations > --strip-components=NUMBER"
+    assert "Strip NUMBER leading components" in strip.text
+    after = units[min(n for n in units if n > strip.line_start)]
+    assert after.heading.endswith("> --transform=EXPRESSION, --xform=EXPRESSION")  # the next option, not inside
+    terms = {
+        u.heading.rsplit(" > ", 1)[-1]
+        for u in doc.units
+        if u.entry and u.text.strip().startswith(u.entry.rsplit(" > ", 1)[-1].rstrip("…"))
+    }
+    found = {t for t in terms if t in tags or t.endswith("…") and any(x.startswith(t[:-1]) for x in tags)}
+    assert len(found) >= 0.97 * len(terms) and len(found) >= 0.85 * len(tags), (sorted(terms - found), len(tags))
+    assert not [t for t in terms if t.startswith(("•", "$ "))]
+
+
 # boilerplate --------------------------------------------------------------------------------------------------
 def test_html_navigation_and_menus_are_not_indexed(manuals, embedder):
     """SQLite's site menu, tagline and search form, PostgreSQL's navigation bars and Sphinx's sidebar are chrome;

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 # chunk once the open one is half full.
 # 8: an HTML definition list's entry stands under its terms in the heading path ("set [-abef…] > -e"), and a
 # chunk's heading is what its paragraphs' paths share.
-PIPELINE_VERSION = 8
+# 9: so does a man page's tagged paragraph, rendered to text ("OPTIONS > --delete").
+PIPELINE_VERSION = 9
 
 
 @dataclass

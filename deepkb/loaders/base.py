@@ -72,6 +72,21 @@ def paragraphs(lines: list[str], first_line: int = 1, page: int | None = None) -
     return units
 
 
+TERM_CHARS = 48  # a term longer than this (a function's whole signature) heads its entry by its start
+# Nested definition lists that add their terms to the heading path: bash's builtins > set > -e is two; a page nesting
+# lists 10,000 deep would otherwise give every passage a heading path of 10,000 terms.
+TERM_DEPTH = 4
+
+
+def term_heading(text: str) -> str:
+    """A definition list's term as a heading path part: one line, at most TERM_CHARS, no " > " of its own."""
+    term = " ".join(text.split()).replace(" > ", " ")
+    if len(term) <= TERM_CHARS:
+        return term
+    cut = term.rfind(" ", 0, TERM_CHARS)
+    return term[: cut if cut > TERM_CHARS // 2 else TERM_CHARS] + "…"
+
+
 def propagate_headings(units: list[Unit]) -> None:
     """Each unit under the last section heading before it; a definition list's entry goes on under its terms."""
     current = None

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from html.parser import HTMLParser
 
-from deepkb.loaders.base import LoadedDocument, Unit, propagate_headings
+from deepkb.loaders.base import TERM_DEPTH, LoadedDocument, Unit, propagate_headings, term_heading
 
 _SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "iframe", "object", "nav"}
 # What HTML5 keeps inside <head>; any other start tag, or visible text, ends an unclosed head.
@@ -221,7 +221,7 @@ class _HTMLText(HTMLParser):
             return  # a menu or a list of links, not content
         unit = Unit(text, numbers[0], numbers[-1], lines=numbers, lead=lead)
         if lead and self.terms and self.lists <= TERM_DEPTH and self.heading_level is None:
-            self.terms[-1] = _term(text)
+            self.terms[-1] = term_heading(text)
         unit.entry = " > ".join(t for t in self.terms if t) or None  # a term heads its own entry, as a title does
         if self.heading_level is not None:
             level = self.heading_level
@@ -229,21 +229,6 @@ class _HTMLText(HTMLParser):
             self.path = [p for p in self.path if p[0] < level] + [(level, name)]
             unit.heading, unit.boundary = " > ".join(p[1] for p in self.path), True
         self.units.append(unit)
-
-
-TERM_CHARS = 48  # a term longer than this (a function's whole signature) heads its entry by its start
-# Nested definition lists that add their terms to the heading path: bash's builtins > set > -e is two; a page nesting
-# lists 10,000 deep would otherwise give every passage a heading path of 10,000 terms.
-TERM_DEPTH = 4
-
-
-def _term(text: str) -> str:
-    """A definition list's term as a heading path part: one line, at most TERM_CHARS, no " > " of its own."""
-    term = " ".join(text.split()).replace(" > ", " ")
-    if len(term) <= TERM_CHARS:
-        return term
-    cut = term.rfind(" ", 0, TERM_CHARS)
-    return term[: cut if cut > TERM_CHARS // 2 else TERM_CHARS] + "…"
 
 
 def load_html(text: str) -> LoadedDocument:

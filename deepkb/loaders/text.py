@@ -5,7 +5,16 @@ from __future__ import annotations
 import re
 
 from deepkb.errors import LoadError
-from deepkb.loaders.base import LoadedDocument, Unit, normalize_newlines, paragraphs, propagate_headings
+from deepkb.loaders.base import (
+    TERM_CHARS,
+    TERM_DEPTH,
+    LoadedDocument,
+    Unit,
+    normalize_newlines,
+    paragraphs,
+    propagate_headings,
+    term_heading,
+)
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
@@ -72,8 +81,47 @@ def load_plain(text: str, name: str = "") -> LoadedDocument:
             units.append(Unit(lines[i].strip(), i + 1, i + 1, heading=" > ".join(p[1] for p in path), boundary=True))
             block_start = last + 1 if last >= i else i + 1
     units.sort(key=lambda u: u.line_start)
+    if dialect == "man":
+        _man_entries(units)
     propagate_headings(units)
     return LoadedDocument("text", units)
+
+
+_BULLETS = ("•", "·", "o ", "* ", "+ ")
+
+
+def _not_term(line: str) -> bool:
+    """A sentence, a list item or a command line of an example, which an indented line may follow too."""
+    return line.endswith((".", ":", "\\")) or line.startswith((*_BULLETS, "$ ", "# ", "% "))
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _man_entries(units: list[Unit]) -> None:
+    """A man page's tagged paragraphs (an option, `--delete`, on a line of its own with its description indented
+    below it) are definition list entries: each paragraph of the description stands under its term (`OPTIONS >
+    --delete`), as an HTML <dt>'s does, until text comes back to the term's indent. Nested to TERM_DEPTH."""
+    open_terms: list[tuple[int, str]] = []  # (indent, term) of the entries the text is inside, outermost first
+    for unit in units:
+        if unit.boundary:
+            open_terms = []
+            continue
+        lines = unit.text.split("\n")
+        indent = _indent(lines[0])
+        while open_terms and open_terms[-1][0] >= indent:
+            open_terms.pop()
+        if open_terms:
+            unit.entry = " > ".join(term for _, term in open_terms)
+        tagged = len(lines) > 1 and _indent(lines[1]) > indent and lines[1].strip()
+        term, column = lines[0].strip(), _indent(lines[1]) if tagged else 0
+        if tagged and len(lines[0]) > column and lines[0][column - 1] == " " and lines[0][column] != " ":
+            term = lines[0][:column].strip()  # a short tag with its description on its line: "-d     A synonym for"
+        if tagged and len(term) <= 2 * TERM_CHARS and not _not_term(term):
+            if len(open_terms) < TERM_DEPTH:
+                open_terms.append((indent, term_heading(term)))
+            unit.entry = " > ".join(t for _, t in open_terms)
 
 
 _PUNCT = re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
