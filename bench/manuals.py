@@ -42,6 +42,9 @@ Issue 20, fourth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.5
   at most 1 / 2 / 3 / 4 chunks: 0.519 / 0.562 / 0.570 / 0.582, hit@5 69% / 73% / 74% / 76%; 3 kept (a passage about
   a page long). The naive pipeline's lead in hit@5 was in part this: two halves of one answer took two of the five
   places (gitcmd-07: git-clean's NAME and DESCRIPTION chunks; sqlite-03: the paragraph after the one ranked 4th);
+- kept, for the citation: a man page's option stands under its tag in the heading path ("OPTIONS > --delete", as an
+  HTML definition list's entry does; PIPELINE_VERSION 9): 0.570 -> 0.572 (man-09 none -> 6); held out 0.582 -> 0.583;
+  with each tag also starting a chunk once the chunk is half full (as an HTML term does): 0.567, not kept;
 - every fused candidate given both sides' real scores (its cosine, its BM25) instead of 0 for the side that did not
   rank it in its first 100: 0.527, hit@5 73%, +25 ms a query for the BM25 of the missing chunks; not kept (one
   question's worth).
