@@ -16,6 +16,7 @@ from spancheck import violation
 
 from deepkb.ingest.chunker import chunk_units
 from deepkb.loaders import load
+from deepkb.loaders.man import load_man
 from deepkb.retrieval.excerpt import segments, window
 from deepkb.retrieval.search import Hit
 from deepkb.types import MAX_GAP
@@ -242,6 +243,12 @@ def test_a_man_page_option_stands_under_its_tag_like_a_definition_list_entry(man
     found = {t for t in terms if t in tags or t.endswith("…") and any(x.startswith(t[:-1]) for x in tags)}
     assert len(found) >= 0.97 * len(terms) and len(found) >= 0.85 * len(tags), (sorted(terms - found), len(tags))
     assert not [t for t in terms if t.startswith(("•", "$ "))]
+    # The roff source itself (what /usr/share/man holds) gives its .TP paragraphs the same entries.
+    source = load_man("\n".join(roff))
+    from_roff = {u.heading.split(" > ", 1)[1] for u in source.units if u.entry}
+    from_text = {u.heading for u in doc.units if u.entry}
+    assert "OPTIONS > File name transformations > --strip-components=NUMBER" in from_roff
+    assert len(from_roff & from_text) >= 0.95 * len(from_text)
 
 
 # boilerplate --------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from deepkb.loaders.base import LoadedDocument, Unit, propagate_headings
+from deepkb.loaders.base import TERM_DEPTH, LoadedDocument, Unit, propagate_headings, term_heading
 
 # .1 to .9 with an optional suffix letter or two (.3pm, .1ssl, .8x), and n (tcl's section).
 MAN_SUFFIX = re.compile(r"^\.([1-9][a-z]{0,4}|n)$")
@@ -80,15 +80,25 @@ def load_man(text: str) -> LoadedDocument:
     block: list[tuple[int, str]] = []  # (line number, text) of the paragraph being read
     pending_heading: int | None = None  # .SH without arguments: the next text line is the heading
     skip_until: str | None = None  # inside .de ... .. (a macro definition) or .ig
+    # A .TP paragraph's tag (an option) heads its entry, as a definition list's term does: (.RS depth, tag) of the
+    # entries the text is inside, outermost first; the next text line after .TP is a tag when `tag_next`.
+    entries: list[tuple[int, str]] = []
+    depth, tag_next = 0, False
 
     def flush() -> None:
         if block:
-            units.append(Unit("\n".join(t for _, t in block), block[0][0], block[-1][0]))
+            entry = " > ".join(tag for _, tag in entries) or None
+            units.append(Unit("\n".join(t for _, t in block), block[0][0], block[-1][0], entry=entry))
             block.clear()
+
+    def close_entries(at: int) -> None:
+        while entries and entries[-1][0] >= at:
+            entries.pop()
 
     def heading(level: int, name: str, number: int) -> None:
         nonlocal path
         flush()
+        entries.clear()
         name = " ".join(name.split())
         path = [p for p in path if p[0] < level] + [(level, name)]
         root = [title] if title else []
@@ -129,6 +139,16 @@ def load_man(text: str) -> LoadedDocument:
                 text = unescape(args[0])
             elif request in _BREAKS:
                 flush()
+                if request == "TP":
+                    close_entries(depth)
+                    tag_next = True
+                elif request in ("PP", "LP", "P"):
+                    close_entries(depth)
+                elif request == "RS":
+                    depth += 1
+                elif request == "RE":
+                    depth = max(depth - 1, 0)
+                    close_entries(depth + 1)
                 continue
             else:  # other requests (.ad, .ds, .so, .TS ...) carry no text of their own
                 continue
@@ -140,6 +160,11 @@ def load_man(text: str) -> LoadedDocument:
                 pending_heading = None
             continue
         if text.strip():
+            if tag_next:  # the .TP paragraph's tag: what follows stands under it
+                tag_next = False
+                flush()
+                if len(entries) < TERM_DEPTH:
+                    entries.append((depth, term_heading(text)))
             block.append((number, " ".join(text.split())))
         else:
             flush()
