@@ -10,7 +10,6 @@ the HTML's `git-mv(1)` differ in a word or two; two different passages of one ma
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import replace
 
 from deepkb.retrieval.search import Hit, Place
@@ -27,7 +26,7 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 def triples(text: str) -> frozenset[tuple[str, str, str]]:
     """The passage's consecutive word triples (lowercased; punctuation and markup between words ignored)."""
-    ws = [w.lower() for w in _WORD.findall(text)]
+    ws = _WORD.findall(text.lower())
     return frozenset(zip(ws, ws[1:], ws[2:]))
 
 
@@ -51,18 +50,15 @@ def group_twins(hits: list[Hit], k: int, same_passage: float = SAME_PASSAGE) -> 
     kept: list[Hit] = []
     shapes: list[frozenset] = []
     flats: dict[str, list[int]] = {}  # a kept passage's text, white space folded -> the kept passages with that text
-    holding: dict[tuple[str, str, str], list[int]] = {}  # a word triple -> the kept passages that hold it
     for hit in hits:
         shape = triples(hit.text)
         flat = " ".join(hit.text.split())
         # the very same text (a copied file), however short
         twin = next((i for i in flats.get(flat, ()) if kept[i].path != hit.path), None)
         if twin is None and len(shape) >= MIN_TRIPLES:
-            shared = Counter(i for t in shape for i in holding.get(t, ()))  # overlap() with every kept passage at once
             twin = next(
-                (i for i in sorted(shared)
-                 if kept[i].path != hit.path and shared[i] / min(len(shape), len(shapes[i])) >= same_passage
-                 and same_numbers(hit.text, kept[i].text)),
+                (i for i, (other, s) in enumerate(zip(kept, shapes))
+                 if other.path != hit.path and overlap(shape, s) >= same_passage and same_numbers(hit.text, other.text)),
                 None,
             )  # fmt: skip
         if twin is not None:
@@ -70,8 +66,6 @@ def group_twins(hits: list[Hit], k: int, same_passage: float = SAME_PASSAGE) -> 
             kept[twin] = replace(other, also_in=(*other.also_in, Place.of(hit)))
         elif len(kept) < k:
             flats.setdefault(flat, []).append(len(kept))
-            for t in shape:
-                holding.setdefault(t, []).append(len(kept))
             kept.append(hit)
             shapes.append(shape)
     return kept
