@@ -102,3 +102,29 @@ def test_input_history_walks_back_and_keeps_the_draft():
             assert shown == "model: tiny (CPU) · 10 docs · watch: idle · think off · 9 tok/s"
 
     asyncio.run(scenario())
+
+
+def test_the_source_screen_shows_a_joined_passage_and_a_saved_citation_whole(kb, tmp_path):
+    """A passage that joins consecutive chunks is read whole, and so is a saved chat's citation of one, which knows
+    only its best chunk (chunk_ids are not saved) but cites lines of the next chunk too."""
+    from types import SimpleNamespace
+
+    from deepkb.retrieval.search import Hit
+    from deepkb.tui.screens.source import SourceScreen
+
+    from conftest import write
+
+    steps = [
+        f"Step {n}. Rotate key number {n} of the vault and write the time it took into the log." for n in range(60)
+    ]
+    write(tmp_path / "docs" / "vault.md", "# Vault\n\n" + "\n\n".join(steps) + "\n")
+    kb.ingest([tmp_path / "docs"])
+    first, second = kb.store.document_chunks(
+        next(iter(kb.store.documents_under([str(tmp_path.resolve())]).values())).id
+    )[:2]
+    screen = SimpleNamespace(app=SimpleNamespace(kb=kb))
+    saved = Hit(first.id, first.path, None, first.line_end, second.line_end, None, 1.0, "…")
+    for hit in (saved, Hit(first.id, first.path, None, first.line_start, second.line_end, None, 1.0, "…",
+                           chunk_ids=(first.id, second.id))):  # fmt: skip
+        whole = SourceScreen._chunk(screen, hit)
+        assert (whole.line_start, whole.line_end) == (first.line_start, second.line_end)

@@ -79,6 +79,8 @@ class SourceScreen(ModalScreen[None]):
         if not rows:
             return None
         spans = [(r.line_start, r.line_end) for r in rows if r.line_start is not None and r.line_end is not None]
+        if spans and hit.line_start is not None and hit.line_end is not None and hit.page == rows[0].page:
+            spans.append((hit.line_start, hit.line_end))  # a saved chat's citation knows its best chunk only
         first, last = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else (None, None)
         text = "\n\n".join(r.text for r in rows)  # shown only when the file cannot be read again
         return Hit(rows[0].id, rows[0].path, rows[0].page, first, last, rows[0].heading, hit.score, text)
