@@ -45,6 +45,7 @@ def test_valid_marker_maps_to_exact_source():
         "keyword_score": sources[1].keyword_score,
         "also_in": [],
         "chunk_ids": [],
+        "best_start": 0,
     }
     assert cited.citations[0].to_json() == {"n": 2, **sources[1].to_json()}  # one JSON shape of a hit everywhere
     assert cited.also_retrieved == [sources[0], sources[2]]  # retrieved but never cited: not citations

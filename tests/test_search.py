@@ -6,7 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from deepkb.cli import main
 from deepkb.errors import UsageError
 from deepkb.kb import KnowledgeBase
 from deepkb.retrieval.passages import JOIN_CHUNKS, join_neighbours
@@ -192,10 +194,16 @@ def test_consecutive_chunks_found_together_are_one_passage_with_its_text_once(kb
         source = [line for line in lines[hit.line_start - 1 : hit.line_end] if line.strip()]
         assert [line for line in hit.text.split("\n") if line.strip()] == source
         assert hit.chunk_id in hit.chunk_ids
+        best = kb.store.chunks_by_ids([hit.chunk_id])[hit.chunk_id]  # where the best chunk starts in the passage
+        assert hit.text[hit.best_start :].startswith(best.text.split("\n")[0]) and hit.text.count(best.text) == 1
     seen = [c for h in hits for c in (h.chunk_ids or (h.chunk_id,))]
     assert len(seen) == len(set(seen))  # no chunk in two passages
     assert {c.id for c in chunks} <= set(seen) and "notes.md" in _names(hits)
     assert len(hits) < len(chunks) + 1  # fewer results than chunks matched: the procedure is a few passages
+    # `deepkb search` shows a passage from its best chunk on, marked as cut
+    shown = next(h for h in hits if h.best_start)
+    printed = CliRunner().invoke(main, ["--kb", str(kb.home), "search", "vaultkeeper", "--mode", "keyword", "-k", "10"])
+    assert printed.exit_code == 0 and "   … " + " ".join(shown.text[shown.best_start :].split()[:6]) in printed.stdout
 
 
 def _hit(chunk_id: int, page: int | None, start: int, end: int, text: str, heading: str = "A > B") -> Hit:
@@ -218,4 +226,5 @@ def test_a_passage_never_joins_chunks_across_a_page_or_a_long_gap_and_keeps_the_
     first = out[0]
     assert (first.chunk_id, first.score, first.line_start, first.line_end) == (2, 0.5, 1, 20)
     assert first.text == "one\nshared\ntwo" and first.heading == "A"
-    assert out[1].text == "three\n\nfour"
+    assert first.text[first.best_start :] == "shared\ntwo"  # where the best chunk (2) starts: `search` shows it first
+    assert out[1].text == "three\n\nfour" and out[1].best_start == 0  # its best chunk (3) comes first

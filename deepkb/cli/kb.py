@@ -233,7 +233,9 @@ def search(
         )
         if hit.heading:
             console.print(f"   [magenta]{hit.heading}[/]", soft_wrap=True)
-        console.print("   " + snippet(hit.text), soft_wrap=False, markup=False)
+        # A joined passage is shown from its best chunk on: the part that matched, not the chunk before it.
+        lead = "… " if hit.best_start else ""
+        console.print("   " + lead + snippet(hit.text[hit.best_start :]), soft_wrap=False, markup=False)
         if hit.also_in:
             console.print("   " + also_in(hit.also_in), style="dim", soft_wrap=True, markup=False)
 

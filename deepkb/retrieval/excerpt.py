@@ -347,4 +347,4 @@ def window(hit: Hit, segs: Sequence[Segment], lo: int, hi: int) -> Hit:
         if segs[hi].end < len(hit.text.rstrip()):
             text += " " + ELLIPSIS
     span = (min(s.line_start for s in segs[lo : hi + 1]), max(s.line_end for s in segs[lo : hi + 1]))
-    return replace(hit, text=text, line_start=span[0], line_end=span[1])
+    return replace(hit, text=text, line_start=span[0], line_end=span[1], best_start=0)

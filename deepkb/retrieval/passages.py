@@ -65,31 +65,38 @@ def joined(ordered: list[Hit], best: Hit | None = None) -> Hit:
     best = best or ordered[0]
     if len(ordered) == 1:
         return best
-    group = ordered
-    text = ordered[0].text
+    text, best_start = ordered[0].text, 0
     for before, hit in zip(ordered, ordered[1:]):
-        text = _stitch(text, hit.text) if hit.line_start <= before.line_end else text + "\n\n" + hit.text
+        if hit.line_start <= before.line_end:
+            text, start = _stitch(text, hit.text)
+        else:
+            text, start = text + "\n\n" + hit.text, len(text) + 2
+        if hit is best:
+            best_start = start
     return replace(
         best,
         text=text,
         line_start=ordered[0].line_start,
         line_end=max(h.line_end for h in ordered),
         heading=_common_heading([h.heading for h in ordered]),
-        dense_score=max((h.dense_score for h in group if h.dense_score is not None), default=None),
-        keyword_score=max((h.keyword_score for h in group if h.keyword_score is not None), default=None),
-        also_in=_merged_places([p for h in group for p in h.also_in]),
+        dense_score=max((h.dense_score for h in ordered if h.dense_score is not None), default=None),
+        keyword_score=max((h.keyword_score for h in ordered if h.keyword_score is not None), default=None),
+        also_in=_merged_places([p for h in ordered for p in h.also_in]),
         chunk_ids=tuple(h.chunk_id for h in ordered),
+        best_start=best_start,
     )
 
 
-def _stitch(text: str, following: str) -> str:
-    """`text` then `following` without the lines `following` opens with that `text` ends with (a chunk's overlap)."""
+def _stitch(text: str, following: str) -> tuple[str, int]:
+    """`text` then `following` without the lines `following` opens with that `text` ends with (a chunk's overlap),
+    and where `following` starts in the result."""
     ends, opens = text.split("\n"), following.split("\n")
     for n in range(min(len(ends), len(opens)), 0, -1):
         if ends[-n:] == opens[:n]:
             rest = "\n".join(opens[n:])
-            return text + ("\n" + rest if rest and not rest.startswith("\n") else rest)
-    return text + "\n\n" + following
+            start = len(text) - len("\n".join(ends[-n:]))
+            return text + ("\n" + rest if rest and not rest.startswith("\n") else rest), start
+    return text + "\n\n" + following, len(text) + 2
 
 
 def _common_heading(headings: list[str | None]) -> str | None:
