@@ -13,6 +13,17 @@ from functools import cached_property
 MAX_GAP = 100
 
 
+def common_heading(headings: list[str]) -> str:
+    """What heading paths share from their start ("A > B" and "A > C": "A"); "" when they share nothing. The chunker
+    labels a chunk with it, and search a passage that joins chunks."""
+    common = headings[0].split(" > ") if headings else []
+    for path in (h.split(" > ") for h in headings[1:]):
+        common = common[
+            : next((i for i, (a, b) in enumerate(zip(common, path)) if a != b), min(len(common), len(path)))
+        ]
+    return " > ".join(common)
+
+
 @dataclass(frozen=True)
 class Chunk:
     """A retrievable piece of a document: its text and exactly where it came from."""

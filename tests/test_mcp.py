@@ -401,3 +401,23 @@ def test_in_process_the_answering_model_is_loaded_on_the_first_question_and_its_
         assert before["model"] == str(missing)
         assert answer["fallback"] and Path(answer["citations"][0]["path"]).name == "backup-retention-policy.pdf"
         assert str(missing) in after["reason"] and "does not exist" in after["reason"]
+
+
+def test_fetch_refuses_a_passage_id_that_names_no_passage_of_consecutive_chunks(built, embedder):
+    """A passage id comes from the agent: one that is malformed, runs backwards, crosses documents or spans more
+    chunks than a passage joins is one clear sentence, never a traceback nor another document's text."""
+    from deepkb.errors import UsageError
+    from deepkb.mcp.tools import fetch
+
+    with KnowledgeBase.open(built, embedder=embedder) as kb:
+        docs = list(kb.store.documents_under([str(SAMPLE_DATA.resolve())]).values())
+        long_doc = next(d for d in docs if len(kb.store.chunk_ids(d.id)) >= 5)
+        other = next(d for d in docs if d.id != long_doc.id)
+        a, b, c, d, e = kb.store.chunk_ids(long_doc.id)[:5]
+        joined = fetch(kb, f"{a}-{c}")
+        assert joined["id"] == f"{a}-{c}" and joined["next_id"] == str(d)
+        singles = [fetch(kb, str(i))["text"] for i in (a, b, c)]
+        assert all(line in joined["text"] for text in singles for line in text.split("\n"))
+        for bad in (f"{c}-{a}", f"{a}-{e}", f"{a}-{kb.store.chunk_ids(other.id)[0]}", "x-1", "1-x", "-1", "1-2-3", ""):
+            with pytest.raises(UsageError, match="passage"):
+                fetch(kb, bad)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from deepkb.loaders import Unit
-from deepkb.types import MAX_GAP, Chunk
+from deepkb.types import MAX_GAP, Chunk, common_heading
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 CUT_EVERY = 3  # on average one paragraph in CUT_EVERY ends a chunk by its hash, once the chunk is half full
@@ -158,14 +158,9 @@ def chunk_units(
 def _shared(headings: list[str | None]) -> str | None:
     """A chunk's heading path: what its paragraphs' paths share (a chunk holding the entries -a, -b and -e of a
     definition list stands under the list's term, "set", not under the last entry's)."""
-    paths = [h.split(" > ") for h in headings if h]
-    if not paths or len(paths) < len(headings):
+    if not headings or not all(headings):
         return headings[-1] if headings else None
-    common = paths[0]
-    for path in paths[1:]:
-        n = next((i for i, (a, b) in enumerate(zip(common, path)) if a != b), min(len(common), len(path)))
-        common = common[:n]
-    return " > ".join(common) or None
+    return common_heading(headings) or None
 
 
 def _split_long_lines(lines: list[_Line], limit: int, count_tokens: TokenCounter) -> list[_Line]:

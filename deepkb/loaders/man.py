@@ -160,9 +160,8 @@ def load_man(text: str) -> LoadedDocument:
                 pending_heading = None
             continue
         if text.strip():
-            if tag_next:  # the .TP paragraph's tag: what follows stands under it
+            if tag_next:  # the .TP paragraph's tag (.TP flushed the paragraph before it): what follows stands under it
                 tag_next = False
-                flush()
                 if len(entries) < TERM_DEPTH:
                     entries.append((depth, term_heading(text)))
             block.append((number, " ".join(text.split())))

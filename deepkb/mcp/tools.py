@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepkb.display import location
 from deepkb.errors import UsageError
-from deepkb.retrieval.passages import JOIN_CHUNKS, joined
+from deepkb.retrieval.passages import JOIN_CHUNKS, from_rows
 from deepkb.retrieval.search import MODES, Hit
 from deepkb.scope import make_scope
 from deepkb.storage.errors import translated
@@ -119,8 +119,7 @@ def fetch(kb: KnowledgeBase, id: str | int, before: int = 0, after: int = 0) -> 
         raise UsageError(f"no passage {id} in the knowledge base (its document may have changed since the search; "
                          "search again).")  # fmt: skip
     rows = window.chunks
-    part = [Hit(r.id, r.path, r.page, r.line_start, r.line_end, r.heading, 0.0, r.text) for r in rows[at : end + 1]]
-    whole = joined(part)
+    whole = from_rows(rows[at : end + 1])
     data = _passage(first, whole.path, whole.page, whole.line_start, whole.line_end, whole.heading, whole.text, last)
     data["document"] = {
         "id": window.doc_id,

@@ -9,10 +9,15 @@ the last chunk's last, as a chunk does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from deepkb.retrieval.search import Hit, Place
-from deepkb.types import MAX_GAP
+from deepkb.types import MAX_GAP, common_heading
+
+if TYPE_CHECKING:
+    from deepkb.storage.catalog import ChunkRow
 
 # A passage joins at most this many consecutive chunks of its document: about 500 tokens, a page of a manual. On the
 # manuals' tune half (bench/manuals.py), joining at most 1 / 2 / 3 / 4 chunks among the first 30 hits scored MRR@10
@@ -87,6 +92,11 @@ def joined(ordered: list[Hit], best: Hit | None = None) -> Hit:
     )
 
 
+def from_rows(rows: Sequence[ChunkRow], score: float = 0.0) -> Hit:
+    """Consecutive stored chunks of one document (in document order) as the one passage a search returns for them."""
+    return joined([Hit(r.id, r.path, r.page, r.line_start, r.line_end, r.heading, score, r.text) for r in rows])
+
+
 def _stitch(text: str, following: str) -> tuple[str, int]:
     """`text` then `following` without the lines `following` opens with that `text` ends with (a chunk's overlap),
     and where `following` starts in the result."""
@@ -100,16 +110,9 @@ def _stitch(text: str, following: str) -> tuple[str, int]:
 
 
 def _common_heading(headings: list[str | None]) -> str | None:
-    """What the chunks' heading paths share ("A > B" and "A > C": "A"); the first one's when they share nothing."""
-    paths = [h.split(" > ") for h in headings if h]
-    if not paths:
-        return None
-    common = paths[0]
-    for path in paths[1:]:
-        common = common[
-            : next((i for i, (a, b) in enumerate(zip(common, path)) if a != b), min(len(common), len(path)))
-        ]
-    return " > ".join(common or paths[0])
+    """What the chunks' heading paths share; the first one's when they share nothing."""
+    paths = [h for h in headings if h]
+    return (common_heading(paths) or paths[0]) if paths else None
 
 
 def _merged_places(places: list[Place]) -> tuple[Place, ...]:

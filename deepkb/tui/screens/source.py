@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
 from deepkb.retrieval.excerpt import loader_lines
+from deepkb.retrieval.passages import from_rows
 from deepkb.retrieval.search import Hit
 from deepkb.tui.widgets.sources import Source
 
@@ -73,17 +76,20 @@ class SourceScreen(ModalScreen[None]):
         ids = list(hit.chunk_ids or (hit.chunk_id,))
         try:
             found = kb.store.chunks_by_ids(ids) if kb is not None else {}
+            rows = [found[i] for i in ids if i in found]
+            whole = from_rows(rows, hit.score) if rows else None
         except Exception:  # noqa: BLE001  (the cited text is still worth showing)
             return None
-        rows = [found[i] for i in ids if i in found]
-        if not rows:
-            return None
-        spans = [(r.line_start, r.line_end) for r in rows if r.line_start is not None and r.line_end is not None]
-        if spans and hit.line_start is not None and hit.line_end is not None and hit.page == rows[0].page:
-            spans.append((hit.line_start, hit.line_end))  # a saved chat's citation knows its best chunk only
-        first, last = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else (None, None)
-        text = "\n\n".join(r.text for r in rows)  # shown only when the file cannot be read again
-        return Hit(rows[0].id, rows[0].path, rows[0].page, first, last, rows[0].heading, hit.score, text)
+        if (
+            whole is None
+            or hit.page != whole.page
+            or None in (whole.line_start, whole.line_end, hit.line_start, hit.line_end)
+        ):
+            return whole
+        # A saved chat's citation knows its best chunk only: its own lines widen the span.
+        return replace(
+            whole, line_start=min(whole.line_start, hit.line_start), line_end=max(whole.line_end, hit.line_end)
+        )
 
     def compose(self) -> ComposeResult:
         with Vertical(id="source-box"):
