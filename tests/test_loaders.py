@@ -113,6 +113,20 @@ def test_definition_lists_nested_without_end_give_every_passage_a_short_heading(
     assert max(len(u.heading.split(" > ")) for u in doc.units) <= 5
 
 
+def test_man_page_options_nested_without_end_give_every_passage_a_short_heading():
+    """A man page's option stands under its tag ("OPTIONS > -x"), but a page whose tags nest deep (1,000 each indented
+    past the one before, or 5,000 .RS in roff, never closed) gives no passage a heading path of 1,000 tags."""
+    text = "TOOL(1)   General Commands   TOOL(1)\n\nOPTIONS\n" + "".join(
+        f"{' ' * (7 + n)}-x{n}\n{' ' * (8 + n)}Exclude.\n\n" for n in range(1_000)
+    )
+    roff = ".TH TOOL 1\n.SH OPTIONS\n" + ".TP\n\\fB\\-x\\fR\nExclude.\n.RS\n" * 5_000 + "Deep words.\n"
+    for name, raw in (("tool.1.txt", text), ("tool.1", roff)):
+        doc = load(Path(name), raw.encode())
+        first = next(u for u in doc.units if "Exclude." in u.text)
+        assert first.heading.endswith("OPTIONS > -x0" if name.endswith(".txt") else "OPTIONS > -x"), name
+        assert max(len((u.heading or "").split(" > ")) for u in doc.units) <= 6, name
+
+
 def test_pdf_page_that_crashes_the_parser_is_reported_as_failed_not_scanned():
     doc = load(Path("p.pdf"), _pdf(["Page one is fine", BROKEN, "Page three is fine", ""]))
     assert doc.failed_pages.keys() == {2} and "PdfReadError" in doc.failed_pages[2]
