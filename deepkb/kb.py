@@ -23,6 +23,7 @@ from deepkb.embedders import (
 from deepkb.errors import EmbeddingModelError, UsageError
 from deepkb.ingest.sync import IngestReport, Progress, embed_chunks, sync
 from deepkb.retrieval.passages import JOIN_WINDOW, join_neighbours
+from deepkb.retrieval.rerank import rerank
 from deepkb.retrieval.search import Hit, check_query, search
 from deepkb.retrieval.twins import group_twins
 from deepkb.scope import Scope, no_match_message
@@ -162,7 +163,8 @@ class KnowledgeBase:
     def search(self, query: str, k: int = 5, mode: str = "hybrid", scope: Scope | None = None) -> list[Hit]:
         """Top-k passages for a query: hybrid (dense + keyword fused), dense or keyword. A passage that stands in
         several documents (a page as .txt and .html, a copied file) is one hit, its other places in `also_in`;
-        consecutive chunks of one document found together are one passage (deepkb.retrieval.passages);
+        consecutive chunks of one document found together are one passage (deepkb.retrieval.passages); in hybrid
+        mode the first `rerank` passages are ranked again by their best sentences (deepkb.retrieval.rerank);
         `scope` (deepkb.scope.make_scope(paths, types)) limits it to some folders, files or kinds of file."""
         check_query(query, k, mode)
         embedder = self.embedder if mode != "keyword" and self.dim is not None else None  # keyword: no model load
@@ -174,7 +176,11 @@ class KnowledgeBase:
         depth = max(k, window) + k * (TWIN_DEPTH - 1)
         distinct = group_twins(search(self.storage, embedder, self.settings, query, depth, mode, scope), depth)
         places = self.store.chunk_places([hit.chunk_id for hit in distinct[:window]])
-        return join_neighbours(distinct, places, window)[:k]
+        passages = join_neighbours(distinct, places, window)
+        if mode == "hybrid" and embedder is not None and self.settings.rerank > 1:
+            # The first passages ranked again by their best sentences: always the same number, whatever k.
+            passages = rerank(passages, query, embedder, min(self.settings.rerank, window))
+        return passages[:k]
 
     @_storage_guarded
     def remove(self, paths: Sequence[str | os.PathLike]) -> list[str]:

@@ -81,6 +81,7 @@ class Hit:
     also_in: tuple[Place, ...] = ()  # the same passage in other documents (deepkb.retrieval.twins), best ranked first
     chunk_ids: tuple[int, ...] = ()  # the consecutive chunks the passage joins, in document order (retrieval.passages)
     best_start: int = 0  # where in `text` the best-ranked of those chunks starts (0: the first, or a single chunk)
+    window_score: float | None = None  # cosine of its best sentence window to the query, when reranked (rerank)
 
     def to_json(self) -> dict:
         """The one JSON shape of a hit: `search --json`, `ask --json` citations and also_retrieved, the server."""
