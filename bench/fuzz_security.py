@@ -275,7 +275,9 @@ def _fuzz_restore(n_random: int, seed: int, outcomes: Counter, problems: list[st
         (outside / "secret.txt").write_text("api_key = hunter2\n")
         cases = restore_cases(base, n_random, seed)
         for i, (name, mutate) in enumerate(cases):
-            src, target = root / f"src{i}", root / f"case{i}" / "kb"
+            # Two folders down, so that what a forged name reaches ("../../PWNED") is still inside the temporary
+            # folder: there the snapshot below sees a restore write it, and the fuzzer leaves nothing in /tmp.
+            src, target = root / "in" / "deep" / f"src{i}", root / f"case{i}" / "kb"
             shutil.copytree(base, src, symlinks=True)
             mutate(src, outside)
             before = snapshot(root, {src, target.parent})
