@@ -46,6 +46,7 @@ def test_valid_marker_maps_to_exact_source():
         "also_in": [],
         "chunk_ids": [],
         "best_start": 0,
+        "window_score": None,
     }
     assert cited.citations[0].to_json() == {"n": 2, **sources[1].to_json()}  # one JSON shape of a hit everywhere
     assert cited.also_retrieved == [sources[0], sources[2]]  # retrieved but never cited: not citations
