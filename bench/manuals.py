@@ -50,8 +50,8 @@ Issue 20, fifth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.57
   one by one, the tune half's PDF losses put the next page of the right section first ("draw grid lines at the major
   tic marks": page 155's "The grid can be enabled and disabled for the major and/or minor tic marks" over the gold
   page 154, where the Grid section starts). Not the default: SciFact nDCG@10 falls from 0.7305 to 0.7248 (weights
-  0.5 / 1: 0.728), below 0.73, and a search embeds 40-100 windows, 0.1-0.3 s on this CPU (SciFact p50 at k = 100:
-  357 ms against 77 ms). An earlier round's two-sentence windows over the top 20, without passages, lost on both
+  0.5 / 1: 0.728), below 0.73, and a search embeds 40-100 windows, 0.3 s on this CPU (SciFact p50 at k = 10:
+  303 ms against 12 ms; bench/run.py latency()). An earlier round's two-sentence windows over the top 20, without passages, lost on both
   halves (below).
 - a definition list's term (HTML <dt>) starting its own chunk sooner, once the open chunk holds 25% of the target in
   tokens of its own (the overlap from the chunk before not counted) instead of 50%: tune 0.572 -> 0.577, held out

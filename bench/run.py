@@ -11,6 +11,7 @@ Markdown files under bench/cache/ (git-ignored) so that deepkb ingests them thro
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import math
@@ -119,6 +120,17 @@ def latency(kb: KnowledgeBase, queries: list[str]) -> dict:
             kb.search(q, k=10, mode=mode)
             samples.append(time.perf_counter() - t0)
         figures[mode] = percentiles(samples)
+    # The opt-in second stage (Settings.rerank, deepkb.retrieval.rerank): what it adds to a hybrid search.
+    default, kb.settings = kb.settings, dataclasses.replace(kb.settings, rerank=10)
+    try:
+        samples = []
+        for q in queries:
+            t0 = time.perf_counter()
+            kb.search(q, k=10)
+            samples.append(time.perf_counter() - t0)
+        figures["hybrid_rerank_10"] = percentiles(samples)
+    finally:
+        kb.settings = default
     return figures
 
 

@@ -78,7 +78,7 @@ class Settings:
     """How many hits each side (dense, keyword) contributes to hybrid fusion."""
 
     rerank: int = 0
-    """Hybrid search: rank the first this many passages again by their best sentences (0: off; 10 costs 0.1-0.3 s)."""
+    """Hybrid search: rank the first this many passages again by their best sentences (0: off; 10 costs 0.3 s)."""
 
     model: str = ""
     """Answer model: a GGUF file or a catalog name (see `deepkb models list`); empty: the pulled default model."""

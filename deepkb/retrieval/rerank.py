@@ -11,10 +11,10 @@ Off by default (Settings.rerank = 0), on with `rerank = 10`: on the manuals (ben
 MRR@10 on the tune half from 0.572 to 0.624 and on the held-out half from 0.583 to 0.597 (hit@5 76% -> 79%; long
 single-page HTML 0.569 -> 0.694, PDF pages 0.652 -> 0.567), but on SciFact nDCG@10 falls from 0.7305 to 0.7248
 (weights 0.5 and 1: 0.728), below the 0.73 the default must keep, and a search costs one batch of 40-100 windows
-through the model: 0.1-0.3 s on a 2-core CPU against milliseconds. The tune half chose the window (15 / 25 / 35 / 50
-/ 80 words at weight 2: 0.613 / 0.624 / 0.583 / 0.589 / 0.555), the weight (1 / 2 / 3 / 5: 0.592 / 0.624 / 0.622 /
-0.608) and the depth (10 / 20 / 30 passages: 0.624 / 0.623 / 0.629; 10 is the cheapest). Windows are remembered by
-their text, so a service asked about one topic again embeds them once.
+through the model: 0.3 s on a 2-core CPU (SciFact p50, k = 10) against 12 ms. The tune half chose the window (15 /
+25 / 35 / 50 / 80 words at weight 2: 0.613 / 0.624 / 0.583 / 0.589 / 0.555), the weight (1 / 2 / 3 / 5: 0.592 /
+0.624 / 0.622 / 0.608) and the depth (10 / 20 / 30 passages: 0.624 / 0.623 / 0.629; 10 is the cheapest). Windows are
+remembered by their text, so a service asked about one topic again embeds them once.
 """
 
 from __future__ import annotations
