@@ -58,6 +58,21 @@ def test_headings_start_chunks_and_label_them(embedder):
     assert all(c.embed_text.startswith(c.heading) for c in chunks if c.heading)
 
 
+def test_a_heading_over_an_empty_section_does_not_head_the_next_section(embedder):
+    """SQLite's pages open with "1. Syntax" over a diagram (dropped), then "2. Description": the description's chunk
+    stands under "2. Description" (the two paths share nothing, so it had no heading at all), and its text still
+    starts on its span's first line. A heading over its first subsection still heads it."""
+    svg = "<svg><path d='M1,2'/></svg>\n" * 30
+    html = f"<h1>1. Syntax</h1>\n<p><svg>{svg}</svg></p>\n<h1>2. Description</h1>\n<p>VACUUM rebuilds the file.</p>\n"
+    (chunk,) = _chunks(embedder, "lang_vacuum.html", html.encode())
+    assert chunk.heading == "2. Description" and chunk.text.startswith("1. Syntax")
+    md = "## Options\n\n## Usage\n\nRun it.\n\n# Guide\n\n## Install\n\nCopy it.\n"
+    assert [c.heading for c in _chunks(embedder, "guide.md", md.encode())] == [
+        "Usage",
+        "Guide",
+    ]  # a parent keeps heading its first subsection
+
+
 def test_consecutive_chunks_overlap_a_little(embedder):
     raw = "\n".join(f"Line {i} says something about topic {i % 7} in plain words." for i in range(200)).encode()
     chunks = _chunks(embedder, "log.txt", raw, target=120)

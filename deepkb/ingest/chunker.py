@@ -122,6 +122,10 @@ def chunk_units(
                 close(keep_overlap=False)
             elif new_page:  # headings alone at a page's foot (or before a gap): they never cross it
                 current, cur_tokens, leads, heads = [], 0, [], []
+            elif unit.heading:
+                # A heading whose section is empty (SQLite's "1. Syntax" over a diagram, then "2. Description") stays
+                # in the text but does not head the chunk: the next heading's path does.
+                heads = [h if _within(unit.heading, h) else unit.heading for h in heads]
         elif current and cur_tokens + size > limit:
             cut()
         elif body and cur_tokens >= limit // 2 and (_leads(unit) or _stable_hash(unit.text) % CUT_EVERY == 0):
@@ -153,6 +157,11 @@ def chunk_units(
     if body:
         close(keep_overlap=False)
     return _enforce_limit(drafts, count_tokens, max_tokens)
+
+
+def _within(path: str, heading: str | None) -> bool:
+    """`path` is `heading` itself or a section below it."""
+    return heading is not None and (path == heading or path.startswith(heading + " > "))
 
 
 def _shared(headings: list[str | None]) -> str | None:

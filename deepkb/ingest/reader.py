@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 # 8: an HTML definition list's entry stands under its terms in the heading path ("set [-abef…] > -e"), and a
 # chunk's heading is what its paragraphs' paths share.
 # 9: so does a man page's tagged paragraph, rendered to text ("OPTIONS > --delete").
-PIPELINE_VERSION = 9
+# 10: a heading whose section is empty (SQLite's "1. Syntax" over a dropped diagram) does not head the chunk of the
+# section after it, which had no heading path at all ("1. Syntax" and "2. Description" share nothing).
+PIPELINE_VERSION = 10
 
 
 @dataclass
