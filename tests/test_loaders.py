@@ -202,6 +202,24 @@ def test_pdf_running_footers_are_dropped_and_lines_keep_their_numbers():
     assert all(page2[u.line_start - 1].strip() == u.text for u in doc.units if u.page == 2)
 
 
+def test_a_pdf_page_number_alone_on_a_chapter_page_is_not_text():
+    """A chapter's first page has its printed number alone (no running head): it is dropped, as running heads are,
+    and the lines keep their numbers. A number that cannot be the page's (ahead of the sheet) stays, as does a page
+    whose only line is a number. (Bare numbers on a third of the pages are a running foot, dropped as such.)"""
+    pages = ["Preface", "1\nChapter one starts here\nIt goes on", "Text\n3", "7\nAhead", "2"]
+    pages += [f"More about {word}" for word in "apples pears plums figs dates limes kiwis grapes".split()] * 2
+    doc = load(Path("book.pdf"), _pdf(pages))
+    assert [(u.page, u.line_start, u.text) for u in doc.units if u.page <= 5] == [
+        (1, 1, "Preface"),
+        (2, 2, "Chapter one starts here"),
+        (2, 3, "It goes on"),
+        (3, 1, "Text"),
+        (4, 1, "7"),
+        (4, 2, "Ahead"),
+        (5, 1, "2"),
+    ]
+
+
 def test_a_pdf_of_one_line_pages_is_chunked_page_by_page(embedder):
     """A page's first line is text, not a heading: each one-line page is its own chunk, cited to its page."""
     from deepkb.ingest.chunker import chunk_units

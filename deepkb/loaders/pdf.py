@@ -43,7 +43,7 @@ def load_pdf(data: bytes, on_ocr_page: OCRProgress | None = None) -> LoadedDocum
     running = _running_lines(page_lines)
     for number, all_lines in enumerate(page_lines, start=1):
         pending = outline.get(number, [])
-        lines = [(i, line) for i, line in all_lines if _shape(line) not in running]
+        lines = _without_page_number([(i, line) for i, line in all_lines if _shape(line) not in running], number)
         matched = {key for key in (_key(line) for _, line in lines) if any(key == _key(t) for _, t in pending)}
         for level, entry in pending:  # bookmarks whose title is not on the page apply from the page's top
             if _key(entry) not in matched:
@@ -91,6 +91,21 @@ def _running_lines(page_lines: list[list[tuple[int, str]]]) -> set[str]:
         counts.update(edge)
     threshold = max(3, len(page_lines) // 3)
     return {shape for shape, n in counts.items() if n >= threshold}
+
+
+def _without_page_number(lines: list[tuple[int, str]], number: int) -> list[tuple[int, str]]:
+    """The page's lines without its printed number standing alone on its first or last line: a chapter's first page
+    carries it without the running head that carries it elsewhere (bash's reference manual: "113" alone atop sheet
+    119, which became a chunk of its own). A printed number runs at most 100 behind the sheet's (front matter)."""
+
+    def page_number(line: str) -> bool:
+        return line.isdigit() and 0 <= number - int(line) < 100
+
+    if len(lines) > 1 and page_number(lines[0][1]):
+        lines = lines[1:]
+    if len(lines) > 1 and page_number(lines[-1][1]):
+        lines = lines[:-1]
+    return lines
 
 
 _NUMBERED = re.compile(r"^(\d{1,2}(?:\.\d{1,2}){0,4})\.?\s+[A-Z][^\n]{1,80}$")
