@@ -116,6 +116,21 @@ def test_a_definition_list_term_is_never_cut_from_its_definition(manuals, embedd
         assert not cut, f"{name}, {target}-token chunks: {len(cut)} terms cut from their definitions: {cut[:5]}"
 
 
+def test_no_chunk_of_the_whole_bash_manual_is_terms_alone(manuals, embedder):
+    """Terms whose definition is longer than a chunk stay with its first lines: bind's five synopsis lines, then a
+    long definition, were a chunk of their own (and complete's "complete -pr [-DEI] [name ...]" another)."""
+    path = manuals / "bash.html"
+    terms = {u.text for u in load(path, path.read_bytes()).units if u.lead}
+    chunks = _chunks(embedder, path)
+    alone = [
+        f"L{c.line_start}-{c.line_end}: {c.text[:60]!r}"
+        for c, after in zip(chunks, chunks[1:])
+        if all(p.strip() in terms for p in c.text.split("\n\n") if p.strip())
+        and after.line_start <= c.line_end + 3  # what they define follows (SEE ALSO's references are terms alone)
+    ]
+    assert len(terms) > 100 and not alone, alone[:5]
+
+
 # heading paths ------------------------------------------------------------------------------------------------
 def _html_titles(raw: str) -> list[str]:
     """The h1-h6 titles of an HTML page as its generator wrote them, typography undone, numbering dropped."""

@@ -83,6 +83,8 @@ def chunk_units(
         """Close the open chunk between paragraphs; the lead-ins at its end move on to the next one."""
         nonlocal current, cur_tokens, body, leads, heads
         n = trailing_leads()
+        if n and n == len(current):  # nothing but terms: they stay with their definition, whatever its size
+            return
         if not 0 < n < len(current):
             close(keep_overlap=True)
             return
