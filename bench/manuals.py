@@ -41,18 +41,18 @@ RERANKED = f"deepkb hybrid, rerank = {RERANK}"
 # Kept as text: their knowledge bases are gone, and re-running them means editing deepkb.
 TRIED = """\
 Issue 20, fifth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.572 before it):
-- a second stage, opt-in (`rerank = 10`, deepkb.retrieval.rerank): the first 10 passages ranked again by fused score
-  + 2 x their best sentence window's cosine (windows of about 25 words, heading path before each; each term min-max
-  normalized over the 10): 0.624, hit@5 74% -> 78%. Windows of 15 / 25 / 35 / 50 / 80 words: 0.613 / 0.624 / 0.583 /
-  0.589 / 0.555; weights 1 / 2 / 3 / 5: 0.592 / 0.624 / 0.622 / 0.608; depth 10 / 20 / 30: 0.624 / 0.623 / 0.629.
-  Held out (the row above): 0.583 -> 0.597, hit@5 76% -> 79%. Better on both halves for the long single-page HTML
-  reference (held out 0.569 -> 0.694) and reST, worse on both for the PDF references (held out 0.652 -> 0.567): read
-  one by one, the tune half's PDF losses put the next page of the right section first ("draw grid lines at the major
-  tic marks": page 155's "The grid can be enabled and disabled for the major and/or minor tic marks" over the gold
-  page 154, where the Grid section starts). Not the default: SciFact nDCG@10 falls from 0.7305 to 0.7248 (weights
-  0.5 / 1: 0.728), below 0.73, and a search embeds 40-100 windows, 0.3 s on this CPU (SciFact p50 at k = 10:
-  303 ms against 12 ms; bench/run.py latency()). An earlier round's two-sentence windows over the top 20, without passages, lost on both
-  halves (below).
+- a second stage, opt-in (`rerank = 10`, deepkb.retrieval.rerank): the first 10 passages ranked again by fused score +
+  2 x their best sentence window's cosine (windows of about 25 words, heading path before each; each term min-max
+  normalized over the 10): 0.624, hit@5 74% -> 78% (0.631 after this round's chunking fixes, PIPELINE_VERSION 10).
+  Windows of 15 / 25 / 35 / 50 / 80 words: 0.613 / 0.624 / 0.583 / 0.589 / 0.555; weights 1 / 2 / 3 / 5: 0.592 / 0.624
+  / 0.622 / 0.608; depth 10 / 20 / 30: 0.624 / 0.623 / 0.629. Held out (the row above): 0.583 -> 0.597, hit@5 76% ->
+  79%. Better on both halves for the long single-page HTML reference (held out 0.569 -> 0.694) and reST, worse on both
+  for the PDF references (held out 0.652 -> 0.567): read one by one, the tune half's PDF losses put the next page of
+  the right section first ("draw grid lines at the major tic marks": page 155's "The grid can be enabled and disabled
+  for the major and/or minor tic marks" over the gold page 154, where the Grid section starts). Not the default:
+  SciFact nDCG@10 falls from 0.7305 to 0.7248 (weights 0.5 / 1: 0.728), below 0.73, and a search embeds 40-100
+  windows, 0.3 s on this CPU (SciFact p50 at k = 10: 303 ms against 12 ms; bench/run.py latency()). An earlier round's
+  two-sentence windows over the top 20, without passages, lost on both halves (below).
 - a definition list's term (HTML <dt>) starting its own chunk sooner, once the open chunk holds 25% of the target in
   tokens of its own (the overlap from the chunk before not counted) instead of 50%: tune 0.572 -> 0.577, held out
   0.583 -> 0.590; the same without the overlap before the term (each entry a chunk of its own, "\\timing [ on | off ]"
