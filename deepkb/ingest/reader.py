@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 # 10: a heading whose section is empty (SQLite's "1. Syntax" over a dropped diagram) does not head the chunk of the
 # section after it, which had no heading path at all ("1. Syntax" and "2. Description" share nothing); a PDF page's
 # printed number alone on its first or last line is not text (a chunk "113" of its own); terms whose definition is
-# longer than a chunk stay with its first lines (bash's bind: five synopsis lines were a chunk of their own).
+# longer than a chunk stay with its first lines (bash's bind: five synopsis lines were a chunk of their own); an
+# AsciiDoc labeled list's term on its own line ("Testing partial commits::") is a term too.
 PIPELINE_VERSION = 10
 
 

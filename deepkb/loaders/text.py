@@ -83,10 +83,14 @@ def load_plain(text: str, name: str = "") -> LoadedDocument:
     units.sort(key=lambda u: u.line_start)
     if dialect == "man":
         _man_entries(units)
+    elif dialect == "asciidoc":
+        for unit in units:  # a labeled list's term on its own ("Testing partial commits::") leads into what follows
+            unit.lead = not unit.boundary and _ADOC_TERM.fullmatch(unit.text) is not None
     propagate_headings(units)
     return LoadedDocument("text", units)
 
 
+_ADOC_TERM = re.compile(r"[^\s:][^\n]*::")  # one line: an AsciiDoc labeled list's term, "--cached::"
 _BULLETS = ("•", "·", "o ", "* ", "+ ")
 
 
