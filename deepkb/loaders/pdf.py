@@ -98,8 +98,8 @@ def _without_page_number(lines: list[tuple[int, str]], number: int) -> list[tupl
     carries it without the running head that carries it elsewhere (bash's reference manual: "113" alone atop sheet
     119, which became a chunk of its own). A printed number runs at most 100 behind the sheet's (front matter)."""
 
-    def page_number(line: str) -> bool:
-        return line.isdigit() and 0 <= number - int(line) < 100
+    def page_number(line: str) -> bool:  # ASCII digits only: str.isdigit() is true for "²", which int() refuses
+        return line.isascii() and line.isdigit() and len(line) <= 6 and 0 <= number - int(line) < 100
 
     if len(lines) > 1 and page_number(lines[0][1]):
         lines = lines[1:]
