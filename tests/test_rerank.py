@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from deepkb.errors import UsageError
 from deepkb.kb import KnowledgeBase
 from deepkb.retrieval.rerank import WINDOW_WORDS, rerank, windows
 from deepkb.retrieval.search import Hit
@@ -89,4 +90,8 @@ def test_the_rerank_setting_reranks_the_first_passages_of_a_hybrid_search(sample
     assert [h.chunk_id for h in ranked[10:]] == [h.chunk_id for h in fused[10:]]
     assert [h.score for h in ranked] == sorted((h.score for h in ranked), reverse=True)
     assert first == [h.chunk_id for h in ranked[:3]]  # whatever k, the rerank covers the first ten
+    for bad in ("-1", "101", "ten"):  # a hostile or mistyped value: one line naming the setting, nothing opened
+        monkeypatch.setenv("DEEPKB_RERANK", bad)
+        with pytest.raises(UsageError, match="rerank"):
+            KnowledgeBase.open(sample_kb.home, embedder=embedder)
     assert Path(ranked[0].path).name == "backup-retention-policy.pdf"

@@ -71,12 +71,8 @@ def rerank(hits: list[Hit], question: str, embedder: Embedder, top: int = TOP) -
     if len(head) < 2:
         return hits
     texts = [[(h.heading + "\n" if h.heading else "") + w for w in windows(h.text) or [h.text]] for h in head]
-    vectors = _embed_cached(embedder, [question], [t for group in texts for t in group])
-    q, rows = vectors[0], vectors[1:]
-    best, at = [], 0
-    for group in texts:
-        best.append(float((rows[at : at + len(group)] @ q).max()))
-        at += len(group)
+    q, vectors = _embed_cached(embedder, question, list(dict.fromkeys(t for group in texts for t in group)))
+    best = [max(float(vectors[t] @ q) for t in group) for group in texts]
     fused = [h.score for h in head]
     lo, hi = min(fused), max(fused)
     combined = [
@@ -92,23 +88,19 @@ def _norm(value: float, lo: float, hi: float) -> float:
     return (value - lo) / (hi - lo) if hi > lo else 1.0
 
 
-def _embed_cached(embedder: Embedder, fresh: list[str], texts: list[str]) -> np.ndarray:
-    """`fresh` (the question) then `texts` embedded, in one batch; the texts' vectors are remembered per embedder
-    (the least recently used are forgotten first)."""
-    import numpy as np
-
+def _embed_cached(embedder: Embedder, question: str, texts: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The question's vector and each text's, in one batch of the question and the texts not remembered yet; texts'
+    vectors are remembered per embedder (the least recently used are forgotten first)."""
     with _cache_lock:
         cache = _caches.setdefault(embedder, OrderedDict())
         known = {t: cache[t] for t in texts if t in cache}
         for t in known:
             cache.move_to_end(t)
-    missing = list(dict.fromkeys(t for t in texts if t not in known))
-    vectors = embedder.embed(fresh + missing)
-    known.update(zip(missing, vectors[len(fresh) :]))
+    missing = [t for t in texts if t not in known]
+    vectors = embedder.embed([question, *missing])
+    known.update(zip(missing, vectors[1:]))
     with _cache_lock:
         cache.update((t, known[t]) for t in missing)
         while len(cache) > CACHE_WINDOWS:
             cache.popitem(last=False)
-    return np.vstack(
-        [vectors[: len(fresh)], np.array([known[t] for t in texts], dtype=np.float32).reshape(-1, vectors.shape[1])]
-    )
+    return vectors[0], known
