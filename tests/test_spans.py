@@ -24,7 +24,7 @@ from deepkb.types import MAX_GAP
 FIXTURES = Path(__file__).resolve().parent / "data" / "manuals"
 DOCS = [
     "git-user-manual.txt", "git-rebase.txt", "git-rebase.html", "python-argparse.rst.txt", "python-argparse.html",
-    "tar.1.txt", "sqlite-lang_createindex.html", "pg-sql-vacuum.html", "bash-excerpt.html", "rsync-NEWS.md",
+    "tar.1.txt", "sqlite-lang_createindex.html", "sqlite-pragma.html", "pg-sql-vacuum.html", "bash-excerpt.html", "rsync-NEWS.md",
     "bashref-p100-101.pdf",
 ]  # fmt: skip
 
@@ -205,6 +205,24 @@ def test_a_docbook_reference_page_heads_its_sections_with_its_name(manuals):
     assert [h.rsplit(" > ", 1)[-1] for h in headings] == _html_titles(path.read_text())
     assert headings[0] == "VACUUM" and all(h.startswith("VACUUM > ") for h in headings[1:])
     assert "VACUUM > Parameters" in headings
+
+
+def test_sqlite_reference_entries_are_headed_by_their_own_hidden_headings(manuals):
+    """SQLite's pragma page lists its 74 PRAGMAs under one <h2>; each entry opens with a hidden
+    `<h _id=pragma_integrity_check style="display:none"> PRAGMA integrity_check</h>`, the heading its search index and
+    its table of contents use. Each is a section under "List Of PRAGMAs", as the page's contents list them (before,
+    every pragma's text stood under "PRAGMA Statements > List Of PRAGMAs")."""
+    path = manuals / "sqlite-pragma.html"
+    raw = path.read_text()
+    listed = re.findall(r"<li><a href='pragma.html#pragma_(\w+)'>", raw)
+    doc = load(path, path.read_bytes())
+    headings = [u.heading for u in doc.units if u.boundary]
+    entries = [h for h in headings if h.startswith("PRAGMA Statements > List Of PRAGMAs > ")]
+    assert entries == [f"PRAGMA Statements > List Of PRAGMAs > PRAGMA {n}" for n in re.findall(r"<h _id=pragma_(\w+)", raw)]
+    assert len(listed) >= 70 and set(listed) <= {h.rsplit(" PRAGMA ", 1)[-1] for h in entries}
+    check = next(u for u in doc.units if "If pragma integrity_check finds no errors" in u.text)
+    assert check.heading == "PRAGMA Statements > List Of PRAGMAs > PRAGMA integrity_check"
+    assert [h.rsplit(" > ", 1)[-1] for h in headings if h not in entries] == _html_titles(raw)
 
 
 def test_git_command_page_headings_are_its_section_titles(manuals):

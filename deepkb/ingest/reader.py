@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 # printed number alone on its first or last line is not text (a chunk "113" of its own); terms whose definition is
 # longer than a chunk stay with its first lines (bash's bind: five synopsis lines were a chunk of their own); an
 # AsciiDoc labeled list's term on its own line ("Testing partial commits::") is a term too.
-PIPELINE_VERSION = 10
+# 11: SQLite's hidden <h> headings head their entries (pragma.html: "List Of PRAGMAs > PRAGMA integrity_check").
+PIPELINE_VERSION = 11
 
 
 @dataclass

@@ -21,8 +21,12 @@ _HEAD_TAGS = {"base", "basefont", "bgsound", "link", "meta", "title", "noscript"
 _BLOCK_TAGS = {
     "p", "div", "section", "article", "main", "aside", "header", "footer", "nav", "li", "ul", "ol", "dl", "dt",
     "dd", "table", "tr", "pre", "blockquote", "figure", "figcaption", "form", "br", "hr", "address", "details",
-    "summary", "h1", "h2", "h3", "h4", "h5", "h6", "body", "caption", "thead", "tbody",
+    "summary", "h1", "h2", "h3", "h4", "h5", "h6", "h", "body", "caption", "thead", "tbody",
 }  # fmt: skip
+# A heading: h1-h6, and "h", which SQLite's documentation gives each entry of its long reference pages (every PRAGMA of
+# pragma.html, hidden: `<h _id=pragma_integrity_check style="display:none"> PRAGMA integrity_check</h>`, the heading of
+# its own search index and the target of the page's table of contents); it sits below any h1-h6.
+_HEADING = re.compile(r"h[1-6]?")
 _VOID_TAGS = {"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "embed", "source", "wbr"}
 
 
@@ -146,10 +150,10 @@ class _HTMLText(HTMLParser):
             self.in_pre += 1
         if tag == "a":
             self.in_link += 1
-        if re.fullmatch(r"h[1-6]", tag) and not self.boxes:
+        if _HEADING.fullmatch(tag) and not self.boxes:
             # A DocBook reference page (PostgreSQL's psql, pg_dump, SQL commands) titles itself in its refnamediv with
             # the same <h2> as its sections: the page's name heads them ("pg_dump > Options"), as a man page's does.
-            self.heading_level = 0 if self.refname else int(tag[1])
+            self.heading_level = 0 if self.refname else int(tag[1:] or 7)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("head", "html", "body"):
@@ -175,7 +179,7 @@ class _HTMLText(HTMLParser):
             self.lists -= 1
         self.boxes.end(tag)
         self.refname.end(tag)
-        if re.fullmatch(r"h[1-6]", tag):
+        if _HEADING.fullmatch(tag):
             self.heading_level = None
         if tag == "pre":
             self.in_pre = max(0, self.in_pre - 1)
