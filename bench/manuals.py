@@ -40,6 +40,15 @@ RERANKED = f"deepkb hybrid, rerank = {RERANK}"
 # Variants measured on these questions and not kept (each re-ingested what it changes; the held-out half decided).
 # Kept as text: their knowledge bases are gone, and re-running them means editing deepkb.
 TRIED = """\
+Issue 20, sixth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.572 before it):
+- a document-description prior (each candidate's fused score + w x (the cosine of its document's first chunk, which
+  holds a manual page's NAME line, minus the best such cosine among the candidates' documents); documents of 5 chunks
+  or fewer left out, as SciFact nDCG@10 fell 0.7305 -> 0.7203 with them (0.7301 leaving out fewer than 5, 0.7305
+  fewer than 7)): w = 1: 0.590, hit@5 74% -> 80%; but the
+  held-out half fell 0.583 -> 0.561 (hit@5 76% -> 75%), and conversations' held-back pairs 36 -> 34 of 40; not kept.
+  Min-max normalized instead (w 0.1-0.5: 0.571-0.584) or the best of a document's first 2-3 chunks: no better;
+- SQLite's hidden `<h>` entry headings as headings (PIPELINE_VERSION 11, kept for its evidence: each PRAGMA stands
+  under its own heading): 0.572 -> 0.569 (two questions one rank lower); held out 0.583 -> 0.584.
 Issue 20, fifth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.572 before it):
 - a second stage, opt-in (`rerank = 10`, deepkb.retrieval.rerank): the first 10 passages ranked again by fused score +
   2 x their best sentence window's cosine (windows of about 25 words, heading path before each; each term min-max
