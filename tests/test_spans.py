@@ -218,7 +218,9 @@ def test_sqlite_reference_entries_are_headed_by_their_own_hidden_headings(manual
     doc = load(path, path.read_bytes())
     headings = [u.heading for u in doc.units if u.boundary]
     entries = [h for h in headings if h.startswith("PRAGMA Statements > List Of PRAGMAs > ")]
-    assert entries == [f"PRAGMA Statements > List Of PRAGMAs > PRAGMA {n}" for n in re.findall(r"<h _id=pragma_(\w+)", raw)]
+    assert entries == [
+        f"PRAGMA Statements > List Of PRAGMAs > PRAGMA {n}" for n in re.findall(r"<h _id=pragma_(\w+)", raw)
+    ]
     assert len(listed) >= 70 and set(listed) <= {h.rsplit(" PRAGMA ", 1)[-1] for h in entries}
     check = next(u for u in doc.units if "If pragma integrity_check finds no errors" in u.text)
     assert check.heading == "PRAGMA Statements > List Of PRAGMAs > PRAGMA integrity_check"
