@@ -110,7 +110,7 @@ def strategies(kb, pair: dict) -> dict[str, list]:
     """The second question's hits: as deepkb decides (ChatSession), bare, always joined, the old fusion, and deepkb's
     decision at each VAGUE of SWEEP and each TOPIC_MARGIN of MARGINS (its hits settled again from the same
     searches)."""
-    from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, VAGUE, decide, settle, topic_first
+    from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, VAGUE, decide, settle
     from deepkb.conversation.session import ChatSession
 
     session = ChatSession(kb, None, save=False)
@@ -123,15 +123,10 @@ def strategies(kb, pair: dict) -> dict[str, list]:
     out = {"deepkb": decided, "bare": bare, "joined": joined, "fused (b62b0f6)": _old_fusion(joined, bare, K)}
     before = decide([pair["first"]], pair["second"], kb.embedder.embed, sources=bool(sources))
     wide = kb.search(pair["second"], k=IN_CONVERSATION_DEPTH) if before.decision == "new topic" else None
-
-    def shown(settled) -> list:  # as ChatSession.retrieve shows a settled search
-        decision, hits = settled
-        return topic_first(hits[:K], sources) if decision.decision == "follow-up" else hits[:K]
-
     for vague in SWEEP:
-        out[f"_vague {vague}"] = decided if wide is None else shown(settle(before, wide, sources, vague))
+        out[f"_vague {vague}"] = decided if wide is None else settle(before, wide, sources, vague)[1][:K]
     for margin in MARGINS:
-        out[f"_margin {margin}"] = decided if wide is None else shown(settle(before, wide, sources, VAGUE, margin))
+        out[f"_margin {margin}"] = decided if wide is None else settle(before, wide, sources, VAGUE, margin)[1][:K]
     out[PREVIOUS] = out["_margin -1.0"]  # no step 3: the decision before it (main 3cb29e6)
     return out | {"_decision": decision}
 

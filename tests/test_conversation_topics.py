@@ -116,29 +116,6 @@ def test_a_switch_to_a_nearby_topic_without_a_cue_does_not_keep_it(manuals_kb, f
     assert hits == manuals_kb.search(second, k=6)
 
 
-def test_a_follow_up_shows_the_document_the_previous_answer_cited_most_first(manuals_kb):
-    """The question "how do I remove files" is answered from tar's man page (twice) and git clean's page (once, with its .html
-    twin); "can it be done for only some of them?" continues what the answer was mostly about: tar's passages first,
-    though its own words rank git clean's page first. The passages shown are the same; only their order changes, and
-    each document's passages keep their rank order."""
-    session = ChatSession(manuals_kb, None, save=False)
-    session.ask("how do I remove files")
-    cited = {Path(p).name: n for p, n in session.previous_sources().items()}
-    assert cited == {"tar.1.txt": 2, "git-clean.txt": 1, "git-clean.html": 1}
-    hits = session.retrieve("can it be done for only some of them?", 6)
-    assert session.decision["decision"] == "follow-up"
-    plain = manuals_kb.search(session.decision["query"], k=6)
-    assert names(plain)[0] == "git-clean.html"
-    assert names(hits)[0] == "tar.1.txt"
-    assert sorted(h.chunk_id for h in hits) == sorted(h.chunk_id for h in plain)
-    weights = [max(cited.get(Path(p).name, 0) for p in (h.path, *(t.path for t in h.also_in))) for h in hits]
-    assert weights == sorted(weights, reverse=True)
-    for name in set(names(hits)):
-        assert [h.chunk_id for h in hits if Path(h.path).name == name] == [
-            h.chunk_id for h in plain if Path(h.path).name == name
-        ]
-
-
 def test_the_cue_reads_the_question_itself():
     leaning = [
         "and how do I get them back later?",

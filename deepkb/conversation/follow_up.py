@@ -23,7 +23,7 @@ topic cannot crowd its sources. It needs no model, and each question costs one s
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 from deepkb.retrieval.search import STOPWORDS, Hit
@@ -163,17 +163,16 @@ def decide(
 
 
 def settle(
-    decision: Decision, hits: list[Hit], sources: Mapping[str, int], vague: float = VAGUE, margin: float = TOPIC_MARGIN
+    decision: Decision, hits: list[Hit], sources: set[str], vague: float = VAGUE, margin: float = TOPIC_MARGIN
 ) -> tuple[Decision, list[Hit]]:
     """Steps 2 and 3 for a question searched alone: a follow-up when it has no confident answer of its own and the
-    previous answer's documents (`sources`: paths, each with how many of its citations it holds) are among its hits,
-    or when its closest passage (within `margin`) is theirs; those documents' passages then come first (topic_first).
-    Else it stays a new topic."""
+    previous answer's documents (`sources`, paths) are among its hits, or when its closest passage (within `margin`)
+    is theirs; those documents' passages then come first. Else it stays a new topic."""
     if decision.decision != "new topic":
         return decision, hits
     best = _best(hits)
-    rank = next((i for i, h in enumerate(hits[:IN_CONVERSATION_DEPTH], 1) if _weight(h, sources)), None)
-    near = _best([h for h in hits[:IN_CONVERSATION_DEPTH] if _weight(h, sources)])
+    rank = next((i for i, h in enumerate(hits[:IN_CONVERSATION_DEPTH], 1) if _places(h) & sources), None)
+    near = _best([h for h in hits[:IN_CONVERSATION_DEPTH] if _places(h) & sources])
     measured = replace(decision, previous_rank=rank, best_cosine=best, topic_cosine=near)
     if rank is None:
         return measured, hits
@@ -184,22 +183,7 @@ def settle(
     else:
         return measured, hits
     chosen = replace(measured, decision="follow-up", cue=why)
-    return chosen, sorted(hits, key=lambda h: not _weight(h, sources))  # stable: rank kept within
-
-
-def topic_first(shown: list[Hit], sources: Mapping[str, int]) -> list[Hit]:
-    """The order of a follow-up's passages once chosen (the previous answer's documents' passages first, as `settle`
-    and a joined search pick them): the document the previous answer cited most first, the topic's own ("can it
-    cover only some of the rows?" after an answer that cited the CLI page once and lang_createindex.html more), then
-    the other cited documents, then the rest; each in its rank order. It orders what is shown and pulls nothing up
-    from deeper. On bench/conversation.py it took the tune half from 34 to 35 of 40 and the held-back half from 37
-    to 38 (before it only whether a document was cited counted)."""
-    return sorted(shown, key=lambda h: -_weight(h, sources))  # stable: rank kept within
-
-
-def _weight(hit: Hit, sources: Mapping[str, int]) -> int:
-    """How many of the previous answer's citations stand in this hit's document (or a twin of it)."""
-    return max((sources.get(p, 0) for p in _places(hit)), default=0)
+    return chosen, sorted(hits, key=lambda h: not (_places(h) & sources))  # stable: rank kept within
 
 
 def _best(hits: list[Hit]) -> float | None:

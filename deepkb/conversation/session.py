@@ -25,7 +25,7 @@ from deepkb.answer.stream import (
     Retrieved,
     answer_events,
 )
-from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, Decision, decide, settle, topic_first
+from deepkb.conversation.follow_up import IN_CONVERSATION_DEPTH, Decision, decide, settle
 from deepkb.conversation.store import Conversation, ConversationInfo, ConversationStore, Turn
 from deepkb.llm import LLM
 from deepkb.retrieval.search import Hit
@@ -125,19 +125,16 @@ class ChatSession:
             hits = hits[:k]
         else:
             hits = self.kb.search(chosen.query, k=k, mode="hybrid", scope=scope)
-        if chosen.decision == "follow-up" and sources:
-            hits = topic_first(hits, sources)
+            if chosen.cue and sources:
+                hits.sort(key=lambda h: not ({h.path, *(p.path for p in h.also_in)} & sources))  # stable
         self.decision = chosen.to_json()
         return hits
 
-    def previous_sources(self) -> dict[str, int]:
-        """The documents the previous answer cited (each with its twins), with how many of its citations each holds:
-        where a follow-up's answer should be, the most cited first."""
-        counts: dict[str, int] = {}
-        for citation in self.turns[-1].citations if self.turns else ():
-            for path in {citation.hit.path, *(t.path for t in citation.hit.also_in)}:
-                counts[path] = counts.get(path, 0) + 1
-        return counts
+    def previous_sources(self) -> set[str]:
+        """The documents the previous answer cited (each with its twins): where a follow-up's answer should be."""
+        if not self.turns:
+            return set()
+        return {p for c in self.turns[-1].citations for p in (c.hit.path, *(t.path for t in c.hit.also_in))}
 
     def _embed(self, texts: Sequence[str]):
         """The knowledge base's embedder (already loaded by the search), for scoring the excerpts' sentences."""
