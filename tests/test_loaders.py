@@ -220,6 +220,47 @@ def test_a_pdf_page_number_alone_on_a_chapter_page_is_not_text():
     ]
 
 
+def test_a_pdf_running_head_that_changes_with_the_chapter_is_not_text():
+    """Bash's reference manual heads each page with its chapter and printed number ("Chapter 3: Basic Shell Features
+    6"), so no one head recurs on a third of the pages; each opened a chunk of its page (174 of its 196 pages), and
+    16 stood alone before a section title. A head is known by its number keeping one distance behind the sheet's on
+    three pages or more; the page's other lines keep their numbers, and a section title still heads what follows."""
+    from pypdf import PdfReader
+
+    pages = [
+        "Bash Reference Manual",
+        "Contents",
+        "1 Introduction\nBash is the shell",
+        "Chapter 1: Introduction 2\nMore",
+    ]
+    pages += [f"Chapter 3: Basic Shell Features {n}\nShell text" for n in (3, 4, 5)]
+    pages[4] = "Chapter 3: Basic Shell Features 3\n3.1.2 Quoting\nQuoting removes the special meaning"
+    pages += [f"Chapter 4: Shell Builtin Commands {n}\nBuiltins" for n in (6, 7, 8)]
+    pages += ["Index", "Index, continued"]  # 12 sheets: each chapter's head is on fewer than a third of them
+    data = _pdf(pages)
+    doc = load(Path("bashref.pdf"), data)
+    assert not any(u.text.startswith(("Chapter 3:", "Chapter 4:")) for u in doc.units)
+    assert [u.text for u in doc.units if u.page == 4] == ["Chapter 1: Introduction 2", "More"]  # one page: too few
+    assert [min(u.line_start for u in doc.units if u.page == n) for n in range(5, 11)] == [2] * 6
+    sheets = [page.extract_text().split("\n") for page in PdfReader(io.BytesIO(data)).pages]
+    assert all(sheets[u.page - 1][u.line_start - 1].strip() == u.text for u in doc.units)
+    quoting = next(u for u in doc.units if u.text == "3.1.2 Quoting")
+    assert quoting.boundary and quoting.heading.endswith(" > 3.1.2 Quoting")
+
+
+def test_a_pdf_line_that_only_looks_like_a_numbered_head_stays():
+    """Heads keep one distance behind the sheet: "Step 1", "Step 7", "Step 2" atop three pages do not, and stay text;
+    "Guide 4" to "Guide 6" on sheets 5 to 7 do, and go. A head on two pages only is too few to tell."""
+    filler = [f"More about {word}" for word in "apples pears plums figs dates limes kiwis grapes melons".split()]
+    steps = ["Cover", "Step 1\nMix", "Step 7\nStir", "Step 2\nBake"]
+    doc = load(Path("steps.pdf"), _pdf(steps + ["Guide 4\nOne", "Guide 5\nTwo", "Guide 6\nThree"] + filler))
+    assert [u.text for u in doc.units if u.page <= 7] == ["Cover", "Step 1", "Mix", "Step 7", "Stir", "Step 2", "Bake",
+                                                          "One", "Two", "Three"]  # fmt: skip
+    assert [u.line_start for u in doc.units if u.page in (5, 6, 7)] == [2, 2, 2]
+    doc = load(Path("two.pdf"), _pdf(steps + ["Guide 4\nOne", "Guide 5\nTwo"] + filler))
+    assert [u.text for u in doc.units if u.page in (5, 6)] == ["Guide 4", "One", "Guide 5", "Two"]
+
+
 def test_a_pdf_page_edge_of_odd_digits_is_text_not_a_crash():
     """What only looks like a page number stays text: a superscript digit ("²", a digit to str.isdigit that int()
     refuses) and a number of 5,000 digits (past int()'s limit) at a page's top."""

@@ -40,10 +40,11 @@ def load_pdf(data: bytes, on_ocr_page: OCRProgress | None = None) -> LoadedDocum
     path: list[tuple[int, str]] = [(0, title)] if title else []
     failed: dict[int, str] = {}
     page_lines = [extract_page_lines(page, number, failed) for number, page in enumerate(pages, start=1)]
-    running = _running_lines(page_lines)
+    running, heads = _running_lines(page_lines), _numbered_heads(page_lines)
     for number, all_lines in enumerate(page_lines, start=1):
         pending = outline.get(number, [])
-        lines = _without_page_number([(i, line) for i, line in all_lines if _shape(line) not in running], number)
+        kept = [(i, line) for i, line in all_lines if _shape(line) not in running and (number, i) not in heads]
+        lines = _without_page_number(kept, number)
         matched = {key for key in (_key(line) for _, line in lines) if any(key == _key(t) for _, t in pending)}
         for level, entry in pending:  # bookmarks whose title is not on the page apply from the page's top
             if _key(entry) not in matched:
@@ -91,6 +92,31 @@ def _running_lines(page_lines: list[list[tuple[int, str]]]) -> set[str]:
         counts.update(edge)
     threshold = max(3, len(page_lines) // 3)
     return {shape for shape, n in counts.items() if n >= threshold}
+
+
+_EDGE_NUMBER = re.compile(r"^(\d{1,6})\s+\S|\S\s+(\d{1,6})$")
+HEAD_PAGES = 3  # pages a numbered running head must recur on
+
+
+def _numbered_heads(page_lines: list[list[tuple[int, str]]]) -> set[tuple[int, int]]:
+    """Running heads that change with the chapter, found by their page number: (sheet, line number) of the lines at
+    a page's top or bottom that begin or end with its printed number, where at least HEAD_PAGES pages have a line of
+    the same shape (digits aside) whose number stands the same distance behind the sheet's. Bash's reference manual
+    heads each page with its chapter, "Chapter 3: Basic Shell Features 6", so no one head recurs on a third of the
+    pages (`_running_lines`); they opened a chunk of every page, and stood alone as 16 chunks before a section title.
+    The distance is the front matter, the same for every page of a document: a line that only looks like a head
+    ("Step 3" atop a page) does not keep it from page to page."""
+    from collections import defaultdict
+
+    found: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
+    for sheet, lines in enumerate(page_lines, start=1):
+        for i, line in lines[:2] + lines[-2:]:
+            match = _EDGE_NUMBER.search(line) if line.isascii() else None
+            if match:
+                behind = sheet - int(match.group(1) or match.group(2))
+                if 0 <= behind < 100:
+                    found[(_shape(line), behind)].append((sheet, i))
+    return {place for places in found.values() if len({s for s, _ in places}) >= HEAD_PAGES for place in places}
 
 
 def _without_page_number(lines: list[tuple[int, str]], number: int) -> list[tuple[int, str]]:
