@@ -49,6 +49,9 @@ Issue 20, sixth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.57
   Min-max normalized instead (w 0.1-0.5: 0.571-0.584) or the best of a document's first 2-3 chunks: no better;
 - SQLite's hidden `<h>` entry headings as headings (PIPELINE_VERSION 11, kept for its evidence: each PRAGMA stands
   under its own heading): 0.572 -> 0.569 (two questions one rank lower); held out 0.583 -> 0.584.
+- PDF running heads that change with the chapter dropped (PIPELINE_VERSION 12, kept: bash's reference manual lost
+  174 "Chapter 3: Basic Shell Features 6" lines, 16 of them chunks of their own; 8,392 -> 8,363 chunks): 0.569 ->
+  0.571; held out 0.584 -> 0.584 (three bash questions one rank apart).
 Issue 20, fifth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.572 before it):
 - a second stage, opt-in (`rerank = 10`, deepkb.retrieval.rerank): the first 10 passages ranked again by fused score +
   2 x their best sentence window's cosine (windows of about 25 words, heading path before each; each term min-max
