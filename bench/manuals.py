@@ -52,6 +52,10 @@ Issue 20, sixth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.57
 - PDF running heads that change with the chapter dropped (PIPELINE_VERSION 12, kept: bash's reference manual lost
   174 "Chapter 3: Basic Shell Features 6" lines, 16 of them chunks of their own; 8,392 -> 8,363 chunks): 0.569 ->
   0.571; held out 0.584 -> 0.584 (three bash questions one rank apart).
+- a title never a chunk alone (before a paragraph larger than a chunk it took the paragraph's first lines, as a term
+  does; 23 of the 167 chunks of 8 words or fewer went, git-reset's "EXAMPLES" among them): 0.571 -> 0.574, but held
+  out 0.584 -> 0.571 (two questions from first to second); not kept, and SciFact (a title-only chunk for every
+  abstract over 200 tokens) not re-embedded for it.
 Issue 20, fifth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.572 before it):
 - a second stage, opt-in (`rerank = 10`, deepkb.retrieval.rerank): the first 10 passages ranked again by fused score +
   2 x their best sentence window's cosine (windows of about 25 words, heading path before each; each term min-max
