@@ -180,6 +180,25 @@ def test_git_user_manual_headings_are_its_section_titles(manuals):
     assert parts == set(mine)
 
 
+def test_asciidoc_markup_lines_are_no_passage_text(manuals, embedder):
+    """Block anchors (`[[telling-git-your-name]]`), block styles (`[verse]`, `[appendix]`) and directives
+    (`include::...[]`) render as nothing. As text, the anchor before each section title ended the section before it:
+    21 of the manual's chunks were little else ("[[creating-tags]]" alone). A listing's lines stay as they are."""
+    path = manuals / "git-user-manual.txt"
+    text = path.read_text()
+    assert text.count("\n[[") >= 100 and "[appendix]" in text
+    chunks = _chunks(embedder, path)
+    lines = [line for c in chunks for line in c.text.split("\n")]
+    assert not [x for x in lines if x.startswith("[[") and x.endswith("]]") or x in ("[appendix]", "[preface]")]
+    assert sum(len(c.text.split()) <= 3 for c in chunks) <= 2
+    developing = next(c for c in chunks if "== Developing with Git" in c.text)
+    assert "Before creating any commits, you should introduce yourself to Git." in developing.text
+    assert developing.heading == "Git User Manual > Developing with Git"  # what its two titles share
+    assert "name = Your Name Comes Here" in "\n".join(lines)  # a listing's text stays
+    rebase = _chunks(embedder, manuals / "git-rebase.txt")
+    assert not any(x in ("[verse]", "[NOTE]") or x.startswith("include::") for c in rebase for x in c.text.split("\n"))
+
+
 def test_an_admonition_title_labels_its_box_not_the_text_after_it(manuals):
     """DocBook writes a note as <div class="note"><h3 class="title">Note</h3>...</div>: the heading names the box.
     Taken for a section it headed everything after the box up to the next title (32 passages of git's HTML manual,
