@@ -52,6 +52,10 @@ Issue 20, sixth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.57
 - PDF running heads that change with the chapter dropped (PIPELINE_VERSION 12, kept: bash's reference manual lost
   174 "Chapter 3: Basic Shell Features 6" lines, 16 of them chunks of their own; 8,392 -> 8,363 chunks): 0.569 ->
   0.571; held out 0.584 -> 0.584 (three bash questions one rank apart).
+- AsciiDoc markup lines (`[[id]]` anchors, `[verse]`, `include::...[]`) not text (PIPELINE_VERSION 13, kept: git's
+  user manual had 21 chunks of little else; 8,363 -> 8,322 chunks): 0.571 -> 0.571; held out 0.584 -> 0.584 (the
+  keyword side alone 0.504 -> 0.491: git-04's answering chunk, "undo a commit ... without rewriting history", had
+  matched on the next section's anchor at its end, `[[fixing-a-mistake-by-rewriting-history]]`);
 - a title never a chunk alone (before a paragraph larger than a chunk it took the paragraph's first lines, as a term
   does; 23 of the 167 chunks of 8 words or fewer went, git-reset's "EXAMPLES" among them): 0.571 -> 0.574, but held
   out 0.584 -> 0.571 (two questions from first to second); not kept, and SciFact (a title-only chunk for every
