@@ -261,6 +261,44 @@ def test_a_pdf_line_that_only_looks_like_a_numbered_head_stays():
     assert [u.text for u in doc.units if u.page in (5, 6)] == ["Guide 4", "One", "Guide 5", "Two"]
 
 
+def _with_outline(data: bytes, marks: list[tuple[str, int, int]]) -> bytes:
+    """The PDF with bookmarks (title, 0-based page, level 1 or 2: a child of the level-1 mark before it)."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    parent = None
+    for title, page, level in marks:
+        item = writer.add_outline_item(title, page, parent=parent if level == 2 else None)
+        parent = item if level == 1 else parent
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_a_pdf_bookmark_whose_title_is_not_on_its_page_takes_its_place_in_the_outline_order():
+    """gnuplot's page 303 prints "Part V" over "Bugs" (the bookmark "V Bugs"), the sections "Known limitations" and
+    "External libraries", and at its foot "Part VI" over "Index" ("VI Index"). Bookmarks not found on their page
+    took effect from its top, so Bugs' text stood under "VI Index" and the index's eight pages under "VI Index >
+    External libraries". Now one before the page's first title found heads the page from its top, and one after its
+    last heads the pages that follow."""
+    pages = [
+        "Plotting\nHow to plot",
+        "Part V\nBugs\nPlease e-mail bug reports\nKnown limitations\nSome limits\nPart VI\nIndex",
+        "apples, 3\npears, 4",
+        "Alpha\nText of alpha\nGamma\nText of gamma",
+    ]
+    marks = [("Plotting", 0, 1), ("V Bugs", 1, 1), ("Known limitations", 1, 2), ("VI Index", 1, 1), ("Alpha", 3, 1),
+             ("Beta", 3, 2), ("Gamma", 3, 2)]  # fmt: skip
+    doc = load(Path("manual.pdf"), _with_outline(_pdf(pages), marks))
+    heading = {u.text: u.heading for u in doc.units}
+    assert heading["Please e-mail bug reports"] == "V Bugs"
+    assert heading["Some limits"] == "V Bugs > Known limitations"
+    assert heading["apples, 3"] == heading["pears, 4"] == "VI Index"
+    assert heading["Text of alpha"] == "Alpha"
+    assert heading["Text of gamma"] == "Alpha > Gamma"
+    assert heading["How to plot"] == "Plotting"
+
+
 def test_a_pdf_page_edge_of_odd_digits_is_text_not_a_crash():
     """What only looks like a page number stays text: a superscript digit ("²", a digit to str.isdigit that int()
     refuses) and a number of 5,000 digits (past int()'s limit) at a page's top."""

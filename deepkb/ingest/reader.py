@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 # 11: SQLite's hidden <h> headings head their entries (pragma.html: "List Of PRAGMAs > PRAGMA integrity_check").
 # 12: a PDF's running heads that change with the chapter ("Chapter 3: Basic Shell Features 6") are not text.
 # 13: AsciiDoc's markup lines (block anchors `[[id]]`, `[verse]`, `include::...[]`) are not text.
-PIPELINE_VERSION = 13
+# 14: a PDF bookmark whose title is not on its page takes its place by the outline's order, not the page's top.
+PIPELINE_VERSION = 14
 
 
 @dataclass

@@ -45,10 +45,16 @@ def load_pdf(data: bytes, on_ocr_page: OCRProgress | None = None) -> LoadedDocum
         pending = outline.get(number, [])
         kept = [(i, line) for i, line in all_lines if _shape(line) not in running and (number, i) not in heads]
         lines = _without_page_number(kept, number)
-        matched = {key for key in (_key(line) for _, line in lines) if any(key == _key(t) for _, t in pending)}
-        for level, entry in pending:  # bookmarks whose title is not on the page apply from the page's top
-            if _key(entry) not in matched:
-                path = [p for p in path if p[0] < level] + [(level, entry)]
+        keys = {_key(line) for _, line in lines}
+        found = [j for j, (_, entry) in enumerate(pending) if _key(entry) in keys]
+        # A bookmark whose title is not on the page (gnuplot's "V Bugs" is printed "Part V" over "Bugs") takes its
+        # place by the outline's order: before the page's first title found, from the page's top; after its last,
+        # from the next page ("VI Index" opens at the foot of page 303, which also holds Bugs' sections "Known
+        # limitations" and "External libraries": the index's eight pages stood under "External libraries").
+        unplaced = [j for j in range(len(pending)) if j not in found]
+        for j in [j for j in unplaced if not found or j < found[0]]:
+            path = _under(path, *pending[j])
+        unplaced = [j for j in unplaced if found and j > found[0]]
         if not lines:
             if number not in failed:
                 empty.append(number)
@@ -56,13 +62,24 @@ def load_pdf(data: bytes, on_ocr_page: OCRProgress | None = None) -> LoadedDocum
         for i, line in lines:
             level = _heading_level(line, pending, bool(outline))
             if level is not None:
-                path = [p for p in path if p[0] < level] + [(level, line)]
+                at = next((j for j in found if _key(pending[j][1]) == _key(line)), None)
+                for j in [j for j in unplaced if at is not None and j < at]:  # between two titles: before the next
+                    path = _under(path, *pending[j])
+                unplaced = [j for j in unplaced if at is None or j > at]
+                path = _under(path, level, line)
             # Only a heading is a boundary: the chunker cuts at every page itself, and a page's first line is text
             # (as a boundary it was taken for a heading, and a PDF of one-line pages got no chunk at all).
             units.append(Unit(line, i, i, number, " > ".join(p[1] for p in path) or None, level is not None))
+        for j in unplaced:  # after the page's last title found: they head the pages that follow
+            path = _under(path, *pending[j])
     doc = LoadedDocument("pdf", units, title=title, pages=len(pages), empty_pages=empty, failed_pages=failed)
     ocr_pages(doc, pages, on_ocr_page)  # only pages without a text layer
     return doc
+
+
+def _under(path: list[tuple[int, str]], level: int, title: str) -> list[tuple[int, str]]:
+    """The heading path once a title of this level begins."""
+    return [p for p in path if p[0] < level] + [(level, title)]
 
 
 def extract_page_lines(page, number: int, failed: dict[int, str]) -> list[tuple[int, str]]:
