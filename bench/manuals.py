@@ -59,6 +59,9 @@ Issue 20, sixth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.57
 - a PDF bookmark whose title is not on its page placed by the outline's order (PIPELINE_VERSION 14, kept: gnuplot's
   eight index pages stood under "VI Index > External libraries", 900 of its 13,311 lines under a wrong heading):
   hybrid and dense ranks unchanged on both halves;
+- an HTML term in a paragraph of its own inside <dt> kept a term (PIPELINE_VERSION 15, kept: SQLite's function
+  lists, `<dt><p><b>abs(X)</b></dt>`, had 35 chunks under the list's title alone): tune 0.571 -> 0.571, held out
+  0.584 -> 0.585 (sqlite-24 from 7th to 4th);
 - a title never a chunk alone (before a paragraph larger than a chunk it took the paragraph's first lines, as a term
   does; 23 of the 167 chunks of 8 words or fewer went, git-reset's "EXAMPLES" among them): 0.571 -> 0.574, but held
   out 0.584 -> 0.571 (two questions from first to second); not kept, and SciFact (a title-only chunk for every

@@ -24,7 +24,7 @@ from deepkb.types import MAX_GAP
 FIXTURES = Path(__file__).resolve().parent / "data" / "manuals"
 DOCS = [
     "git-user-manual.txt", "git-rebase.txt", "git-rebase.html", "python-argparse.rst.txt", "python-argparse.html",
-    "tar.1.txt", "sqlite-lang_createindex.html", "sqlite-pragma.html", "pg-sql-vacuum.html", "bash-excerpt.html", "rsync-NEWS.md",
+    "tar.1.txt", "sqlite-lang_createindex.html", "sqlite-pragma.html", "sqlite-lang_corefunc.html", "pg-sql-vacuum.html", "bash-excerpt.html", "rsync-NEWS.md",
     "bashref-p100-101.pdf",
 ]  # fmt: skip
 
@@ -97,7 +97,15 @@ def test_a_pdf_chunk_never_takes_a_heading_from_the_page_before(manuals, embedde
 
 
 @pytest.mark.parametrize(
-    "name", ["git-rebase.html", "python-argparse.html", "pg-sql-vacuum.html", "bash-excerpt.html", "git-clean.txt"]
+    "name",
+    [
+        "git-rebase.html",
+        "python-argparse.html",
+        "pg-sql-vacuum.html",
+        "bash-excerpt.html",
+        "git-clean.txt",
+        "sqlite-lang_corefunc.html",
+    ],
 )
 def test_a_definition_list_term_is_never_cut_from_its_definition(manuals, embedder, name):
     """A term (<dt>: "-e", "\\timing [ on | off ]", "FULL"; AsciiDoc's "filter by pattern::" on its own line) is no
@@ -244,6 +252,23 @@ def test_sqlite_reference_entries_are_headed_by_their_own_hidden_headings(manual
     check = next(u for u in doc.units if "If pragma integrity_check finds no errors" in u.text)
     assert check.heading == "PRAGMA Statements > List Of PRAGMAs > PRAGMA integrity_check"
     assert [h.rsplit(" > ", 1)[-1] for h in headings if h not in entries] == _html_titles(raw)
+
+
+def test_a_term_in_its_own_paragraph_inside_dt_is_still_a_term(manuals):
+    """SQLite writes a function's entry as `<dt><p><b>abs(<i>X</i>)</b></dt><dd><p>The abs(X) function…`: the <p>
+    inside the <dt> took the term for a paragraph, so 35 chunks of the function list stood under the list's title
+    alone. Each of the page's 43 entries now heads its description, as a <dt> without a <p> does (a <br> between
+    two forms of one function, "like(X,Y)" and "like(X,Y,Z)", makes two terms)."""
+    path = manuals / "sqlite-lang_corefunc.html"
+    raw = path.read_text()
+    entries = re.findall(r"<dt><p>(.*?)</dt>", raw, re.S)
+    forms = [form for entry in entries for form in re.split(r"<br\s*/?>", entry)]
+    terms = [" ".join(html.unescape(re.sub(r"<[^>]*>", "", form)).split()) for form in forms]
+    doc = load(path, path.read_bytes())
+    assert len(entries) == 43 and [u.text for u in doc.units if u.lead] == terms
+    abs_ = next(u for u in doc.units if u.text.startswith("The abs(X) function returns the absolute value"))
+    assert abs_.heading == "2. Descriptions of built-in scalar SQL functions > abs(X)"
+    assert not [u for u in doc.units if u.lead and "Descriptions" in u.text]  # its <h1> is no term
 
 
 def test_git_command_page_headings_are_its_section_titles(manuals):

@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 # 12: a PDF's running heads that change with the chapter ("Chapter 3: Basic Shell Features 6") are not text.
 # 13: AsciiDoc's markup lines (block anchors `[[id]]`, `[verse]`, `include::...[]`) are not text.
 # 14: a PDF bookmark whose title is not on its page takes its place by the outline's order, not the page's top.
-PIPELINE_VERSION = 14
+# 15: an HTML term in a block of its own inside <dt> (SQLite: <dt><p><b>abs(X)</b></dt>) is still a term.
+PIPELINE_VERSION = 15
 
 
 @dataclass

@@ -112,6 +112,7 @@ class _HTMLText(HTMLParser):
         self.in_pre = 0
         self.in_head = False
         self.in_term = False  # the text being collected is a definition list's term (<dt>): it leads its <dd>
+        self.in_dt = False  # inside a <dt>, whose term may sit in a block of its own (SQLite: <dt><p><b>abs(X)</b>)
         self.terms: list[str | None] = []  # per open <dl> (the outer TERM_DEPTH), its last term: what follows is under
         self.lists = 0  # open <dl> elements, however deep
 
@@ -141,7 +142,8 @@ class _HTMLText(HTMLParser):
             self.parts.append((self.getpos()[0], " | ", False))
         if tag in _BLOCK_TAGS:
             self.flush()
-            self.in_term = tag == "dt"
+            self.in_dt = tag == "dt" or self.in_dt and tag in ("p", "div", "br")  # a heading or a rule ends it
+            self.in_term = self.in_dt
         if tag == "dl":
             self.lists += 1
             if self.lists <= TERM_DEPTH:
@@ -173,6 +175,9 @@ class _HTMLText(HTMLParser):
             return
         if tag in _BLOCK_TAGS:
             self.flush()
+            if tag in ("dt", "dl"):
+                self.in_dt = False
+            self.in_term = self.in_dt  # a block that closes inside a <dt> leaves the term's text still to come
         if tag == "dl" and self.lists:
             if self.lists <= TERM_DEPTH:
                 self.terms.pop()
