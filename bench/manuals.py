@@ -62,6 +62,10 @@ Issue 20, sixth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.57
 - an HTML term in a paragraph of its own inside <dt> kept a term (PIPELINE_VERSION 15, kept: SQLite's function
   lists, `<dt><p><b>abs(X)</b></dt>`, had 35 chunks under the list's title alone): tune 0.571 -> 0.571, held out
   0.584 -> 0.585 (sqlite-24 from 7th to 4th);
+- a PDF's table of contents pages not text (PIPELINE_VERSION 16, kept: 7 of the 825 top-5 hits of the 165 questions
+  were contents pages of bash's reference manual; gnuplot's 18 and bash's 4 contents pages, 8,328 -> 8,100 chunks):
+  tune 0.571 -> 0.565 (bashref-13 from first to second), held out 0.585 -> 0.596 (bash-06, bashref-08 and bash-12
+  up); kept for the evidence, the halves disagreeing by a question;
 - a title never a chunk alone (before a paragraph larger than a chunk it took the paragraph's first lines, as a term
   does; 23 of the 167 chunks of 8 words or fewer went, git-reset's "EXAMPLES" among them): 0.571 -> 0.574, but held
   out 0.584 -> 0.571 (two questions from first to second); not kept, and SciFact (a title-only chunk for every

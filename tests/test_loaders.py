@@ -299,6 +299,29 @@ def test_a_pdf_bookmark_whose_title_is_not_on_its_page_takes_its_place_in_the_ou
     assert heading["How to plot"] == "Plotting"
 
 
+def test_a_pdf_table_of_contents_is_not_text():
+    """A contents page (dot leaders and page numbers that never go back, with chapter entries that have no leader) is
+    no passage: its entries matched the words of every section they list. It is no empty page either (no OCR). A
+    table of figures ending in numbers without leaders stays, and so do leaders whose numbers go back and forth."""
+    toc = "\n".join(
+        [
+            "Table of Contents",
+            "1 Introduction . . . . . . . . 1",
+            "1.1 What is Bash? . . . . . . . 1",
+            "2 Definitions 2",
+            "3 Basic Shell Features . . . . 5",
+            "3.1 Shell Syntax . . . . . . . 5",
+        ]
+    )
+    table = "\n".join(["Quarter revenue", "North 1200", "South 1350", "East 900", "West 1100", "Total 4550"])
+    prices = "\n".join(["Prices", "Coffee . . . . . 4", "Tea . . . . . 3", "Cake . . . . . 5", "Water . . . . . 1"])
+    doc = load(Path("manual.pdf"), _pdf(["Bash Reference Manual", toc, "Bash is the shell", table, prices]))
+    assert {u.page for u in doc.units} == {1, 3, 4, 5}
+    assert doc.empty_pages == []
+    assert [u.text for u in doc.units if u.page == 4][1:] == table.split("\n")[1:]
+    assert "Coffee . . . . . 4" in [u.text for u in doc.units if u.page == 5]
+
+
 def test_a_pdf_page_edge_of_odd_digits_is_text_not_a_crash():
     """What only looks like a page number stays text: a superscript digit ("²", a digit to str.isdigit that int()
     refuses) and a number of 5,000 digits (past int()'s limit) at a page's top."""

@@ -41,10 +41,13 @@ def load_pdf(data: bytes, on_ocr_page: OCRProgress | None = None) -> LoadedDocum
     failed: dict[int, str] = {}
     page_lines = [extract_page_lines(page, number, failed) for number, page in enumerate(pages, start=1)]
     running, heads = _running_lines(page_lines), _numbered_heads(page_lines)
+    contents: set[int] = set()
     for number, all_lines in enumerate(page_lines, start=1):
         pending = outline.get(number, [])
         kept = [(i, line) for i, line in all_lines if _shape(line) not in running and (number, i) not in heads]
-        lines = _without_page_number(kept, number)
+        if _is_contents(kept):
+            contents.add(number)
+        lines = [] if number in contents else _without_page_number(kept, number)
         keys = {_key(line) for _, line in lines}
         found = [j for j, (_, entry) in enumerate(pending) if _key(entry) in keys]
         # A bookmark whose title is not on the page (gnuplot's "V Bugs" is printed "Part V" over "Bugs") takes its
@@ -56,7 +59,7 @@ def load_pdf(data: bytes, on_ocr_page: OCRProgress | None = None) -> LoadedDocum
             path = _under(path, *pending[j])
         unplaced = [j for j in unplaced if found and j > found[0]]
         if not lines:
-            if number not in failed:
+            if number not in failed and number not in contents:
                 empty.append(number)
             continue
         for i, line in lines:
@@ -134,6 +137,22 @@ def _numbered_heads(page_lines: list[list[tuple[int, str]]]) -> set[tuple[int, i
                 if 0 <= behind < 100:
                     found[(_shape(line), behind)].append((sheet, i))
     return {place for places in found.values() if len({s for s, _ in places}) >= HEAD_PAGES for place in places}
+
+
+_LEADER = re.compile(r"\S\s*(?:\.\s*){3,}(\d{1,6})$")  # "3.5.3 Shell Parameter Expansion . . . . 23"
+_ENTRY = re.compile(r"[^\d\s].*\s(\d{1,6})$")  # a chapter's entry without a leader: "II Plotting styles 62"
+CONTENTS_SHARE = 0.6
+
+
+def _is_contents(lines: list[tuple[int, str]]) -> bool:
+    """A table of contents (or of figures) page: lines ending in a dot leader and a page number (3 at least), which
+    with the entries that end in a number without one ("Glossary 47") make most of the page, their numbers never
+    going back. Its entries are a title and a number each, found by the words of every section they list: bash's
+    reference manual had 7 of them among 825 top-5 search results on 165 questions, each in the place of a passage
+    that answers. The text itself is where they point."""
+    leaders = sum(bool(_LEADER.search(line)) for _, line in lines)
+    numbers = [int(m.group(1)) for _, line in lines if (m := _LEADER.search(line) or _ENTRY.fullmatch(line))]
+    return leaders >= 3 and len(numbers) >= CONTENTS_SHARE * len(lines) and numbers == sorted(numbers)
 
 
 def _without_page_number(lines: list[tuple[int, str]], number: int) -> list[tuple[int, str]]:
