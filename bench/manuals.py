@@ -66,6 +66,9 @@ Issue 20, sixth round, on the tune half (85 questions; deepkb hybrid MRR@10 0.57
   were contents pages of bash's reference manual; gnuplot's 18 and bash's 4 contents pages, 8,328 -> 8,100 chunks):
   tune 0.571 -> 0.565 (bashref-13 from first to second), held out 0.585 -> 0.596 (bash-06, bashref-08 and bash-12
   up); kept for the evidence, the halves disagreeing by a question;
+- reST object descriptions as entries under their signature (PIPELINE_VERSION 17, kept for the evidence: Python's
+  sqlite3 page had 52 chunks under "Connection objects" alone, now "... > Connection > execute(sql, parameters=(),
+  /)"): tune 0.565 -> 0.565, held out 0.596 -> 0.587 (python-12 from first to third; the dense side 0.575 -> 0.581);
 - a title never a chunk alone (before a paragraph larger than a chunk it took the paragraph's first lines, as a term
   does; 23 of the 167 chunks of 8 words or fewer went, git-reset's "EXAMPLES" among them): 0.571 -> 0.574, but held
   out 0.584 -> 0.571 (two questions from first to second); not kept, and SciFact (a title-only chunk for every

@@ -289,6 +289,24 @@ def test_rest_page_headings_are_its_section_titles(manuals):
     assert len(mine) == 53
 
 
+def test_rest_object_descriptions_stand_under_their_signatures(manuals):
+    """`.. method:: ArgumentParser.add_argument(name or flags..., ...)` over its indented description is an entry, as
+    Sphinx renders it (a <dt> with the object's id): the description stands under its signature, and the directive
+    line is a term that leads into it. The objects are those of Sphinx's HTML build of the same page (a directive of
+    several signatures, RawDescriptionHelpFormatter's, is one entry under its first)."""
+    path = manuals / "python-argparse.rst.txt"
+    doc = load(path, path.read_bytes())
+    built = (manuals / "python-argparse.html").read_text()
+    ids = [i.removeprefix("argparse.") for i in re.findall(r'<dt class="sig sig-object py" id="([^"]+)"', built)]
+    terms = [u for u in doc.units if u.lead]
+    names = [u.heading.rsplit(" > ", 1)[-1].split("(")[0].rstrip("…") for u in terms]
+    assert len(terms) == 21 and set(names) <= set(ids)
+    assert all(any(i.rsplit(".", 1)[-1] in u.text for u in terms) for i in ids)
+    define = next(u for u in doc.units if u.text.lstrip().startswith("Define how a single command-line argument"))
+    assert define.heading.rsplit(" > ", 1)[-1].startswith("ArgumentParser.add_argument(name or flags")
+    assert define.heading.startswith("argparse --- Parser for command-line options, arguments and sub-commands > ")
+
+
 def test_man_page_headings_are_its_sections(manuals):
     """The rendered page's section titles are the .SH and .SS requests of its roff source."""
     roff = gzip.decompress((FIXTURES / "tar.1.roff.gz").read_bytes()).decode()

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 # 14: a PDF bookmark whose title is not on its page takes its place by the outline's order, not the page's top.
 # 15: an HTML term in a block of its own inside <dt> (SQLite: <dt><p><b>abs(X)</b></dt>) is still a term.
 # 16: a PDF's table of contents pages are not text.
-PIPELINE_VERSION = 16
+# 17: reST object descriptions (`.. method:: execute(sql, parameters=(), /)`) are entries under their signature.
+PIPELINE_VERSION = 17
 
 
 @dataclass

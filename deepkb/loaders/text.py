@@ -85,6 +85,8 @@ def load_plain(text: str, name: str = "") -> LoadedDocument:
     units.sort(key=lambda u: u.line_start)
     if dialect == "man":
         _man_entries(units)
+    elif dialect == "rest":
+        _rest_entries(units)
     elif dialect == "asciidoc":
         for unit in units:  # a labeled list's term on its own ("Testing partial commits::") leads into what follows
             unit.lead = not unit.boundary and _ADOC_TERM.fullmatch(unit.text) is not None
@@ -128,6 +130,33 @@ def _man_entries(units: list[Unit]) -> None:
             if len(open_terms) < TERM_DEPTH:
                 open_terms.append((indent, term_heading(term)))
             unit.entry = " > ".join(t for _, t in open_terms)
+
+
+_REST_OBJECT = re.compile(
+    r"( *)\.\. (?:py:)?(?:function|method|class|attribute|data|exception|decorator|decoratormethod|classmethod"
+    r"|staticmethod|property|envvar|option|cmdoption|describe|object)::[ \t]*(\S[^\n]*)"
+)
+
+
+def _rest_entries(units: list[Unit]) -> None:
+    """reST's object descriptions (`.. method:: execute(sql, parameters=(), /)` over its indented description, as
+    Python's library pages are written) are definition list entries, as Sphinx renders them: the description stands
+    under its signature (`Connection objects > Connection > execute(sql, parameters=(), /)`), a method under its
+    class, and the directive line leads into its description. Nested to TERM_DEPTH."""
+    open_terms: list[tuple[int, str]] = []  # (indent, term) of the objects the text is inside, outermost first
+    for unit in units:
+        if unit.boundary:
+            open_terms = []
+            continue
+        indent = _indent(unit.text.split("\n", 1)[0])
+        while open_terms and open_terms[-1][0] >= indent:
+            open_terms.pop()
+        described = _REST_OBJECT.match(unit.text)
+        if described and len(open_terms) < TERM_DEPTH:
+            open_terms.append((indent, term_heading(described.group(2))))
+            unit.lead = True
+        if open_terms:
+            unit.entry = " > ".join(term for _, term in open_terms)
 
 
 _PUNCT = re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
