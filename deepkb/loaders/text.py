@@ -60,19 +60,18 @@ def load_plain(text: str, name: str = "") -> LoadedDocument:
     other text gets reST's rule for underlined titles. The underline itself is not part of any passage."""
     lines = text.split("\n")
     dialect = _dialect(lines, name)
+    markup: set[int] = set()  # AsciiDoc's markup lines, which render as nothing
     if dialect == "man":
         headings = _man_headings(lines)
     elif dialect == "asciidoc":
-        headings = _asciidoc_headings(lines)
+        headings, markup = _asciidoc_headings(lines)
     else:
         headings = _rest_headings(lines)
     units: list[Unit] = []
     path: list[tuple[int, str]] = []
-    taken: set[int] = set()  # title, underline and overline lines (and AsciiDoc's markup lines): not paragraph text
+    taken = set(markup)  # title, underline and overline lines, and markup: not paragraph text
     for _, _, first, last in headings.values():
         taken.update(range(first, last + 1))
-    if dialect == "asciidoc":
-        taken.update(_asciidoc_markup(lines, taken))
     block_start = 0
     for i in [*sorted(headings), len(lines)]:
         segment = [line if k + block_start not in taken else "" for k, line in enumerate(lines[block_start:i])]
@@ -220,10 +219,24 @@ def _rest_headings(lines: list[str]) -> Headings:
     return out
 
 
-def _asciidoc_headings(lines: list[str]) -> Headings:
+_ADOC_MARKUP = re.compile(
+    r"\[\[[^\[\]]+\]\]|\[#[\w:.-]+[^\]]*\]"  # block anchors: [[id]], [[id,text]], [#id]
+    r"|\[(verse|listing|source|literal|preface|appendix|glossary|bibliography|index|abstract|colophon|dedication"
+    r"|partintro|quote|example|sidebar|NOTE|TIP|IMPORTANT|WARNING|CAUTION|discrete|float)\b[^\]]*\]"  # block styles
+    r"|(include|ifdef|ifndef|ifeval|endif)::[^\[\s]*\[[^\]]*\]"  # directives
+)
+
+
+def _asciidoc_headings(lines: list[str]) -> tuple[Headings, set[int]]:
     """AsciiDoc: `== Title` lines and two-line titles (underline of = - ~ ^ + within two characters of the title's
-    length), outside delimited blocks (listing, literal, example, comment, passthrough, sidebar, quote, table)."""
+    length), outside delimited blocks (listing, literal, example, comment, passthrough, sidebar, quote, table); and,
+    outside them too, the markup lines that render as nothing: block anchors (`[[reflogs]]`), block styles
+    (`[verse]`, `[appendix]`) and directives (`include::config/log.txt[]`). As text, an anchor before a section title
+    ended the section before it, and git's user manual had 21 chunks of little else ("[[creating-tags]]"; "== Developing
+    with Git" over only "[[telling-git-your-name]]"): without them, a title over an empty section goes with the
+    section after it."""
     out: Headings = {}
+    markup: set[int] = set()
     block: str | None = None
     i = 0
     while i < len(lines):
@@ -244,43 +257,12 @@ def _asciidoc_headings(lines: list[str]) -> Headings:
             continue
         if _ADOC_DELIMITER.match(line):
             block = "```" if line.startswith("```") else line
-            i += 1
-            continue
-        m = _ADOC_TITLE.match(line)
-        if m:
+        elif m := _ADOC_TITLE.match(line):
             out[i] = (len(m.group(1)), m.group(2), i, i)
-        i += 1
-    return out
-
-
-_ADOC_MARKUP = re.compile(
-    r"\[\[[^\[\]]+\]\]|\[#[\w:.-]+[^\]]*\]"  # block anchors: [[id]], [[id,text]], [#id]
-    r"|\[(verse|listing|source|literal|preface|appendix|glossary|bibliography|index|abstract|colophon|dedication"
-    r"|partintro|quote|example|sidebar|NOTE|TIP|IMPORTANT|WARNING|CAUTION|discrete|float)\b[^\]]*\]"  # block styles
-    r"|(include|ifdef|ifndef|ifeval|endif)::[^\[\s]*\[[^\]]*\]"  # directives
-)
-
-
-def _asciidoc_markup(lines: list[str], titles: set[int]) -> set[int]:
-    """AsciiDoc's markup lines outside delimited blocks, which render as nothing: block anchors (`[[reflogs]]`),
-    block styles (`[verse]`, `[appendix]`) and directives (`include::config/log.txt[]`). As text, an anchor before a
-    section title ended the section before it, and git's user manual had 21 chunks of little else ("[[creating-tags]]";
-    "== Developing with Git" over only "[[telling-git-your-name]]"): without them, a title over an empty section goes
-    with the section after it. `titles`: the lines of the titles (a two-line title's underline is no delimiter)."""
-    out: set[int] = set()
-    block: str | None = None
-    for i, raw in enumerate(lines):
-        line = raw.rstrip()
-        if i in titles:
-            continue
-        if block is not None:
-            if line == block or block == "```" and line.startswith("```"):
-                block = None
-        elif _ADOC_DELIMITER.match(line):
-            block = "```" if line.startswith("```") else line
         elif _ADOC_MARKUP.fullmatch(line):
-            out.add(i)
-    return out
+            markup.add(i)
+        i += 1
+    return out, markup
 
 
 def _man_headings(lines: list[str]) -> Headings:
