@@ -114,24 +114,24 @@ def latency(kb: KnowledgeBase, queries: list[str]) -> dict:
     figures["raw_total"] = percentiles([a + b + c for a, b, c in zip(raw["encode"], raw["knn"], raw["fts"])])
     figures["embedding_backend"] = embedder.backend
     for mode in ("keyword", "dense", "hybrid"):
-        samples = []
-        for q in queries:
-            t0 = time.perf_counter()
-            kb.search(q, k=10, mode=mode)
-            samples.append(time.perf_counter() - t0)
-        figures[mode] = percentiles(samples)
+        figures[mode] = _search_times(kb, queries, mode)
     # The opt-in second stage (Settings.rerank, deepkb.retrieval.rerank): what it adds to a hybrid search.
     default, kb.settings = kb.settings, dataclasses.replace(kb.settings, rerank=10)
     try:
-        samples = []
-        for q in queries:
-            t0 = time.perf_counter()
-            kb.search(q, k=10)
-            samples.append(time.perf_counter() - t0)
-        figures["hybrid_rerank_10"] = percentiles(samples)
+        figures["hybrid_rerank_10"] = _search_times(kb, queries, "hybrid")
     finally:
         kb.settings = default
     return figures
+
+
+def _search_times(kb: KnowledgeBase, queries: list[str], mode: str) -> dict:
+    """Percentiles of `kb.search(q, k=10)` over the queries."""
+    samples = []
+    for q in queries:
+        t0 = time.perf_counter()
+        kb.search(q, k=10, mode=mode)
+        samples.append(time.perf_counter() - t0)
+    return percentiles(samples)
 
 
 def ingest_speed(docs: Path, work: Path, rounds: int = 2, slice_files: int = 100) -> dict:
