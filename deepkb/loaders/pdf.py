@@ -150,9 +150,9 @@ def _is_contents(lines: list[tuple[int, str]]) -> bool:
     going back. Its entries are a title and a number each, found by the words of every section they list: bash's
     reference manual had 7 of them among 825 top-5 search results on 165 questions, each in the place of a passage
     that answers. The text itself is where they point."""
-    leaders = sum(bool(_LEADER.search(line)) for _, line in lines)
-    numbers = [int(m.group(1)) for _, line in lines if (m := _LEADER.search(line) or _ENTRY.fullmatch(line))]
-    return leaders >= 3 and len(numbers) >= CONTENTS_SHARE * len(lines) and numbers == sorted(numbers)
+    leaders = [_LEADER.search(line) for _, line in lines]
+    numbers = [int(m.group(1)) for (_, line), lead in zip(lines, leaders) if (m := lead or _ENTRY.fullmatch(line))]
+    return sum(map(bool, leaders)) >= 3 and len(numbers) >= CONTENTS_SHARE * len(lines) and numbers == sorted(numbers)
 
 
 def _without_page_number(lines: list[tuple[int, str]], number: int) -> list[tuple[int, str]]:

@@ -7,14 +7,15 @@ sentences (about WINDOW_WORDS words, each with the passage's heading path before
 each window is embedded with the question, and a passage's window score is its best window's cosine. The new order
 is the fused score plus WEIGHT x the window score, each min-max normalized over those passages.
 
-Off by default (Settings.rerank = 0), on with `rerank = 10`: on the manuals (bench/manuals.py) it lifts hybrid
-MRR@10 on the tune half from 0.572 to 0.624 and on the held-out half from 0.583 to 0.597 (hit@5 76% -> 79%; long
-single-page HTML 0.569 -> 0.694, PDF pages 0.652 -> 0.567), but on SciFact nDCG@10 falls from 0.7305 to 0.7248
+Off by default (Settings.rerank = 0), on with `rerank = 10`: on the manuals (bench/manuals.py, PIPELINE_VERSION 17)
+it lifts hybrid MRR@10 on the tune half from 0.565 to 0.628 and on the held-out half from 0.587 to 0.606 (hit@5 76% ->
+82%; long single-page HTML 0.610 -> 0.689, PDF pages 0.668 -> 0.576), but on SciFact nDCG@10 falls from 0.7305 to 0.7248
 (weights 0.5 and 1: 0.728), below the 0.73 the default must keep, and a search costs one batch of 40-100 windows
 through the model: 0.3 s on a 2-core CPU (SciFact p50, k = 10) against 12 ms. The tune half chose the window (15 /
 25 / 35 / 50 / 80 words at weight 2: 0.613 / 0.624 / 0.583 / 0.589 / 0.555), the weight (1 / 2 / 3 / 5: 0.592 /
-0.624 / 0.622 / 0.608) and the depth (10 / 20 / 30 passages: 0.624 / 0.623 / 0.629; 10 is the cheapest). Windows are
-remembered by their text, so a service asked about one topic again embeds them once.
+0.624 / 0.622 / 0.608) and the depth (10 / 20 / 30 passages: 0.624 / 0.623 / 0.629; 10 is the cheapest), at
+PIPELINE_VERSION 9, where the default scored 0.572. Windows are remembered by their text, so a service asked about
+one topic again embeds them once.
 """
 
 from __future__ import annotations
