@@ -220,7 +220,7 @@ def _rest_headings(lines: list[str]) -> Headings:
 
 
 _ADOC_MARKUP = re.compile(
-    r"\[\[[^\[\]]+\]\]|\[#[\w:.-]+[^\]]*\]"  # block anchors: [[id]], [[id,text]], [#id]
+    r"\[\[[^\[\]]+\]\]|\[#[\w:.-][^\]]*\]"  # block anchors: [[id]], [[id,text]], [#id] (no nested quantifiers)
     r"|\[(verse|listing|source|literal|preface|appendix|glossary|bibliography|index|abstract|colophon|dedication"
     r"|partintro|quote|example|sidebar|NOTE|TIP|IMPORTANT|WARNING|CAUTION|discrete|float)\b[^\]]*\]"  # block styles
     r"|(include|ifdef|ifndef|ifeval|endif)::[^\[\s]*\[[^\]]*\]"  # directives
