@@ -207,6 +207,47 @@ def test_asciidoc_markup_lines_are_no_passage_text(manuals, embedder):
     assert not any(x in ("[verse]", "[NOTE]") or x.startswith("include::") for c in rebase for x in c.text.split("\n"))
 
 
+def test_table_borders_are_no_passage_text(manuals, embedder):
+    """A reST table's borders (argparse's quick-links table: `====== ====== ======`; grid tables' `+----+----+`)
+    draw the table and say nothing. As text, each of argparse's three borders, 200 characters of "=", was a chunk of
+    its own (110-151 tokens of nothing). The rows stay, on their own lines."""
+    path = manuals / "python-argparse.rst.txt"
+    lines = path.read_text().split("\n")
+    borders = [n for n, line in enumerate(lines, 1) if re.fullmatch(r"=+( +=+)+", line)]
+    assert len(borders) == 3
+    chunks = _chunks(embedder, path)
+    assert not [c for c in chunks if not c.text.replace("=", "").replace("-", "").split()]
+    assert not [line for c in chunks for line in c.text.split("\n") if re.fullmatch(r"[=\s]+", line) and " " in line]
+    row = next(c for c in chunks if "Limit values to a specific set of choices" in c.text)
+    assert "Name" in row.text and row.line_start > borders[0] and row.line_end < borders[-1]
+    grid = "Title\n=====\n\n+------+-------+\n| a    | b     |\n+======+=======+\n| one  | two   |\n+------+-------+\n"
+    doc = load(Path("table.rst"), grid.encode())
+    assert [(u.text, u.line_start) for u in doc.units if not u.boundary] == [
+        ("| a    | b     |", 5),
+        ("| one  | two   |", 7),
+    ]
+
+
+def test_a_rendered_man_pages_header_and_footer_are_no_passage_text(manuals, embedder):
+    """`man tar > tar.1.txt` opens with the header `TAR(1)  GNU TAR Manual  TAR(1)` and ends with the footer `TAR
+    July 13, 2020  TAR(1)`, on every page where the text was paginated: running heads, not text. As text the header
+    was a chunk of its own and the footer's date stood in the last section's passage."""
+    path = manuals / "tar.1.txt"
+    chunks = _chunks(embedder, path)
+    text = "\n".join(c.text for c in chunks)
+    assert "GNU TAR Manual" not in text and "July 13, 2020" not in text
+    assert "There is NO WARRANTY" in text  # the line before the footer stays
+    assert chunks[0].heading == "NAME" and "tar - an archiving utility" in chunks[0].text
+    page = "\n".join(["LS(1)        User Commands        LS(1)", "", "NAME", "       ls - list directory contents", "",
+                      "GNU coreutils 9.1        2023        LS(1)", "LS(1)        User Commands        LS(1)", "",
+                      "SEE ALSO", "       Full documentation see dir(1) or LS(1)", "", "GNU 2023       LS(1)"])  # fmt: skip
+    doc = load(Path("ls.1.txt"), page.encode())
+    assert [u.text.strip() for u in doc.units if not u.boundary] == [
+        "ls - list directory contents",
+        "Full documentation see dir(1) or LS(1)",
+    ]
+
+
 def test_an_admonition_title_labels_its_box_not_the_text_after_it(manuals):
     """DocBook writes a note as <div class="note"><h3 class="title">Note</h3>...</div>: the heading names the box.
     Taken for a section it headed everything after the box up to the next title (32 passages of git's HTML manual,

@@ -57,16 +57,19 @@ def load_plain(text: str, name: str = "") -> LoadedDocument:
     AsciiDoc (`== Title`, two-line titles whose underline matches the title's length, never inside a `----`
     listing or other delimited block), reStructuredText (an underline at least as long as the title, after a blank
     line; levels in the order the styles appear) and man pages rendered to text (section and subsection titles);
-    other text gets reST's rule for underlined titles. The underline itself is not part of any passage."""
+    other text gets reST's rule for underlined titles. The underline itself is not part of any passage, nor are a
+    table's border lines (`====== =====`, `+-----+----+`) or a rendered man page's header and footer lines."""
     lines = text.split("\n")
     dialect = _dialect(lines, name)
-    markup: set[int] = set()  # AsciiDoc's markup lines, which render as nothing
+    markup: set[int] = set()  # lines that render as nothing: markup, table borders, a rendered page's running heads
     if dialect == "man":
         headings = _man_headings(lines)
+        markup = _man_page_heads(lines)
     elif dialect == "asciidoc":
         headings, markup = _asciidoc_headings(lines)
     else:
         headings = _rest_headings(lines)
+        markup = {i for i, line in enumerate(lines) if _TABLE_BORDER.fullmatch(line)}
     units: list[Unit] = []
     path: list[tuple[int, str]] = []
     taken = set(markup)  # title, underline and overline lines, and markup: not paragraph text
@@ -161,6 +164,9 @@ def _rest_entries(units: list[Unit]) -> None:
 _PUNCT = re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 _UNDERLINE = re.compile(rf"([{_PUNCT}])\1*\s*$")
 _MAN_HEADER = re.compile(r"^(\S+)\(([0-9][\w]*)\)\s.*\s\1\(\2\)\s*$")
+# A reST simple table's border (two or more columns of = or -) or a grid table's (+----+----+): markup, not text. A
+# line of one run is a title's underline or a one-column table's border, which the title rule reads.
+_TABLE_BORDER = re.compile(r"[ \t]*(?:=+(?: +=+)+|-+(?: +-+)+|\+(?:[-=]+\+)+)[ \t]*")
 _MAN_SECTION = re.compile(r"^[A-Z][A-Z0-9 ,./()'&-]*$")
 _MAN_SUBSECTION = re.compile(r"^ {2,4}(\S.{0,70})$")
 _ADOC_TITLE = re.compile(r"^(={1,6})\s+(\S.*?)(?:\s+=+)?\s*$")
@@ -279,6 +285,23 @@ def _man_headings(lines: list[str]) -> Headings:
             if len(following) - len(following.lstrip()) > len(stripped) - len(stripped.lstrip()):
                 out[i] = (2, m.group(1).strip(), i, i)
     return out
+
+
+def _man_page_heads(lines: list[str]) -> set[int]:
+    """A rendered man page's running heads: the header (`TAR(1)  GNU TAR Manual  TAR(1)`, on every page where the
+    text was paginated) and the footer that ends with the same name and section after a gap (`TAR  July 13, 2020
+    TAR(1)`; the date and version of the page, not its text). As text, the header was a chunk of its own."""
+    header = next((m for line in lines[:5] if (m := _MAN_HEADER.match(line.strip()))), None)
+    if header is None:
+        return set()
+    tag = f"{header.group(1)}({header.group(2)})"
+    return {
+        i
+        for i, line in enumerate(lines)
+        if _MAN_HEADER.match(line.strip()) or line.rstrip().endswith(tag) and (
+            line.strip() == tag or line.rstrip()[: -len(tag)].endswith("   ")
+        )
+    }  # fmt: skip
 
 
 _ATX = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
