@@ -322,6 +322,22 @@ def test_a_pdf_table_of_contents_is_not_text():
     assert "Coffee . . . . . 4" in [u.text for u in doc.units if u.page == 5]
 
 
+def test_a_pdf_back_of_book_index_is_not_text():
+    """An index page (entries ending in a dot leader and a page of this document, in alphabetical order, under their
+    groups' letters) lists words and where they stand: as text, bash's reference manual's nine index pages were 60
+    passages of "export . . . . 50". Not an empty page either. Leaders out of alphabetical order stay, and so do
+    alphabetical ones whose numbers are no pages of the document (a price list)."""
+    index = "\n".join(["Index", "A", "alias . . . . . . 2", "B", "bg . . . . . . 3", "bind . . . . . . 2",
+                       "break . . . . . . 1", "C", "cd . . . . . . 4", "command . . . . . . 4"])  # fmt: skip
+    unsorted = "\n".join(["Steps", "Unpack . . . . . . 4", "Configure . . . . . . 2", "Build . . . . . . 3"])
+    prices = "\n".join(["Prices", "Apples . . . . . . 340", "Bread . . . . . . 120", "Cheese . . . . . . 560"])
+    doc = load(Path("manual.pdf"), _pdf(["The alias builtin", unsorted, "cd changes directory", index, prices]))
+    assert {u.page for u in doc.units} == {1, 2, 3, 5}
+    assert doc.empty_pages == []
+    assert "Configure . . . . . . 2" in [u.text for u in doc.units if u.page == 2]
+    assert "Bread . . . . . . 120" in [u.text for u in doc.units if u.page == 5]
+
+
 def test_hostile_lines_load_in_linear_time(tmp_path):
     """A PDF line of 600,000 characters of dot leader, and an AsciiDoc line "[#aaa…" as long: the contents-page and
     markup checks once ran a regex that backtracked from every place it could start (one line of 64,000 characters

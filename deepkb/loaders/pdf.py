@@ -41,13 +41,13 @@ def load_pdf(data: bytes, on_ocr_page: OCRProgress | None = None) -> LoadedDocum
     failed: dict[int, str] = {}
     page_lines = [extract_page_lines(page, number, failed) for number, page in enumerate(pages, start=1)]
     running, heads = _running_lines(page_lines), _numbered_heads(page_lines)
-    contents: set[int] = set()
+    navigation: set[int] = set()  # contents and index pages: lists of titles and where they stand, not text
     for number, all_lines in enumerate(page_lines, start=1):
         pending = outline.get(number, [])
         kept = [(i, line) for i, line in all_lines if _shape(line) not in running and (number, i) not in heads]
-        if _is_contents(kept):
-            contents.add(number)
-        lines = [] if number in contents else _without_page_number(kept, number)
+        if _is_contents(kept) or _is_index(kept, len(pages)):
+            navigation.add(number)
+        lines = [] if number in navigation else _without_page_number(kept, number)
         keys = {_key(line) for _, line in lines}
         found = [j for j, (_, entry) in enumerate(pending) if _key(entry) in keys]
         # A bookmark whose title is not on the page (gnuplot's "V Bugs" is printed "Part V" over "Bugs") takes its
@@ -59,7 +59,7 @@ def load_pdf(data: bytes, on_ocr_page: OCRProgress | None = None) -> LoadedDocum
             path = _under(path, *pending[j])
         unplaced = [j for j in unplaced if found and j > found[0]]
         if not lines:
-            if number not in failed and number not in contents:
+            if number not in failed and number not in navigation:
                 empty.append(number)
             continue
         for i, line in lines:
@@ -172,6 +172,26 @@ def _is_contents(lines: list[tuple[int, str]]) -> bool:
         if number is not None:
             numbers.append(number)
     return leaders >= 3 and len(numbers) >= CONTENTS_SHARE * len(lines) and numbers == sorted(numbers)
+
+
+def _is_index(lines: list[tuple[int, str]], pages: int) -> bool:
+    """A back-of-book index page: entries ending in a dot leader and a page number of this document (3 at least),
+    with the one-letter heads of their groups ("E"), make most of the page, their terms in alphabetical order (one in
+    ten may stand out of it: Texinfo sorts "$!" and "PS0" its own way). Like a contents page it lists words and where
+    they stand; as text, bash's reference manual's nine index pages were 60 passages of "export . . . . 50"."""
+    terms: list[str] = []
+    entries = letters = 0
+    for _, line in lines:
+        number = _leader_number(line)
+        if number is not None and number <= pages:
+            entries += 1
+            term = "".join(ch for ch in line.rstrip("0123456789").rstrip(". \t").casefold() if ch.isalnum())
+            if term:
+                terms.append(term)
+        elif len(line.strip()) == 1:
+            letters += 1
+    backwards = sum(b < a for a, b in zip(terms, terms[1:]))
+    return entries >= 3 and entries + letters >= CONTENTS_SHARE * len(lines) and backwards <= 0.1 * len(terms)
 
 
 def _without_page_number(lines: list[tuple[int, str]], number: int) -> list[tuple[int, str]]:
