@@ -295,6 +295,22 @@ def test_sqlite_reference_entries_are_headed_by_their_own_hidden_headings(manual
     assert [h.rsplit(" > ", 1)[-1] for h in headings if h not in entries] == _html_titles(raw)
 
 
+def test_an_html_pages_title_set_before_its_first_heading_is_no_passage(manuals, embedder):
+    """SQLite sets each page's <title> again in `<div class="fancy_title">` above its first heading: that is the
+    page's title, not a passage (as one, each page had a chunk of one to five words and no heading). The same words
+    after a heading, or a first paragraph that is not the title, stay."""
+    for name in ("sqlite-lang_createindex.html", "sqlite-lang_corefunc.html"):
+        path = manuals / name
+        doc = load(path, path.read_bytes())
+        assert doc.title and f'<div class="fancy_title">\n{doc.title}\n</div>' in path.read_text()
+        assert doc.units[0].boundary, (name, doc.units[0].text)
+        assert all(c.heading for c in _chunks(embedder, path))
+    page = "<title>Widgets</title><div>Widgets</div><p>Intro text.</p><h1>Widgets</h1><p>Widgets</p>"
+    doc = load(Path("w.html"), page.encode())
+    assert [u.text for u in doc.units] == ["Intro text.", "Widgets", "Widgets"]
+    assert [u.text for u in load(Path("w.html"), b"<title>A</title><p>B</p><h1>C</h1>").units] == ["B", "C"]
+
+
 def test_a_term_in_its_own_paragraph_inside_dt_is_still_a_term(manuals):
     """SQLite writes a function's entry as `<dt><p><b>abs(<i>X</i>)</b></dt><dd><p>The abs(X) function…`: the <p>
     inside the <dt> took the term for a paragraph, so 35 chunks of the function list stood under the list's title

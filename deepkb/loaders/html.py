@@ -241,11 +241,17 @@ class _HTMLText(HTMLParser):
 
 
 def load_html(text: str) -> LoadedDocument:
-    """HTML: scripts, styles and markup dropped; headings kept as the heading path; lines are the source's."""
+    """HTML: scripts, styles and markup dropped; headings kept as the heading path; lines are the source's. The
+    page's title repeated before its first heading (SQLite's `<div class="fancy_title">VACUUM</div>`) is its title,
+    not a passage: as one, each SQLite page had a chunk of one or two words and no heading."""
     parser = _HTMLText()
     parser.feed(text)
     parser.close()
     parser.flush()
-    propagate_headings(parser.units)
     title = re.sub(r"\s+", " ", parser.title).strip() or None
-    return LoadedDocument("html", parser.units, title=title)
+    units = parser.units
+    first = next((i for i, u in enumerate(units) if u.boundary), None)
+    if title and first:  # the page's <title> set as a block before its first heading: the title, not a passage
+        units = [u for u in units[:first] if " ".join(u.text.split()).casefold() != title.casefold()] + units[first:]
+    propagate_headings(units)
+    return LoadedDocument("html", units, title=title)
