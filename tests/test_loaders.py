@@ -339,8 +339,8 @@ def test_a_pdf_back_of_book_index_is_not_text():
 
 
 def test_hostile_lines_load_in_linear_time(tmp_path):
-    """A PDF line of 600,000 characters of dot leader, and an AsciiDoc line "[#aaa…" as long: the contents-page and
-    markup checks once ran a regex that backtracked from every place it could start (one line of 64,000 characters
+    """A PDF line of 600,000 characters of dot leader, and an AsciiDoc line "[#aaa…" and a reST line ".. _aaa…" as
+    long: the contents-page and markup checks once ran a regex that backtracked from every place it could start (one line of 64,000 characters
     took 30 s, growing with its square). Loaded in a child process that gets 60 s (they take well under one), each
     long line is text like any other."""
     import subprocess
@@ -348,15 +348,20 @@ def test_hostile_lines_load_in_linear_time(tmp_path):
 
     (tmp_path / "dots.pdf").write_bytes(_pdf(["Contents " + ". " * 300_000 + "end", "1 Introduction . . . . . 1"]))
     (tmp_path / "anchor.adoc").write_text("== Title\n\n[#" + "a" * 600_000 + "\n\nSome text.\n")
+    (tmp_path / "label.rst").write_text("Title\n=====\n\n.. _" + "a" * 600_000 + "\n\nSome text.\n")
     script = (
         "import sys; from pathlib import Path; from deepkb.loaders import load\n"
         "for p in map(Path, sys.argv[1:]):\n"
         "    print(p.name, [len(u.text) for u in load(p, p.read_bytes()).units])\n"
     )
-    run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "dots.pdf"), str(tmp_path / "anchor.adoc")],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    paths = [str(tmp_path / name) for name in ("dots.pdf", "anchor.adoc", "label.rst")]
+    run = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split("\n")[:2] == ["dots.pdf [600012, 26]", "anchor.adoc [8, 600002, 10]"]
+    assert run.stdout.split("\n")[:3] == [
+        "dots.pdf [600012, 26]",
+        "anchor.adoc [8, 600002, 10]",
+        "label.rst [5, 600004, 10]",
+    ]
 
 
 def test_a_pdf_page_edge_of_odd_digits_is_text_not_a_crash():

@@ -228,6 +228,22 @@ def test_table_borders_are_no_passage_text(manuals, embedder):
     ]
 
 
+def test_rest_labels_and_index_directives_are_no_passage_text(manuals, embedder):
+    """reST link targets and labels (`.. _prog:`) and the directives that only index or attribute (`.. index::
+    single: ? (question mark)`, `.. module:: argparse` with its `:synopsis:`, `.. sectionauthor::`) render as
+    nothing. As text, a label before a section title ended the section before it: Python's sqlite3 page had "How-to
+    guides" over only ".. _sqlite3-placeholders:" as a chunk of its own. Directives that render text stay."""
+    path = manuals / "python-argparse.rst.txt"
+    text = path.read_text()
+    assert text.count("\n.. _") >= 10 and "\n.. index:: " in text and "\n.. module:: argparse" in text
+    lines = [line.strip() for c in _chunks(embedder, path) for line in c.text.split("\n")]
+    assert not [x for x in lines if x.startswith((".. _", ".. index::", ".. module", ".. sectionauthor", ":synopsis:"))]
+    assert any(x.startswith(".. versionadded::") for x in lines)  # renders "Added in version ..."
+    page = "Guide\n=====\n\nHow-to guides\n-------------\n\n.. _placeholders:\n\nPlaceholders\n^^^^^^^^^^^^\n\nUse ?.\n"
+    units = [u for u in load(Path("guide.rst"), page.encode()).units if not u.boundary]
+    assert [(u.text, u.heading) for u in units] == [("Use ?.", "Guide > How-to guides > Placeholders")]
+
+
 def test_a_rendered_man_pages_header_and_footer_are_no_passage_text(manuals, embedder):
     """`man tar > tar.1.txt` opens with the header `TAR(1)  GNU TAR Manual  TAR(1)` and ends with the footer `TAR
     July 13, 2020  TAR(1)`, on every page where the text was paginated: running heads, not text. As text the header

@@ -47,8 +47,8 @@ if TYPE_CHECKING:
 # 15: an HTML term in a block of its own inside <dt> (SQLite: <dt><p><b>abs(X)</b></dt>) is still a term.
 # 16: a PDF's table of contents pages are not text.
 # 17: reST object descriptions (`.. method:: execute(sql, parameters=(), /)`) are entries under their signature.
-# 18: reST/plain-text table borders, a rendered man page's header and footer lines, a PDF's back-of-book index pages
-#     and an HTML page's <title> set again before its first heading are not text.
+# 18: reST/plain-text table borders, labels and index directives, a rendered man page's header and footer lines, a
+#     PDF's back-of-book index pages and an HTML page's <title> set again before its first heading are not text.
 PIPELINE_VERSION = 18
 
 

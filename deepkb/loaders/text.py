@@ -69,7 +69,7 @@ def load_plain(text: str, name: str = "") -> LoadedDocument:
         headings, markup = _asciidoc_headings(lines)
     else:
         headings = _rest_headings(lines)
-        markup = {i for i, line in enumerate(lines) if _TABLE_BORDER.fullmatch(line)}
+        markup = _rest_markup(lines)
     units: list[Unit] = []
     path: list[tuple[int, str]] = []
     taken = set(markup)  # title, underline and overline lines, and markup: not paragraph text
@@ -201,6 +201,34 @@ def _clean_title(title: str) -> str:
 def _is_title(line: str) -> bool:
     stripped = line.strip()
     return bool(stripped) and line == line.lstrip() and not _UNDERLINE.fullmatch(stripped) and len(stripped) < 100
+
+
+# reST lines that render as nothing: a link target or label (`.. _sqlite3-placeholders:`), and the directives that
+# only index, attribute or set a default (`.. index:: single: ? (question mark)`, `.. module:: argparse`).
+_REST_MARKUP = re.compile(
+    r"[ \t]*\.\. (?:_[^:\n]+:|__:|(?:index|sectionauthor|moduleauthor|module|currentmodule|highlight|tabularcolumns"
+    r"|default-role|py:module|py:currentmodule)::)(?:[ \t].*)?"
+)
+
+
+def _rest_markup(lines: list[str]) -> set[int]:
+    """The lines of reST (and plain text) that draw or mark and say nothing: table borders, link targets and
+    labels, and the index and attribution directives with their indented options. As text, a label before each
+    section title ended the section before it (Python's sqlite3 page: "How-to guides" over only
+    ".. _sqlite3-placeholders:", a chunk of its own)."""
+    out: set[int] = set()
+    inside: int | None = None  # the indent of the markup directive whose indented lines are still running
+    for i, line in enumerate(lines):
+        if inside is not None and line.strip() and _indent(line) > inside:
+            out.add(i)
+            continue
+        inside = None
+        if _TABLE_BORDER.fullmatch(line):
+            out.add(i)
+        elif _REST_MARKUP.fullmatch(line):
+            out.add(i)
+            inside = _indent(line)
+    return out
 
 
 def _rest_headings(lines: list[str]) -> Headings:
