@@ -101,3 +101,18 @@ def test_token_counts_are_exact_even_after_the_model_truncated_a_long_text(embed
     assert embedder.count_tokens(texts) == expected
     assert embedder.count_tokens(texts) == expected  # the second time from remembered counts
     assert embedder.count_tokens([long_line])[0] > embedder.max_tokens
+
+
+def test_a_section_title_goes_on_with_the_term_that_opens_its_section(embedder):
+    """git-stash's COMMANDS section opens with a long term (`push [-p|--patch] ...::`) over a definition longer than a
+    chunk. The term never ends a chunk, so it moved on with its definition and left the title a chunk of its own,
+    "COMMANDS" alone (first among the results for a question about sub-commands). The title goes with them; a title
+    over a long paragraph without a term is left as it was."""
+    definition = "\n".join(f"\tSave your local modifications to a new stash entry, line {i} of it." for i in range(40))
+    term = "push [-p|--patch] [-S|--staged] [-k|--[no-]keep-index] [-u|--include-untracked] [-a|--all] [-q|--quiet]::"
+    text = f"git-stash(1)\n============\n\nDESCRIPTION\n-----------\n\nSee linkgit:git-add[1].\n\nAnd linkgit:git-reset[1].\n\nCOMMANDS\n--------\n\n{term}\n\n{definition}\n"
+    chunks = _chunks(embedder, "git-stash.txt", text.encode())
+    first = next(c for c in chunks if "COMMANDS" in c.text)
+    assert first.text.startswith("COMMANDS") and term in first.text and "line 0 of it" in first.text
+    assert first.line_start == 11 and first.heading == "git-stash(1) > COMMANDS"
+    assert not [c for c in chunks if len(c.text.split()) <= 2]

@@ -74,14 +74,22 @@ def chunk_units(
     cur_unit: Unit | None = None
     body = False  # the open chunk holds more than headings
     leads: list[bool] = []  # of each paragraph of the open chunk: a whole lead-in unit
+    titles: list[bool] = []  # of each paragraph of the open chunk: a section title
     heads: list[str | None] = []  # of each paragraph of the open chunk: its unit's heading path
 
     def trailing_leads() -> int:
-        return len(leads) - next((i + 1 for i in range(len(leads) - 1, -1, -1) if not leads[i]), 0)
+        """The lead-ins the open chunk ends on; all its paragraphs when only section titles come before them (the
+        title goes on with its first term: git-stash's "COMMANDS" stood alone, its term moved on to its definition)."""
+        n = len(leads) - next((i + 1 for i in range(len(leads) - 1, -1, -1) if not leads[i]), 0)
+        return len(leads) if n and all(titles[: len(titles) - n]) else n
+
+    def lead_ins_only() -> bool:
+        """The open chunk holds only lead-ins, after section titles if any: the next line stays with them."""
+        return any(leads) and all(lead or title for lead, title in zip(leads, titles))
 
     def cut() -> None:
         """Close the open chunk between paragraphs; the lead-ins at its end move on to the next one."""
-        nonlocal current, cur_tokens, body, leads, heads
+        nonlocal current, cur_tokens, body, leads, heads, titles
         n = trailing_leads()
         if n and n == len(current):  # nothing but terms: they stay with their definition, whatever its size
             return
@@ -91,11 +99,11 @@ def chunk_units(
         carried, carried_heads = current[-n:], heads[-n:]
         current, heads = current[:-n], heads[:-n]
         close(keep_overlap=False)
-        current, leads, heads, body = carried, [True] * n, carried_heads, True
+        current, leads, heads, titles, body = carried, [True] * n, carried_heads, [False] * n, True
         cur_tokens = sum(line.tokens for para in carried for line in para)
 
     def close(keep_overlap: bool) -> None:
-        nonlocal current, cur_tokens, body, leads, heads
+        nonlocal current, cur_tokens, body, leads, heads, titles
         if current and cur_unit is not None:
             drafts.append(_Draft(cur_unit.page, _shared(heads), current))
         tail: list[_Line] = []
@@ -108,6 +116,7 @@ def chunk_units(
                 budget -= line.tokens
         current = [tail] if tail else []
         leads = [False] * len(current)
+        titles = [False] * len(current)
         heads = heads[-1:] if tail else []
         cur_tokens = sum(line.tokens for line in tail)
         body = bool(tail)
@@ -123,7 +132,7 @@ def chunk_units(
             if body:
                 close(keep_overlap=False)
             elif new_page:  # headings alone at a page's foot (or before a gap): they never cross it
-                current, cur_tokens, leads, heads = [], 0, [], []
+                current, cur_tokens, leads, heads, titles = [], 0, [], [], []
             elif unit.heading:
                 # A heading whose section is empty (SQLite's "1. Syntax" over a diagram, then "2. Description") stays
                 # in the text but does not head the chunk: the next heading's path does.
@@ -136,16 +145,18 @@ def chunk_units(
         if cur_tokens + size <= limit:
             current.append(lines)
             leads.append(_leads(unit))
+            titles.append(unit.boundary)
             heads.append(unit.heading)
             cur_tokens += size
         else:  # a paragraph larger than a chunk: fill line by line, splitting over-long lines by words
             para: list[_Line] = []
             for line in _split_long_lines(lines, limit, count_tokens):
                 # The first line of a definition stays with the lead-ins (its terms) the chunk holds alone.
-                if cur_tokens + line.tokens > limit and cur_tokens > 0 and (para or not all(leads)):
+                if cur_tokens + line.tokens > limit and cur_tokens > 0 and (para or not lead_ins_only()):
                     if para:
                         current.append(para)
                         leads.append(False)
+                        titles.append(False)
                         heads.append(unit.heading)
                     close(keep_overlap=True)
                     para = []
@@ -154,6 +165,7 @@ def chunk_units(
             if para:
                 current.append(para)
                 leads.append(False)
+                titles.append(False)
                 heads.append(unit.heading)
         body = body or not unit.boundary
     if body:
