@@ -183,9 +183,10 @@ def test_git_user_manual_headings_are_its_section_titles(manuals):
     listing = _listing_lines(path.read_text())
     assert "HEAD is now at 427abfa Linux v2.6.17" in listing
     doc = load(path, path.read_bytes())
-    parts = {part for u in doc.units if u.heading for part in u.heading.split(" > ")}
-    assert not parts & listing
-    assert parts == set(mine)
+    sections = {u.heading.removesuffix(f" > {u.entry}") if u.entry else u.heading for u in doc.units if u.heading}
+    assert {part for path_ in sections for part in path_.split(" > ")} == set(mine)
+    terms = {t for u in doc.units if u.entry for t in u.entry.split(" > ")}  # its labeled lists' terms
+    assert terms and not {part for u in doc.units if u.heading for part in u.heading.split(" > ")} & listing
 
 
 def test_asciidoc_markup_lines_are_no_passage_text(manuals, embedder):
@@ -351,6 +352,23 @@ def test_git_command_page_headings_are_its_section_titles(manuals):
     theirs = _html_titles((manuals / "git-rebase.html").read_text())
     assert mine[0] == "git-rebase(1)" and theirs[0] == "git-rebase(1) Manual Page"
     assert mine[1:] == [t for t in theirs[1:] if t != "MERGE STRATEGIES"]  # include::merge-strategies.txt[]
+
+
+def test_asciidoc_labeled_list_entries_stand_under_their_terms_as_in_the_html_page(manuals):
+    """git's pages list options and commands as AsciiDoc labeled lists (`-i::` / `--interactive::` over their
+    description): each description stands under its terms (`OPTIONS > -i, --interactive`), as git's own HTML build of
+    the same page renders them (<dt>); a term alone leads into its description. Before, every option of the .txt page
+    stood under "OPTIONS" alone while its .html twin's stood under their option."""
+    txt, html_ = (load(manuals / n, (manuals / n).read_bytes()) for n in ("git-rebase.txt", "git-rebase.html"))
+    mine = {t for u in txt.units if u.entry for t in u.entry.rsplit(" > ", 1)[-1].split(", ")}
+    theirs = {u.heading.rsplit(" > ", 1)[-1] for u in html_.units if u.lead}
+    assert len(mine & theirs) >= 55 and all(t in theirs or t.endswith("…") for t in mine), sorted(mine - theirs)
+    interactive = next(u for u in txt.units if "\tMake a list of the commits which are" in u.text)
+    assert interactive.heading == "git-rebase(1) > OPTIONS > -i, --interactive" and not interactive.lead
+    easy = next(u for u in txt.units if u.text == "Easy case: The changes are literally the same.::")
+    assert easy.lead and easy.heading.endswith(" > Easy case: The changes are literally the same.")
+    after = next(u for u in txt.units if u.boundary and u.line_start > interactive.line_start)
+    assert after.heading.count(" > ") == 1  # a section title closes the list
 
 
 def test_rest_page_headings_are_its_section_titles(manuals):

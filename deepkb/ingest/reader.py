@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 # 16: a PDF's table of contents pages are not text.
 # 17: reST object descriptions (`.. method:: execute(sql, parameters=(), /)`) are entries under their signature.
 # 18: reST/plain-text table borders, labels and index directives, a rendered man page's header and footer lines, a
-#     PDF's back-of-book index pages and an HTML page's <title> set again before its first heading are not text.
+#     PDF's back-of-book index pages and an HTML page's <title> set again before its first heading are not text;
+#     AsciiDoc labeled lists are entries under their terms; a section title goes on with the term that opens it.
 PIPELINE_VERSION = 18
 
 

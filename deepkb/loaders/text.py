@@ -66,7 +66,7 @@ def load_plain(text: str, name: str = "") -> LoadedDocument:
         headings = _man_headings(lines)
         markup = _man_page_heads(lines)
     elif dialect == "asciidoc":
-        headings, markup = _asciidoc_headings(lines)
+        headings, markup, terms = _asciidoc_headings(lines)
     else:
         headings = _rest_headings(lines)
         markup = _rest_markup(lines)
@@ -90,13 +90,14 @@ def load_plain(text: str, name: str = "") -> LoadedDocument:
     elif dialect == "rest":
         _rest_entries(units)
     elif dialect == "asciidoc":
-        for unit in units:  # a labeled list's term on its own ("Testing partial commits::") leads into what follows
-            unit.lead = not unit.boundary and _ADOC_TERM.fullmatch(unit.text) is not None
+        _asciidoc_entries(units, terms)
     propagate_headings(units)
     return LoadedDocument("text", units)
 
 
-_ADOC_TERM = re.compile(r"[^\s:][^\n]*::")  # one line: an AsciiDoc labeled list's term, "--cached::"
+# An AsciiDoc labeled list's term on a line of its own ("--cached::"), and its list's nesting level by its marker.
+_ADOC_TERM = re.compile(r"([^\s:][^\n]*?)(::|:::|::::|;;)")
+_ADOC_TERM_LEVELS = {"::": 0, ":::": 1, "::::": 2, ";;": 3}
 _BULLETS = ("•", "·", "o ", "* ", "+ ")
 
 
@@ -261,7 +262,7 @@ _ADOC_MARKUP = re.compile(
 )
 
 
-def _asciidoc_headings(lines: list[str]) -> tuple[Headings, set[int]]:
+def _asciidoc_headings(lines: list[str]) -> tuple[Headings, set[int], dict[int, tuple[int, str]]]:
     """AsciiDoc: `== Title` lines and two-line titles (underline of = - ~ ^ + within two characters of the title's
     length), outside delimited blocks (listing, literal, example, comment, passthrough, sidebar, quote, table); and,
     outside them too, the markup lines that render as nothing: block anchors (`[[reflogs]]`), block styles
@@ -271,6 +272,7 @@ def _asciidoc_headings(lines: list[str]) -> tuple[Headings, set[int]]:
     section after it."""
     out: Headings = {}
     markup: set[int] = set()
+    terms: dict[int, tuple[int, str]] = {}  # line index -> (level, term) of a labeled list's term, outside blocks
     block: str | None = None
     i = 0
     while i < len(lines):
@@ -295,8 +297,38 @@ def _asciidoc_headings(lines: list[str]) -> tuple[Headings, set[int]]:
             out[i] = (len(m.group(1)), m.group(2), i, i)
         elif _ADOC_MARKUP.fullmatch(line):
             markup.add(i)
+        elif m := _ADOC_TERM.fullmatch(line):
+            terms[i] = (_ADOC_TERM_LEVELS[m.group(2)], m.group(1).removeprefix("\\"))
         i += 1
-    return out, markup
+    return out, markup, terms
+
+
+def _asciidoc_entries(units: list[Unit], terms: dict[int, tuple[int, str]]) -> None:
+    """AsciiDoc's labeled lists (`--cached::` over its description, as git's pages are written) are definition lists,
+    as the same page's HTML renders them: each paragraph of a description stands under its term (`OPTIONS > -a,
+    --all`: stacked terms together), a nested list's term (`:::`, `;;`) under its parent's, until the next term of
+    its level or a section title; a unit of terms alone leads into its description. Nested to TERM_DEPTH. Before, the
+    .txt page's passages stood under the section alone while its .html twin's stood under their option."""
+    open_terms: list[tuple[int, str]] = []  # (level, term) of the entries the text is inside, outermost first
+    for unit in units:
+        if unit.boundary:
+            open_terms = []
+            continue
+        texts = unit.text.split("\n")
+        stacked = []
+        for k in range(len(texts)):
+            if (term := terms.get(unit.line_start - 1 + k)) is None or stacked and term[0] != stacked[0][0]:
+                break
+            stacked.append(term)
+        if stacked:
+            level = stacked[0][0]
+            while open_terms and open_terms[-1][0] >= level:
+                open_terms.pop()
+            if len(open_terms) < TERM_DEPTH:
+                open_terms.append((level, term_heading(", ".join(term for _, term in stacked))))
+            unit.lead = len(stacked) == len(texts)
+        if open_terms:
+            unit.entry = " > ".join(term for _, term in open_terms)
 
 
 def _man_headings(lines: list[str]) -> Headings:
