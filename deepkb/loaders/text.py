@@ -110,29 +110,48 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
+class _OpenTerms:
+    """The definition list terms a passage stands inside, outermost first, each at its level (an indent, or a list's
+    nesting): a term closes the open terms of its level and deeper; at most TERM_DEPTH stay open."""
+
+    def __init__(self) -> None:
+        self.terms: list[tuple[int, str]] = []
+
+    def close(self, level: int) -> None:
+        while self.terms and self.terms[-1][0] >= level:
+            self.terms.pop()
+
+    def open(self, level: int, term: str) -> bool:
+        self.close(level)
+        if len(self.terms) >= TERM_DEPTH:
+            return False
+        self.terms.append((level, term_heading(term)))
+        return True
+
+    @property
+    def path(self) -> str | None:
+        return " > ".join(term for _, term in self.terms) or None
+
+
 def _man_entries(units: list[Unit]) -> None:
     """A man page's tagged paragraphs (an option, `--delete`, on a line of its own with its description indented
     below it) are definition list entries: each paragraph of the description stands under its term (`OPTIONS >
     --delete`), as an HTML <dt>'s does, until text comes back to the term's indent. Nested to TERM_DEPTH."""
-    open_terms: list[tuple[int, str]] = []  # (indent, term) of the entries the text is inside, outermost first
+    terms = _OpenTerms()  # by indent
     for unit in units:
         if unit.boundary:
-            open_terms = []
+            terms = _OpenTerms()
             continue
         lines = unit.text.split("\n")
         indent = _indent(lines[0])
-        while open_terms and open_terms[-1][0] >= indent:
-            open_terms.pop()
-        if open_terms:
-            unit.entry = " > ".join(term for _, term in open_terms)
+        terms.close(indent)
         tagged = len(lines) > 1 and _indent(lines[1]) > indent and lines[1].strip()
         term, column = lines[0].strip(), _indent(lines[1]) if tagged else 0
         if tagged and len(lines[0]) > column and lines[0][column - 1] == " " and lines[0][column] != " ":
             term = lines[0][:column].strip()  # a short tag with its description on its line: "-d     A synonym for"
         if tagged and len(term) <= 2 * TERM_CHARS and not _not_term(term):
-            if len(open_terms) < TERM_DEPTH:
-                open_terms.append((indent, term_heading(term)))
-            unit.entry = " > ".join(t for _, t in open_terms)
+            terms.open(indent, term)
+        unit.entry = terms.path
 
 
 _REST_OBJECT = re.compile(
@@ -146,20 +165,17 @@ def _rest_entries(units: list[Unit]) -> None:
     Python's library pages are written) are definition list entries, as Sphinx renders them: the description stands
     under its signature (`Connection objects > Connection > execute(sql, parameters=(), /)`), a method under its
     class, and the directive line leads into its description. Nested to TERM_DEPTH."""
-    open_terms: list[tuple[int, str]] = []  # (indent, term) of the objects the text is inside, outermost first
+    terms = _OpenTerms()  # by indent
     for unit in units:
         if unit.boundary:
-            open_terms = []
+            terms = _OpenTerms()
             continue
         indent = _indent(unit.text.split("\n", 1)[0])
-        while open_terms and open_terms[-1][0] >= indent:
-            open_terms.pop()
+        terms.close(indent)
         described = _REST_OBJECT.match(unit.text)
-        if described and len(open_terms) < TERM_DEPTH:
-            open_terms.append((indent, term_heading(described.group(2))))
+        if described and terms.open(indent, described.group(2)):
             unit.lead = True
-        if open_terms:
-            unit.entry = " > ".join(term for _, term in open_terms)
+        unit.entry = terms.path
 
 
 _PUNCT = re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
@@ -309,10 +325,10 @@ def _asciidoc_entries(units: list[Unit], terms: dict[int, tuple[int, str]]) -> N
     --all`: stacked terms together), a nested list's term (`:::`, `;;`) under its parent's, until the next term of
     its level or a section title; a unit of terms alone leads into its description. Nested to TERM_DEPTH. Before, the
     .txt page's passages stood under the section alone while its .html twin's stood under their option."""
-    open_terms: list[tuple[int, str]] = []  # (level, term) of the entries the text is inside, outermost first
+    open_terms = _OpenTerms()  # by the list's nesting
     for unit in units:
         if unit.boundary:
-            open_terms = []
+            open_terms = _OpenTerms()
             continue
         texts = unit.text.split("\n")
         stacked = []
@@ -321,14 +337,9 @@ def _asciidoc_entries(units: list[Unit], terms: dict[int, tuple[int, str]]) -> N
                 break
             stacked.append(term)
         if stacked:
-            level = stacked[0][0]
-            while open_terms and open_terms[-1][0] >= level:
-                open_terms.pop()
-            if len(open_terms) < TERM_DEPTH:
-                open_terms.append((level, term_heading(", ".join(term for _, term in stacked))))
+            open_terms.open(stacked[0][0], ", ".join(term for _, term in stacked))
             unit.lead = len(stacked) == len(texts)
-        if open_terms:
-            unit.entry = " > ".join(term for _, term in open_terms)
+        unit.entry = open_terms.path
 
 
 def _man_headings(lines: list[str]) -> Headings:
