@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 from pathlib import Path
 
@@ -228,3 +229,28 @@ def test_a_passage_never_joins_chunks_across_a_page_or_a_long_gap_and_keeps_the_
     assert first.text == "one\nshared\ntwo" and first.heading == "A"
     assert first.text[first.best_start :] == "shared\ntwo"  # where the best chunk (2) starts: `search` shows it first
     assert out[1].text == "three\n\nfour" and out[1].best_start == 0  # its best chunk (3) comes first
+
+
+MANUALS = Path(__file__).resolve().parent / "data" / "manuals"
+
+
+def test_a_sections_first_chunk_goes_first_only_over_chunks_that_continue_it(kb, tmp_path):
+    """Of the hits under one heading path, the chunk that starts it goes before those that continue it (what a section
+    is about before its details). A chunk that spans several entries of a list stands under the list's section alone:
+    git-stash's chunk holding `branch`, `clear` and `drop` is "COMMANDS", and the section's first chunk, the `push`
+    entry, went above it for "delete one saved stash entry" although it scored lower. It goes first only over what
+    continues it: later in the document, with no chunk of another heading between them."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "git-stash.txt").write_bytes(gzip.decompress((MANUALS / "git-stash.txt.gz").read_bytes()))
+    body = " ".join(f"Retention rule {i} keeps nightly copies of the ledger for audits." for i in range(60))
+    tail = "Snapshots of the warehouse database are pruned after ninety days by the retention job."
+    page = f"<h1>Policy</h1>\n<p>How Acme keeps data.</p>\n<h2>Retention</h2>\n<p>{body}</p>\n<p>{tail}</p>\n<h2>Other</h2>\n<p>Misc.</p>"
+    (docs / "policy.html").write_text(page)
+    kb.ingest([docs])
+    hits = kb.search("delete one saved stash entry", k=5)
+    drop = next(n for n, h in enumerate(hits) if "drop [-q|--quiet] [<stash>]::" in h.text)
+    assert not [h for h in hits[:drop] if h.text.startswith("COMMANDS")], [(h.line_start, h.score) for h in hits]
+    hits = kb.search("how long are warehouse database snapshots kept", k=3)
+    assert "Retention\n\nRetention rule 0 keeps" in hits[0].text and Path(hits[0].path).name == "policy.html"
+    assert any(tail in h.text for h in hits[1:]) and hits[0].score < max(h.score for h in hits[1:])

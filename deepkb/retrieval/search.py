@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -275,23 +276,43 @@ def _search(
         )  # fmt: skip
     # Over a window of fixed depth, inside what every k fuses alike, so that more hits never reorder the first ones.
     n = min(ENTRY_WINDOW, settings.candidates)
-    return (entry_first(hits[:n]) + hits[n:])[:k]
+    return (entry_first(hits[:n], _continuation(storage)) + hits[n:])[:k]
 
 
-def entry_first(hits: list[Hit]) -> list[Hit]:
+Continues = Callable[[Hit, Hit], bool]
+
+
+def entry_first(hits: list[Hit], continues: Continues | None = None) -> list[Hit]:
     """Of the hits from one section or definition list entry (the same file and heading path), the one that starts it
     (its text opens with the heading's own line: "-e" then "Exit immediately if…") goes before those that continue
     it: what the entry is comes before the details that follow (bash's "-e" entry runs over three chunks, and the
-    second, full of "-e", outranked the definition itself)."""
+    second, full of "-e", outranked the definition itself). `continues(start, hit)`: the hit goes on with what the
+    start begins, no other entry or section between them (a chunk that spans several entries of a list stands under
+    the list's section alone, and is no continuation of the section's first chunk: git-stash's "drop" is not "push")."""
     out = list(hits)
     for hit in hits:
         if not _starts_entry(hit):
             continue
         j = next((n for n, h in enumerate(out) if h.path == hit.path and h.heading == hit.heading), None)
-        if j is not None and out[j] is not hit:
+        if j is not None and out[j] is not hit and (continues is None or continues(hit, out[j])):
             out.remove(hit)
             out.insert(j, hit)
     return out
+
+
+def _continuation(storage: Storage) -> Continues:
+    """Whether a hit continues what a start hit begins: later in the same document, and only chunks under the same
+    heading between them."""
+
+    def continues(start: Hit, hit: Hit) -> bool:
+        places = storage.store.chunk_places([start.chunk_id, hit.chunk_id])
+        (doc, first), (other, then) = places.get(start.chunk_id, (None, 0)), places.get(hit.chunk_id, (None, 0))
+        return (
+            doc is not None and doc == other and first < then
+            and storage.store.only_heading_between(doc, first, then, start.heading)
+        )  # fmt: skip
+
+    return continues
 
 
 def _starts_entry(hit: Hit) -> bool:

@@ -459,6 +459,14 @@ class Store:
         )
         return {r[0]: ChunkRow(*r) for r in rows}
 
+    def only_heading_between(self, doc_id: int, after: int, before: int, heading: str | None) -> bool:
+        """Every chunk of the document strictly between places `after` and `before` stands under `heading`."""
+        row = self.db.execute(
+            "SELECT 1 FROM chunks WHERE doc_id = ? AND ord > ? AND ord < ? AND heading IS NOT ? LIMIT 1",
+            (doc_id, after, before, heading),
+        ).fetchone()
+        return row is None
+
     def chunk_places(self, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
         """Where each chunk stands: (its document's id, its place in the document), for the chunks that exist."""
         out: dict[int, tuple[int, int]] = {}
