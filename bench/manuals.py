@@ -50,6 +50,10 @@ Issue 20, seventh round, on the tune half (85 questions; deepkb hybrid MRR@10 0.
   removed elsewhere: keyword scores 7.29 against 7.41), and gitcmd-02 from first to second (git-stash's COMMANDS
   chunk now holds the push entry and, starting the section, goes before a chunk that spans the branch, clear and
   drop entries and so stands under COMMANDS alone);
+- kept: a section's first chunk goes first only over chunks that continue it (later in the document, no chunk of
+  another heading between them; before, over any hit of its heading path, such as the chunk spanning git-stash's
+  branch, clear and drop entries, which stands under COMMANDS alone): tune 0.574 -> 0.575 (pg-15 4th -> 3rd), no
+  question lower; held out 0.569 -> 0.577 (gitcmd-02 second -> first, pg-04 4th -> 3rd);
 - no chunk overlap across a change of entry (the tail of the option before no longer opens the next option's chunk)
   and a new entry starting a chunk once the open chunk is half full: 0.568, keyword side 0.502 -> 0.478; the overlap
   rule alone 0.565, the start rule alone 0.574 (tried for man pages alone in the fourth round: 0.567); man-09 from

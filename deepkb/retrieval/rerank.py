@@ -8,7 +8,7 @@ each window is embedded with the question, and a passage's window score is its b
 is the fused score plus WEIGHT x the window score, each min-max normalized over those passages.
 
 Off by default (Settings.rerank = 0), on with `rerank = 10`: on the manuals (bench/manuals.py, PIPELINE_VERSION 18)
-it lifts hybrid MRR@10 on the tune half from 0.574 to 0.640 and on the held-out half from 0.569 to 0.604 (hit@5 78% ->
+it lifts hybrid MRR@10 on the tune half from 0.575 to 0.640 and on the held-out half from 0.577 to 0.604 (hit@5 78% ->
 81%; long single-page HTML 0.532 -> 0.689, PDF pages 0.668 -> 0.576), but on SciFact nDCG@10 falls from 0.7305 to 0.7248
 (weights 0.5 and 1: 0.728), below the 0.73 the default must keep, and a search costs one batch of 40-100 windows
 through the model: 0.3 s on a 2-core CPU (SciFact p50, k = 10) against 12 ms. The tune half chose the window (15 /
