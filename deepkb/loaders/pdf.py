@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from collections import defaultdict
 
 from deepkb.errors import LoadError
 from deepkb.loaders.base import LoadedDocument, Unit, normalize_newlines
@@ -126,8 +127,6 @@ def _numbered_heads(page_lines: list[list[tuple[int, str]]]) -> set[tuple[int, i
     pages (`_running_lines`); they opened a chunk of every page, and stood alone as 16 chunks before a section title.
     The distance is the front matter, the same for every page of a document: a line that only looks like a head
     ("Step 3" atop a page) does not keep it from page to page."""
-    from collections import defaultdict
-
     found: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
     for sheet, lines in enumerate(page_lines, start=1):
         for i, line in lines[:2] + lines[-2:]:
@@ -143,17 +142,17 @@ _ENTRY = re.compile(r"[^\d\s].*\s(\d{1,6})$")  # a chapter's entry without a lea
 CONTENTS_SHARE = 0.6
 
 
-def _leader_number(line: str) -> int | None:
-    """The page number a dot leader ends in ("3.5.3 Shell Parameter Expansion . . . . 23"), else None. By string
-    methods, in time linear in the line: a regex search for the leader backtracked over a hostile line of dots for
-    each place it could start (30 s for one line of 64,000 characters)."""
+def _leader(line: str) -> tuple[str, int] | None:
+    """The title and the page number of a line that ends in a dot leader ("3.5.3 Shell Parameter Expansion . . . .
+    23"), else None. By string methods, in time linear in the line: a regex search for the leader backtracked over a
+    hostile line of dots for each place it could start (30 s for one line of 64,000 characters)."""
     head = line.rstrip("0123456789")
     if not 1 <= len(line) - len(head) <= 6:
         return None
     title = head.rstrip(". \t")
     if not title or head[len(title) :].count(".") < 3:
         return None
-    return int(line[len(head) :])
+    return title, int(line[len(head) :])
 
 
 def _is_contents(lines: list[tuple[int, str]]) -> bool:
@@ -165,8 +164,9 @@ def _is_contents(lines: list[tuple[int, str]]) -> bool:
     numbers: list[int] = []
     leaders = 0
     for _, line in lines:
-        number = _leader_number(line)
-        leaders += number is not None
+        leader = _leader(line)
+        number = leader[1] if leader else None
+        leaders += leader is not None
         if number is None and (entry := _ENTRY.fullmatch(line)):
             number = int(entry.group(1))
         if number is not None:
@@ -178,14 +178,14 @@ def _is_index(lines: list[tuple[int, str]], pages: int) -> bool:
     """A back-of-book index page: entries ending in a dot leader and a page number of this document (3 at least),
     with the one-letter heads of their groups ("E"), make most of the page, their terms in alphabetical order (one in
     ten may stand out of it: Texinfo sorts "$!" and "PS0" its own way). Like a contents page it lists words and where
-    they stand; as text, bash's reference manual's nine index pages were 60 passages of "export . . . . 50"."""
+    they stand; as text, bash's reference manual's nine index pages were 129 chunks of "export . . . . 50"."""
     terms: list[str] = []
     entries = letters = 0
     for _, line in lines:
-        number = _leader_number(line)
-        if number is not None and number <= pages:
+        leader = _leader(line)
+        if leader is not None and leader[1] <= pages:
             entries += 1
-            term = "".join(ch for ch in line.rstrip("0123456789").rstrip(". \t").casefold() if ch.isalnum())
+            term = "".join(ch for ch in leader[0].casefold() if ch.isalnum())
             if term:
                 terms.append(term)
         elif len(line.strip()) == 1:

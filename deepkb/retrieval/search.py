@@ -282,7 +282,7 @@ def _search(
 Continues = Callable[[Hit, Hit], bool]
 
 
-def entry_first(hits: list[Hit], continues: Continues | None = None) -> list[Hit]:
+def entry_first(hits: list[Hit], continues: Continues) -> list[Hit]:
     """Of the hits from one section or definition list entry (the same file and heading path), the one that starts it
     (its text opens with the heading's own line: "-e" then "Exit immediately if…") goes before those that continue
     it: what the entry is comes before the details that follow (bash's "-e" entry runs over three chunks, and the
@@ -294,7 +294,7 @@ def entry_first(hits: list[Hit], continues: Continues | None = None) -> list[Hit
         if not _starts_entry(hit):
             continue
         j = next((n for n, h in enumerate(out) if h.path == hit.path and h.heading == hit.heading), None)
-        if j is not None and out[j] is not hit and (continues is None or continues(hit, out[j])):
+        if j is not None and out[j] is not hit and continues(hit, out[j]):
             out.remove(hit)
             out.insert(j, hit)
     return out
