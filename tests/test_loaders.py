@@ -324,8 +324,8 @@ def test_a_pdf_table_of_contents_is_not_text():
 
 def test_a_pdf_back_of_book_index_is_not_text():
     """An index page (entries ending in a dot leader and a page of this document, in alphabetical order, under their
-    groups' letters) lists words and where they stand: as text, bash's reference manual's nine index pages were 60
-    passages of "export . . . . 50". Not an empty page either. Leaders out of alphabetical order stay, and so do
+    groups' letters) lists words and where they stand: as text, bash's reference manual's nine index pages were 129
+    chunks of "export . . . . 50". Not an empty page either. Leaders out of alphabetical order stay, and so do
     alphabetical ones whose numbers are no pages of the document (a price list)."""
     index = "\n".join(["Index", "A", "alias . . . . . . 2", "B", "bg . . . . . . 3", "bind . . . . . . 2",
                        "break . . . . . . 1", "C", "cd . . . . . . 4", "command . . . . . . 4"])  # fmt: skip
@@ -340,8 +340,9 @@ def test_a_pdf_back_of_book_index_is_not_text():
 
 def test_hostile_lines_load_in_linear_time(tmp_path):
     """A PDF line of 600,000 characters of dot leader, and an AsciiDoc line "[#aaa…" and a reST line ".. _aaa…" as
-    long: the contents-page and markup checks once ran a regex that backtracked from every place it could start (one line of 64,000 characters
-    took 30 s, growing with its square). Loaded in a child process that gets 60 s (they take well under one), each
+    long (and, as long, a table border that never closes and a labeled-list term that never ends in "::"): the
+    contents-page and markup checks once ran a regex that backtracked from every place it could start (one line of
+    64,000 characters took 30 s, growing with its square). Loaded in a child process that gets 60 s (they take well under one), each
     long line is text like any other."""
     import subprocess
     import sys
@@ -349,12 +350,14 @@ def test_hostile_lines_load_in_linear_time(tmp_path):
     (tmp_path / "dots.pdf").write_bytes(_pdf(["Contents " + ". " * 300_000 + "end", "1 Introduction . . . . . 1"]))
     (tmp_path / "anchor.adoc").write_text("== Title\n\n[#" + "a" * 600_000 + "\n\nSome text.\n")
     (tmp_path / "label.rst").write_text("Title\n=====\n\n.. _" + "a" * 600_000 + "\n\nSome text.\n")
+    (tmp_path / "table.rst").write_text("Title\n=====\n\n" + "= " * 300_000 + "x\n\nSome text.\n")
+    (tmp_path / "terms.adoc").write_text("== Title\n\n" + "a:" * 300_000 + "\n\nSome text.\n")
     script = (
         "import sys; from pathlib import Path; from deepkb.loaders import load\n"
         "for p in map(Path, sys.argv[1:]):\n"
         "    print(p.name, [len(u.text) for u in load(p, p.read_bytes()).units])\n"
     )
-    paths = [str(tmp_path / name) for name in ("dots.pdf", "anchor.adoc", "label.rst")]
+    paths = [str(tmp_path / name) for name in ("dots.pdf", "anchor.adoc", "label.rst", "table.rst", "terms.adoc")]
     run = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[:3] == [
@@ -362,6 +365,7 @@ def test_hostile_lines_load_in_linear_time(tmp_path):
         "anchor.adoc [8, 600002, 10]",
         "label.rst [5, 600004, 10]",
     ]
+    assert run.stdout.split("\n")[3:5] == ["table.rst [5, 600001, 10]", "terms.adoc [8, 600000, 10]"]
 
 
 def test_a_pdf_page_edge_of_odd_digits_is_text_not_a_crash():
