@@ -14,7 +14,9 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-_MARKUP = re.compile(r"<!--.*?-->|<[^>]*>", re.S)
+# Markup as HTML reads it: a comment, or a tag, which opens with "<" and a letter ("</" and a letter, "<!", "<?"). A
+# "<" before anything else is text ("rowid<'2'", "b<>0" in SQLite's pages), as in a browser and in html.parser.
+_MARKUP = re.compile(r"<!--.*?-->|</?[A-Za-z][^>]*>|<[!?][^>]*>", re.S)
 _SPACE = re.compile(r"\s+")
 ELLIPSIS = "…"
 
