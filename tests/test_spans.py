@@ -354,6 +354,24 @@ def test_git_command_page_headings_are_its_section_titles(manuals):
     assert mine[1:] == [t for t in theirs[1:] if t != "MERGE STRATEGIES"]  # include::merge-strategies.txt[]
 
 
+def test_git_pages_with_few_titles_are_still_read_as_asciidoc(manuals):
+    """git's howtos and the pages other pages include have few titles and no anchors, but AsciiDoc's listing blocks,
+    directives and list continuations. Read as reST, a one-line listing between its like delimiters was an overlined
+    section title ("$ git checkout -b revert-c99 master" over the text after it) and `ifdef::git-rev-list[]` over its
+    underline a title: 7 such headings in git-doc's pages. Of 3,971 text files (this machine's /usr/share/doc and the
+    bench's Debian packages), 22 are read as AsciiDoc now: 18 of git's pages, git's contrib README and three of
+    PostgreSQL's tutorial SQL files (boxed comments; one box's line, "-- Aggregate Functions", is no title now)."""
+    page = manuals / "git-howto-revert-branch-rebase.txt"
+    howto = load(page, page.read_bytes())
+    assert {u.heading for u in howto.units if u.heading} == {"How to revert an existing commit"}
+    assert any(u.text.startswith("----") and "$ git checkout -b revert-c99 master" in u.text for u in howto.units)
+    included = manuals / "git-rev-list-description.txt"
+    doc = load(included, included.read_bytes())
+    assert not [u.heading for u in doc.units if u.heading]
+    assert not [u.text for u in doc.units if "ifdef::" in u.text or "endif::" in u.text]  # markup, not text
+    assert any("$ git rev-list foo bar ^baz" in u.text for u in doc.units)
+
+
 def test_asciidoc_labeled_list_entries_stand_under_their_terms_as_in_the_html_page(manuals):
     """git's pages list options and commands as AsciiDoc labeled lists (`-i::` / `--interactive::` over their
     description): each description stands under its terms (`OPTIONS > -i, --interactive`), as git's own HTML build of

@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 # 18: reST/plain-text table borders, labels and index directives, a rendered man page's header and footer lines, a
 #     PDF's back-of-book index pages and an HTML page's <title> set again before its first heading are not text;
 #     AsciiDoc labeled lists are entries under their terms; a section title goes on with the term that opens it.
-PIPELINE_VERSION = 18
+# 19: a text file with AsciiDoc's listing blocks, directives (`ifdef::x[]`) or list continuations is read as AsciiDoc
+#     even with few titles and anchors (git's howtos and included pages): none of its listing lines is a title.
+PIPELINE_VERSION = 19
 
 
 @dataclass

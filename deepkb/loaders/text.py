@@ -204,11 +204,45 @@ def _dialect(lines: list[str], name: str) -> str:
     first = next((line for line in lines[:5] if line.strip()), "")
     if _MAN_HEADER.match(first.strip()):
         return "man"
-    if lower.endswith((".adoc", ".asciidoc")) or sum(bool(_ADOC_MARKERS.search(line)) for line in lines[:4000]) >= 2:
+    if lower.endswith((".adoc", ".asciidoc")) or _asciidoc_signs(lines[:4000]) >= 2:
         return "asciidoc"
     if sum(line.startswith(".. ") and "::" in line for line in lines[:4000]) >= 2:
         return "rest"
     return "text"
+
+
+# AsciiDoc's preprocessor directives, and a listing, literal or comment block's delimiter.
+_ADOC_DIRECTIVE = re.compile(r"(?:include|ifdef|ifndef|ifeval|endif)::[^\[\s]*\[[^\]]*\]\s*")
+_ADOC_BLOCK = re.compile(r"-{4,}|\.{4,}|/{4,}")
+
+
+def _asciidoc_signs(lines: list[str]) -> int:
+    """How many lines only AsciiDoc writes: its titles, anchors, block styles and macros (`_ADOC_MARKERS`), its
+    directives (`ifdef::git-rev-list[]`) and a list continuation (`+` alone under text) count one each; a listing block
+    of two lines or more between like delimiters, touching both, counts half (reST reads one line between like lines
+    as an overlined title and has no block of more, but plain text boxes a note between two rules now and then).
+    git's howtos and the pages included in others have few titles and anchors but these: read as reST, a one-line
+    listing was a section ("$ git diff master..revert-c99", "H-I-J") and a directive a title."""
+    signs, blocks = 0, 0
+    opened: str | None = None
+    inside = 0
+    for i, line in enumerate(lines):
+        line = line.rstrip()
+        if opened is not None:
+            if line == opened:  # the content touches both delimiters: a horizontal rule stands between blank lines
+                blocks += inside >= 2 and bool(lines[i - 1].strip())
+                opened = None
+            else:
+                inside += 1
+            continue
+        following = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        if _ADOC_BLOCK.fullmatch(line) and (i == 0 or not lines[i - 1].strip()) and following:
+            opened, inside = line, 0
+        elif (
+            _ADOC_MARKERS.search(line) or _ADOC_DIRECTIVE.fullmatch(line) or line == "+" and i and lines[i - 1].strip()
+        ):
+            signs += 1
+    return signs + blocks // 2
 
 
 def _clean_title(title: str) -> str:
