@@ -61,11 +61,11 @@ def _words(text: str) -> list[str]:
 def test_every_format_is_ingested_without_a_complaint(formats_kb):
     kb, docs, report = formats_kb
     assert report.skipped == [] and report.warnings == []
-    assert report.added == 9  # docx, odt, epub, 2 man.gz, 1 man, mbox, eml, one Maildir message
+    assert report.added == 10  # docx, odt, epub, 3 man.gz, 1 man, mbox, eml, one Maildir message
     kinds = dict(kb.store.db.execute("SELECT substr(path, length(?) + 2), kind FROM documents", [str(docs)]))
     assert kinds == {
         "copyright-format.docx": "docx", "copyright-format.odt": "odt", "copyright-format.epub": "epub",
-        "ls.1.gz": "man", "gzip.1.gz": "man", "access.conf.5": "man", "git-howto.mbox": "email",
+        "ls.1.gz": "man", "gzip.1.gz": "man", "ldattach.8.gz": "man", "access.conf.5": "man", "git-howto.mbox": "email",
         "ppp-digest.eml": "email", "Maildir/cur/1230768000.M1P1.example:2,S": "email",
     }  # fmt: skip
 

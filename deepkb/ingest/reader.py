@@ -51,7 +51,9 @@ if TYPE_CHECKING:
 #     PDF's back-of-book index pages and an HTML page's <title> set again before its first heading are not text;
 #     AsciiDoc labeled lists are entries under their terms; a section title goes on with the term that opens it.
 # 19: a text file with AsciiDoc's listing blocks, directives (`ifdef::x[]`) or list continuations is read as AsciiDoc
-#     even with few titles and anchors (git's howtos and included pages): none of its listing lines is a title.
+#     even with few titles and anchors (git's howtos and included pages): none of its listing lines is a title. roff:
+#     a macro definition ends at ".  ." too (Asciidoctor's pages were "no text"), a line ending in "\\" goes on with
+#     the next, an escaped space stays in its argument and macro arguments are read in copy mode.
 PIPELINE_VERSION = 19
 
 

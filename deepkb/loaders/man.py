@@ -43,6 +43,9 @@ _SIMPLE = {"-": "-", "e": "\\", "\\": "\\", " ": " ", "~": " ", "0": " ", "|": "
            "{": "", "}": "", ":": "", "!": "", "r": ""}  # fmt: skip
 
 
+_REQUEST = re.compile(r"[.'][ \t]*(\S+)")  # a control line's request name
+
+
 def looks_like_roff(data: bytes) -> bool:
     """A `.1`-`.9` file that is roff: a request or comment (`.TH`, `.\\"`, `.Dd`) among its first lines. Text files
     that only end that way (`README.1st`, `notes.2`) are read as text."""
@@ -67,8 +70,31 @@ def unescape(text: str) -> str:
 
 
 def _args(rest: str) -> list[str]:
-    """A request's arguments: words, or "quoted strings" that may hold spaces."""
-    return [a[1:-1].replace('""', '"') if a.startswith('"') else a for a in re.findall(r'"(?:[^"]|"")*"?|\S+', rest)]
+    """A request's arguments: words, or "quoted strings" that may hold spaces. An escaped space (`\\ `, eqn's
+    `.BI big\\  e`) is in its word, not between words."""
+    words = re.findall(r'"(?:[^"]|"")*"?|(?:\\.|[^\s\\]|\\$)+', rest)
+    return [a[1:-1].replace('""', '"') if a.startswith('"') else a for a in words]
+
+
+def _joined(lines: list[str]) -> list[tuple[int, int, str]]:
+    """roff's input lines as (first, last line number, text): a line that ends in an escaped newline (a lone
+    backslash) goes on with the next one, as roff reads it (spufs(7) sets a tag over two lines that way)."""
+    out: list[tuple[int, int, str]] = []
+    first, parts = None, []
+    for number, raw in enumerate(lines, start=1):
+        line = raw.rstrip()
+        if first is None:
+            first = number
+        trailing = len(line) - len(line.rstrip("\\"))
+        if trailing % 2 and '\\"' not in line:  # a comment runs to the end of its line, newline not escaped
+            parts.append(line[:-1])
+            continue
+        parts.append(line)
+        out.append((first, number, "".join(parts)))
+        first, parts = None, []
+    if parts:
+        out.append((first, len(lines), "".join(parts)))
+    return out
 
 
 def load_man(text: str) -> LoadedDocument:
@@ -77,9 +103,9 @@ def load_man(text: str) -> LoadedDocument:
     units: list[Unit] = []
     title = None
     path: list[tuple[int, str]] = []
-    block: list[tuple[int, str]] = []  # (line number, text) of the paragraph being read
+    block: list[tuple[int, int, str]] = []  # (first, last line number, text) of the paragraph's input lines
     pending_heading: int | None = None  # .SH without arguments: the next text line is the heading
-    skip_until: str | None = None  # inside .de ... .. (a macro definition) or .ig
+    skip_until: str | None = None  # inside .de ... .. (a macro definition) or .ig: the name of the request that ends it
     # A .TP paragraph's tag (an option) heads its entry, as a definition list's term does: (.RS depth, tag) of the
     # entries the text is inside, outermost first; the next text line after .TP is a tag when `tag_next`.
     entries: list[tuple[int, str]] = []
@@ -88,35 +114,36 @@ def load_man(text: str) -> LoadedDocument:
     def flush() -> None:
         if block:
             entry = " > ".join(tag for _, tag in entries) or None
-            units.append(Unit("\n".join(t for _, t in block), block[0][0], block[-1][0], entry=entry))
+            units.append(Unit("\n".join(t for _, _, t in block), block[0][0], block[-1][1], entry=entry))
             block.clear()
 
     def close_entries(at: int) -> None:
         while entries and entries[-1][0] >= at:
             entries.pop()
 
-    def heading(level: int, name: str, number: int) -> None:
+    def heading(level: int, name: str, number: int, last: int) -> None:
         nonlocal path
         flush()
         entries.clear()
         name = " ".join(name.split())
         path = [p for p in path if p[0] < level] + [(level, name)]
         root = [title] if title else []
-        units.append(Unit(name, number, number, heading=" > ".join(root + [p[1] for p in path]), boundary=True))
+        units.append(Unit(name, number, last, heading=" > ".join(root + [p[1] for p in path]), boundary=True))
 
-    for number, raw in enumerate(lines, start=1):
-        line = raw.rstrip()
-        if skip_until is not None:
-            if line.startswith(skip_until):
+    for number, last, line in _joined(lines):
+        if skip_until is not None:  # ".." ends it, or ".  ." (spaces may follow a control character), or ".end"
+            ends = _REQUEST.match(line)
+            if ends and ends.group(1) == skip_until:
                 skip_until = None
             continue
         if line.startswith(('.\\"', "'\\\"", '.\\"', '\\"')) or line in (".", "'"):
             continue
         if line.startswith((".", "'")) and len(line) > 1:
             request, _, rest = line[1:].lstrip().partition(" ")
-            args = _args(rest)
-            if request in ("de", "de1", "am", "ig"):
-                skip_until = ".." if request != "ig" or not args else "." + args[0]
+            args = [a.replace("\\\\", "\\") for a in _args(rest)]  # read in copy mode: "\\-" is "\-", a hyphen
+            if request in ("de", "de1", "am", "am1", "ig"):  # .de name [end], .ig [end]: "." unless named
+                named = args[:1] if request == "ig" else args[1:2]
+                skip_until = named[0] if named else "."
                 continue
             if request == "TH" or request == "Dt":
                 if args:
@@ -125,7 +152,7 @@ def load_man(text: str) -> LoadedDocument:
             if request in ("SH", "Sh", "SS", "Ss"):
                 level = 1 if request in ("SH", "Sh") else 2
                 if args:
-                    heading(level, unescape(" ".join(args)), number)
+                    heading(level, unescape(" ".join(args)), number, last)
                 else:
                     pending_heading = level
                 continue
@@ -156,7 +183,7 @@ def load_man(text: str) -> LoadedDocument:
             text = unescape(line)
         if pending_heading is not None:
             if text.strip():
-                heading(pending_heading, text, number)
+                heading(pending_heading, text, number, last)
                 pending_heading = None
             continue
         if text.strip():
@@ -164,7 +191,7 @@ def load_man(text: str) -> LoadedDocument:
                 tag_next = False
                 if len(entries) < TERM_DEPTH:
                     entries.append((depth, term_heading(text)))
-            block.append((number, " ".join(text.split())))
+            block.append((number, last, " ".join(text.split())))
         else:
             flush()
     flush()
