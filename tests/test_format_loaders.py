@@ -64,18 +64,19 @@ def test_roff_escaped_newlines_and_spaces_are_read_as_roff_reads_them():
     pages sampled have such lines); an escaped space stays in its argument (eqn(1): `.BI big\\  e`, "big e"); a
     macro's arguments are read in copy mode (xargs(1): `.B "\\-\\-show\\\\-limits"`, "--show-limits"). Before, the
     tags were "/npc, /decr, \\" (the next line a paragraph of its own, quotes and all), "big\\e" and
-    "--show\\-limits"."""
+    "--show\\-limits". A request's name ends at a tab too (tc-cake(8): `.SS<tab>Manual Overhead Specification`)."""
     roff = "\n".join([
         ".TH SPUFS 7", ".SH FILES", ".TP",
         '.IR /npc ", " /decr ", " \\', '/srr0 ", " /lslr', "Internal registers of the SPU.",
         ".TP", ".BI big\\  e", "Enlarges the expression it modifies.",
         ".TP", '.B "\\-\\-show\\\\-limits"', "Display the limits.",
-        "Text that goes \\", "on.",
+        "Text that goes \\", "on.", ".SS\tManual Overhead Specification", "Set it by hand.",
     ])  # fmt: skip
     units = load_man(roff).units
     tags = [u.heading.split(" > ")[-1] for u in units if u.entry]
     assert tags == ["/npc, /decr, /srr0, /lslr", "big e", "--show-limits"]
     first = next(u for u in units if u.entry)
     assert (first.line_start, first.line_end) == (4, 6) and first.text.startswith("/npc, /decr, /srr0, /lslr\nInternal")
-    last = units[-1]
-    assert last.text.endswith("Text that goes on.") and last.line_end == 14
+    last = next(u for u in units if u.text.endswith("goes on."))
+    assert last.line_end == 14
+    assert units[-1].heading == "SPUFS(7) > FILES > Manual Overhead Specification"  # a tab after .SS (tc-cake(8))

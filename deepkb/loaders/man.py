@@ -139,7 +139,7 @@ def load_man(text: str) -> LoadedDocument:
         if line.startswith(('.\\"', "'\\\"", '.\\"', '\\"')) or line in (".", "'"):
             continue
         if line.startswith((".", "'")) and len(line) > 1:
-            request, _, rest = line[1:].lstrip().partition(" ")
+            request, rest = re.match(r"[ \t]*(\S*)[ \t]*(.*)", line[1:]).groups()  # a tab may follow the name too
             args = [a.replace("\\\\", "\\") for a in _args(rest)]  # read in copy mode: "\\-" is "\-", a hyphen
             if request in ("de", "de1", "am", "am1", "ig"):  # .de name [end], .ig [end]: "." unless named
                 named = args[:1] if request == "ig" else args[1:2]

@@ -63,8 +63,8 @@ def load_plain(text: str, name: str = "") -> LoadedDocument:
     dialect = _dialect(lines, name)
     markup: set[int] = set()  # lines that render as nothing: markup, table borders, a rendered page's running heads
     if dialect == "man":
-        headings = _man_headings(lines)
         markup = _man_page_heads(lines)
+        headings = _man_headings(lines, markup)
     elif dialect == "asciidoc":
         headings, markup, terms = _asciidoc_headings(lines)
     else:
@@ -180,11 +180,13 @@ def _rest_entries(units: list[Unit]) -> None:
 
 _PUNCT = re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 _UNDERLINE = re.compile(rf"([{_PUNCT}])\1*\s*$")
-_MAN_HEADER = re.compile(r"^(\S+)\(([0-9][\w]*)\)\s.*\s\1\(\2\)\s*$")
+_MAN_SECTION_NUMBER = re.compile(r"\(([0-9]\w*)\)$")
 # A reST simple table's border (two or more columns of = or -) or a grid table's (+----+----+): markup, not text. A
 # line of one run is a title's underline or a one-column table's border, which the title rule reads.
 _TABLE_BORDER = re.compile(r"[ \t]*(?:=+(?: +=+)+|-+(?: +-+)+|\+(?:[-=]+\+)+)[ \t]*")
-_MAN_SECTION = re.compile(r"^[A-Z][A-Z0-9 ,./()'&-]*$")
+# A section title of a rendered man page: .SH sets it at the margin, and every other line is indented ("NAME", "WHY
+# SAMPLING?", top(1)'s "1. COMMAND-LINE Options"); a rule of underscores at the margin is no title.
+_MAN_SECTION = re.compile(r"^(?=.*[^\W\d_])\S.{0,78}$")
 _MAN_SUBSECTION = re.compile(r"^ {2,4}(\S.{0,70})$")
 _ADOC_TITLE = re.compile(r"^(={1,6})\s+(\S.*?)(?:\s+=+)?\s*$")
 _ADOC_DELIMITER = re.compile(r"^(-{4,}|\.{4,}|={4,}|\+{4,}|\*{4,}|_{4,}|/{4,}|\|={3,}|```.*|--)\s*$")
@@ -202,7 +204,7 @@ def _dialect(lines: list[str], name: str) -> str:
     if lower.endswith((".rst", ".rst.txt", ".rest")):
         return "rest"
     first = next((line for line in lines[:5] if line.strip()), "")
-    if _MAN_HEADER.match(first.strip()):
+    if _man_header(first):
         return "man"
     if lower.endswith((".adoc", ".asciidoc")) or _asciidoc_signs(lines[:4000]) >= 2:
         return "asciidoc"
@@ -243,6 +245,28 @@ def _asciidoc_signs(lines: list[str]) -> int:
         ):
             signs += 1
     return signs + blocks // 2
+
+
+def _man_header(line: str) -> str | None:
+    """NAME(SECTION) when the line is a rendered man page's header, which names the page at both ends (`TAR(1)  GNU
+    TAR Manual  TAR(1)`). A long name fills the line with no space between the parts
+    (`SYSTEMD-MACHINE-ID-SETUP(1)systemd-machine-id-setupSYSTEMD-MACHINE-ID-SETUP(1)`) or is cut short at the left
+    (`GCLOUD_ALLOYDB_OPERATIONS_LIGeneral Commands GCLOUD_ALLOYDB_OPERATIONS_LIST(1)`,
+    `SYSTEMD-VERITYSETUP-GENERsystemd-veritysetup-gSYSTEMD-VERITYSETUP-GENERATOR(8)`); either way the page had no
+    section titles before. It stands at the margin, as the text it heads does not."""
+    if line.startswith("  "):
+        return None
+    line = line.strip()
+    end = _MAN_SECTION_NUMBER.search(line)
+    if end is None:
+        return None
+    tag = f"({end.group(1)})"
+    first = line.find(tag)
+    if 0 < first < end.start() and line[: end.start()].endswith(line[:first]):
+        return line[:first] + tag  # tc-flow(8)'s name has spaces: `Flow filter in tc(8)  Linux  Flow filter in tc(8)`
+    start = line.rfind(line[:10], 1, end.start())  # a long name, cut short at the left: its first 10 characters again
+    name = line[start : end.start()]
+    return name + tag if start > 0 and len(name) >= 16 and " " not in name else None
 
 
 def _clean_title(title: str) -> str:
@@ -376,12 +400,13 @@ def _asciidoc_entries(units: list[Unit], terms: dict[int, tuple[int, str]]) -> N
         unit.entry = open_terms.path
 
 
-def _man_headings(lines: list[str]) -> Headings:
-    """A man page rendered to text: SECTION titles at the margin, subsection titles indented by a few spaces."""
+def _man_headings(lines: list[str], heads: set[int]) -> Headings:
+    """A man page rendered to text: SECTION titles at the margin, subsection titles indented by a few spaces; the
+    page's header and footer lines (`heads`) at the margin too are neither."""
     out: Headings = {}
     for i, line in enumerate(lines[1:], start=1):
         stripped = line.rstrip()
-        if not stripped or _MAN_HEADER.match(stripped.strip()):
+        if not stripped or i in heads or _man_header(stripped):
             continue
         if _MAN_SECTION.match(stripped) and len(stripped) < 60:
             out[i] = (1, stripped, i, i)
@@ -396,14 +421,13 @@ def _man_page_heads(lines: list[str]) -> set[int]:
     """A rendered man page's running heads: the header (`TAR(1)  GNU TAR Manual  TAR(1)`, on every page where the
     text was paginated) and the footer that ends with the same name and section after a gap (`TAR  July 13, 2020
     TAR(1)`; the date and version of the page, not its text). As text, the header was a chunk of its own."""
-    header = next((m for line in lines[:5] if (m := _MAN_HEADER.match(line.strip()))), None)
-    if header is None:
+    tag = next((tag for line in lines[:5] if (tag := _man_header(line))), None)
+    if tag is None:
         return set()
-    tag = f"{header.group(1)}({header.group(2)})"
     return {
         i
         for i, line in enumerate(lines)
-        if _MAN_HEADER.match(line.strip()) or line.rstrip().endswith(tag) and (
+        if _man_header(line) == tag or line.rstrip().endswith(tag) and (
             line.strip() == tag or line.rstrip()[: -len(tag)].endswith("   ")
         )
     }  # fmt: skip
