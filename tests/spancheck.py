@@ -34,7 +34,12 @@ def source_lines(path: str, page: int | None = None) -> tuple[str, ...]:
 
         text = PdfReader(str(file)).pages[(page or 1) - 1].extract_text() or ""
         return tuple(_key(line) for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
-    raw = file.read_bytes().decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    data = file.read_bytes()
+    try:
+        raw = data.decode("utf-8")
+    except UnicodeDecodeError:  # libxslt's pages are ISO-8859-1, as they say (deepkb reads them so)
+        raw = data.decode("cp1252", errors="replace")
+    raw = raw.replace("\r\n", "\n").replace("\r", "\n")
     if file.suffix.lower() in (".html", ".htm", ".xhtml"):
         raw = _MARKUP.sub(lambda m: "\n" * m.group().count("\n"), raw)
         return tuple(_key(html.unescape(line)) for line in raw.split("\n"))

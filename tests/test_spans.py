@@ -25,7 +25,7 @@ FIXTURES = Path(__file__).resolve().parent / "data" / "manuals"
 DOCS = [
     "git-user-manual.txt", "git-rebase.txt", "git-rebase.html", "python-argparse.rst.txt", "python-argparse.html",
     "tar.1.txt", "sqlite-lang_createindex.html", "sqlite-pragma.html", "sqlite-lang_corefunc.html", "pg-sql-vacuum.html", "bash-excerpt.html", "rsync-NEWS.md",
-    "bashref-p100-101.pdf", "systemd-machine-id-setup.1.txt",
+    "bashref-p100-101.pdf", "systemd-machine-id-setup.1.txt", "xmlsec-README.md",
 ]  # fmt: skip
 
 

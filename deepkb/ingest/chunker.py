@@ -41,10 +41,25 @@ class _Draft:
     paragraphs: list[list[_Line]]
 
     def chunk(self, n_tokens: int) -> Chunk:
-        text = "\n\n".join("\n".join(line.text for line in para) for para in self.paragraphs)
-        lines = [line for para in self.paragraphs for line in para]
+        paragraphs = _trimmed(self.paragraphs)
+        text = "\n\n".join("\n".join(line.text for line in para) for para in paragraphs)
+        lines = [line for para in paragraphs for line in para]
         start, end = min(x.start for x in lines), max(x.end for x in lines)
         return Chunk(text, self.page, start, end, self.heading, n_tokens)
+
+
+def _trimmed(paragraphs: list[list[_Line]]) -> list[list[_Line]]:
+    """The paragraphs without the blank lines a chunk would start or end on. A code block larger than a chunk is cut
+    between its lines, and a piece (or the overlap it starts with) may begin at a blank line of the block: its span
+    began a line before its text (a README's `apt install` block, cited from the blank line above "# gcrypt
+    libraries"). Blank lines inside stay."""
+    lines = [(p, k) for p, para in enumerate(paragraphs) for k, line in enumerate(para) if line.text.strip()]
+    if not lines:
+        return paragraphs
+    (p0, k0), (p1, k1) = lines[0], lines[-1]
+    if p0 == p1:
+        return [paragraphs[p0][k0 : k1 + 1]]
+    return [paragraphs[p0][k0:], *paragraphs[p0 + 1 : p1], paragraphs[p1][: k1 + 1]]
 
 
 def _stable_hash(text: str) -> int:

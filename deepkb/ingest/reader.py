@@ -53,7 +53,8 @@ if TYPE_CHECKING:
 # 19: a text file with AsciiDoc's listing blocks, directives (`ifdef::x[]`) or list continuations is read as AsciiDoc
 #     even with few titles and anchors (git's howtos and included pages): none of its listing lines is a title. roff:
 #     a macro definition ends at ".  ." too (Asciidoctor's pages were "no text"), a line ending in "\\" goes on with
-#     the next, an escaped space stays in its argument and macro arguments are read in copy mode.
+#     the next, an escaped space stays in its argument and macro arguments are read in copy mode. A chunk neither
+#     starts nor ends on a blank line of a code block it cuts.
 PIPELINE_VERSION = 19
 
 
