@@ -49,7 +49,10 @@ def source_lines(path: str, page: int | None = None) -> tuple[str, ...]:
 def violation(path: str, page: int | None, line_start: int, line_end: int, text: str) -> str | None:
     """Why the passage does not stand exactly on its span, or None when it does."""
     is_html = Path(path).suffix.lower() in (".html", ".htm", ".xhtml")
-    lines = [_key(line.strip().strip(ELLIPSIS)) for line in text.split("\n")]
+    # An excerpt marks a line it cuts with "…"; a line that is only "…" is the document's own (nettle's "C_1, …, C_n").
+    lines = [
+        _key(line.strip() if line.strip() == ELLIPSIS else line.strip().strip(ELLIPSIS)) for line in text.split("\n")
+    ]
     lines = [line for line in lines if line]
     if not lines:
         return "empty passage"
