@@ -193,6 +193,27 @@ def test_pdf_numbered_section_titles_become_heading_paths():
     assert not any(u.heading and "35 days" in u.heading for u in doc.units)
 
 
+def test_pdf_numbered_titles_come_in_the_order_of_their_numbers():
+    """Without bookmarks, a numbered line is a title only in turn after the last one (zlib's crc-doc.pdf: its
+    contents entries "1 Definition of CRC 2", a code listing's "1 Crc CrcByte ( Byte v a l u e ) {" and a list's
+    "2. Modern CPUs have multiple ALUs ..." were titles, and sections 4.7-4.10 stood under the list item). A title
+    the pattern misses leaves a gap the next one may jump ("2.3" after "2.1"; bzip2's manual has no "3." over "3.1.1")."""
+    pages = [
+        "Contents\n1 Definition of CRC 2\n2 Fast implementation 2\nWe know CRC.",
+        "1 Definition of CRC\nA CRC is a remainder.\n2 Fast implementation\nTwo ideas:\n1. Tables speed it up\n"
+        "2. Modern CPUs have multiple ALUs and run 3 at once\n2.1 Tables\nThe table holds 256 entries.\n"
+        "1 Crc CrcByte ( Byte value ) {\n2.3 Words\nRead a word at a time.",
+    ]
+    doc = load(Path("crc.pdf"), _pdf(pages))
+    heads = [u.heading for u in doc.units if u.boundary]
+    assert heads == [
+        "1 Definition of CRC", "2 Fast implementation", "2 Fast implementation > 2.1 Tables",
+        "2 Fast implementation > 2.3 Words",
+    ]  # fmt: skip
+    table = next(u for u in doc.units if u.text.startswith("The table holds"))
+    assert table.heading == "2 Fast implementation > 2.1 Tables"
+
+
 def test_pdf_running_footers_are_dropped_and_lines_keep_their_numbers():
     doc = load(Path("policy.pdf"), (SAMPLE / "backup-retention-policy.pdf").read_bytes())
     assert not any("Page 2 of 5" in u.text or "version 2.3 - Page" in u.text for u in doc.units)

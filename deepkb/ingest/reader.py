@@ -54,7 +54,8 @@ if TYPE_CHECKING:
 #     even with few titles and anchors (git's howtos and included pages): none of its listing lines is a title. roff:
 #     a macro definition ends at ".  ." too (Asciidoctor's pages were "no text"), a line ending in "\\" goes on with
 #     the next, an escaped space stays in its argument and macro arguments are read in copy mode. A chunk neither
-#     starts nor ends on a blank line of a code block it cuts.
+#     starts nor ends on a blank line of a code block it cuts. A PDF without bookmarks takes a numbered line for a
+#     title only in the order of the numbers (not a list item, a code line's number or a contents entry).
 PIPELINE_VERSION = 19
 
 

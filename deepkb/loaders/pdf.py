@@ -43,6 +43,7 @@ def load_pdf(data: bytes, on_ocr_page: OCRProgress | None = None) -> LoadedDocum
     page_lines = [extract_page_lines(page, number, failed) for number, page in enumerate(pages, start=1)]
     running, heads = _running_lines(page_lines), _numbered_heads(page_lines)
     navigation: set[int] = set()  # contents and index pages: lists of titles and where they stand, not text
+    numbering = None if outline else _Numbering([line for lines in page_lines for _, line in lines])
     for number, all_lines in enumerate(page_lines, start=1):
         pending = outline.get(number, [])
         kept = [(i, line) for i, line in all_lines if _shape(line) not in running and (number, i) not in heads]
@@ -65,6 +66,8 @@ def load_pdf(data: bytes, on_ocr_page: OCRProgress | None = None) -> LoadedDocum
             continue
         for i, line in lines:
             level = _heading_level(line, pending, bool(outline))
+            if level is not None and numbering is not None:
+                level = numbering.follows(line, level)
             if level is not None:
                 at = next((j for j in found if _key(pending[j][1]) == _key(line)), None)
                 for j in [j for j in unplaced if at is not None and j < at]:  # between two titles: before the next
@@ -229,6 +232,45 @@ def _heading_level(line: str, bookmarks: list[tuple[int, str]], has_outline: boo
     if match and not line.rstrip().endswith((".", ",", ";", ":")) and len(line.split()) <= 12:
         return match.group(1).count(".") + 1
     return None
+
+
+class _Numbering:
+    """Numbered titles (a PDF without bookmarks) come in the order of their numbers: each one a little ahead of the
+    last (the next at its level or above, a gap of one allowed, or a first subsection; bzip2's manual prints no "3."
+    over its "3.1.1"). A line numbered out of turn is text: a numbered list's item ("2. Modern CPUs have multiple
+    ALUs"), a code listing's line number ("1 Crc CrcByte ( Byte v a l u e ) {"), and a table of contents' entry ("1
+    Definition of CRC 2", whose title is numbered again later without the page number). zlib's crc-doc.pdf had all
+    three as titles: its sections 4.7 to 4.10 stood under "2. Modern CPUs have multiple ALUs and may execute 3-4
+    instructions"."""
+
+    def __init__(self, lines: list[str]) -> None:
+        titles = [" ".join(line.split()) for line in lines if _NUMBERED.match(line)]
+        later: set[str] = set()
+        self.entries: set[str] = set()  # contents entries: the title again, later, without the page number
+        for title in reversed(titles):
+            if (entry := re.fullmatch(r"(.+?)\s+\d{1,4}", title)) and _key(entry.group(1)) in later:
+                self.entries.add(title)
+            later.add(_key(title))
+        self.last: tuple[int, ...] | None = None
+
+    def follows(self, line: str, level: int) -> int | None:
+        """The title's level when it comes in turn after the last numbered title (and is then the last), else None."""
+        if " ".join(line.split()) in self.entries:
+            return None
+        number = tuple(int(n) for n in _NUMBERED.match(line).group(1).split("."))
+        if self.last is not None and not _ahead(number, self.last):
+            return None
+        self.last = number
+        return level
+
+
+def _ahead(number: tuple[int, ...], last: tuple[int, ...]) -> bool:
+    """`number` comes a little after `last`: 1 or 2 ahead where they first differ, and from there only the first
+    subsections (1 or 2); or `last` with first subsections added."""
+    for k, (a, b) in enumerate(zip(number, last)):
+        if a != b:
+            return 1 <= a - b <= 2 and all(n <= 2 for n in number[k + 1 :])
+    return len(number) > len(last) and all(n <= 2 for n in number[len(last) :])
 
 
 def _metadata_title(reader) -> str | None:
