@@ -43,7 +43,9 @@ _SIMPLE = {"-": "-", "e": "\\", "\\": "\\", " ": " ", "~": " ", "0": " ", "|": "
            "{": "", "}": "", ":": "", "!": "", "r": ""}  # fmt: skip
 
 
-_REQUEST = re.compile(r"[.'][ \t]*(\S+)")  # a control line's request name
+_CONTROL = re.compile(
+    r"[.'][ \t]*(\S*)[ \t]*(.*)"
+)  # a control line: its request's name (a tab may follow) and the rest
 
 
 def looks_like_roff(data: bytes) -> bool:
@@ -132,14 +134,14 @@ def load_man(text: str) -> LoadedDocument:
 
     for number, last, line in _joined(lines):
         if skip_until is not None:  # ".." ends it, or ".  ." (spaces may follow a control character), or ".end"
-            ends = _REQUEST.match(line)
+            ends = _CONTROL.match(line)
             if ends and ends.group(1) == skip_until:
                 skip_until = None
             continue
-        if line.startswith(('.\\"', "'\\\"", '.\\"', '\\"')) or line in (".", "'"):
+        if line.startswith(('.\\"', "'\\\"", '\\"')) or line in (".", "'"):
             continue
-        if line.startswith((".", "'")) and len(line) > 1:
-            request, rest = re.match(r"[ \t]*(\S*)[ \t]*(.*)", line[1:]).groups()  # a tab may follow the name too
+        if (control := _CONTROL.match(line)) and len(line) > 1:
+            request, rest = control.groups()
             args = [a.replace("\\\\", "\\") for a in _args(rest)]  # read in copy mode: "\\-" is "\-", a hyphen
             if request in ("de", "de1", "am", "am1", "ig"):  # .de name [end], .ig [end]: "." unless named
                 named = args[:1] if request == "ig" else args[1:2]

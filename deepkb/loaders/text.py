@@ -214,7 +214,7 @@ def _dialect(lines: list[str], name: str) -> str:
 
 
 # AsciiDoc's preprocessor directives, and a listing, literal or comment block's delimiter.
-_ADOC_DIRECTIVE = re.compile(r"(?:include|ifdef|ifndef|ifeval|endif)::[^\[\s]*\[[^\]]*\]\s*")
+_ADOC_DIRECTIVE = re.compile(r"(?:include|ifdef|ifndef|ifeval|endif)::[^\[\s]*\[[^\]]*\]")
 _ADOC_BLOCK = re.compile(r"-{4,}|\.{4,}|/{4,}")
 
 
@@ -332,7 +332,7 @@ _ADOC_MARKUP = re.compile(
     r"\[\[[^\[\]]+\]\]|\[#[\w:.-][^\]]*\]"  # block anchors: [[id]], [[id,text]], [#id] (no nested quantifiers)
     r"|\[(verse|listing|source|literal|preface|appendix|glossary|bibliography|index|abstract|colophon|dedication"
     r"|partintro|quote|example|sidebar|NOTE|TIP|IMPORTANT|WARNING|CAUTION|discrete|float)\b[^\]]*\]"  # block styles
-    r"|(include|ifdef|ifndef|ifeval|endif)::[^\[\s]*\[[^\]]*\]"  # directives
+    r"|" + _ADOC_DIRECTIVE.pattern  # directives
 )
 
 
