@@ -361,7 +361,8 @@ def test_a_pdf_back_of_book_index_is_not_text():
 
 def test_hostile_lines_load_in_linear_time(tmp_path):
     """A PDF line of 600,000 characters of dot leader, and an AsciiDoc line "[#aaa…" and a reST line ".. _aaa…" as
-    long (and, as long, a table border that never closes and a labeled-list term that never ends in "::"): the
+    long (and, as long, a table border that never closes, a labeled-list term that never ends in "::", a man page's
+    header line, and 200,000 roff lines each going on with the next): the
     contents-page and markup checks once ran a regex that backtracked from every place it could start (one line of
     64,000 characters took 30 s, growing with its square). Loaded in a child process that gets 60 s (they take well under one), each
     long line is text like any other."""
@@ -373,12 +374,16 @@ def test_hostile_lines_load_in_linear_time(tmp_path):
     (tmp_path / "label.rst").write_text("Title\n=====\n\n.. _" + "a" * 600_000 + "\n\nSome text.\n")
     (tmp_path / "table.rst").write_text("Title\n=====\n\n" + "= " * 300_000 + "x\n\nSome text.\n")
     (tmp_path / "terms.adoc").write_text("== Title\n\n" + "a:" * 300_000 + "\n\nSome text.\n")
+    # roff lines that all go on with the next (one line of 200,003 characters), and a man page header of 600,000
+    (tmp_path / "cont.1").write_text(".TH T 1\n.SH NAME\n" + "a\\\n" * 200_000 + "end\n")
+    (tmp_path / "head.1.txt").write_text("T(1)" + "x" * 600_000 + "T(1)\n\nNAME\n       t - a tool\n")
     script = (
         "import sys; from pathlib import Path; from deepkb.loaders import load\n"
         "for p in map(Path, sys.argv[1:]):\n"
         "    print(p.name, [len(u.text) for u in load(p, p.read_bytes()).units])\n"
     )
-    paths = [str(tmp_path / name) for name in ("dots.pdf", "anchor.adoc", "label.rst", "table.rst", "terms.adoc")]
+    names = ("dots.pdf", "anchor.adoc", "label.rst", "table.rst", "terms.adoc", "cont.1", "head.1.txt")
+    paths = [str(tmp_path / name) for name in names]
     run = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[:3] == [
@@ -387,6 +392,7 @@ def test_hostile_lines_load_in_linear_time(tmp_path):
         "label.rst [5, 600004, 10]",
     ]
     assert run.stdout.split("\n")[3:5] == ["table.rst [5, 600001, 10]", "terms.adoc [8, 600000, 10]"]
+    assert run.stdout.split("\n")[5:7] == ["cont.1 [4, 200003]", "head.1.txt [4, 17]"]  # the header is no text
 
 
 def test_a_pdf_page_edge_of_odd_digits_is_text_not_a_crash():
